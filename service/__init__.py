@@ -1,0 +1,3 @@
+"""xent: a cross-entropy scoring service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,41 @@
+"""Liveness, readiness and instance information."""
+
+from fastapi import APIRouter, Request
+
+from service import __version__
+from service.api.errors import HttpProblem, problem_responses
+from service.api.schemas import Health, Info, Limits
+from service.api.scoring import SettingsDep
+from service.core import PredictionType, Unit, WarningCode
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> Health:
+    """200 while the process is up; it checks nothing else, so load never fails it."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", summary="Readiness: start-up finished", responses=problem_responses(503))
+async def readyz(request: Request) -> Health:
+    """200 once start-up (including a self-test on the reference example) has finished; 503 before."""
+    if not getattr(request.app.state, "ready", False):
+        raise HttpProblem(503, "Not ready", "the service is starting or stopping", "not-ready", {"Retry-After": "1"})
+    return Health(status="ready")
+
+
+@router.get("/v1/info", summary="Version, units and limits", tags=["scoring"])
+async def info(settings: SettingsDep) -> Info:
+    """What this instance is and what it accepts."""
+    return Info(
+        name="xent",
+        version=__version__,
+        units=[unit.value for unit in Unit],
+        prediction_types={
+            "/v1/cross-entropy": [kind.value for kind in PredictionType],
+            "/v1/binary-cross-entropy": [PredictionType.PROBABILITIES.value, PredictionType.LOGITS.value],
+        },
+        warning_codes=[code.value for code in WarningCode],
+        limits=Limits(max_body_bytes=settings.max_body_bytes),
+    )

@@ -1,0 +1,320 @@
+"""Pydantic models of the JSON API: the single source of the OpenAPI document.
+
+Array fields are typed ``Any`` with a hand-written JSON schema: the core checks
+them (vectorised, naming the row and column of the first bad value), so that a
+batch of a million numbers is not validated element by element in Python.
+Scalar options are validated here, strictly (a boolean is not a number).
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from service.core import BinaryOptions, MulticlassOptions, Normalization, PredictionType, Unit
+
+_NUMBER = {"type": "number"}
+_NUMBER_ROW = {"type": "array", "items": _NUMBER}
+
+Matrix = Annotated[Any, WithJsonSchema({"type": "array", "items": {**_NUMBER_ROW, "minItems": 2}})]
+Vector = Annotated[Any, WithJsonSchema({"type": "array", "items": _NUMBER})]
+VectorOrMatrix = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"type": "array", "items": _NUMBER}, {"type": "array", "items": _NUMBER_ROW}]})
+]
+Labels = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "integer"}, "title": "Class indices"},
+                {"type": "array", "items": {"type": "string"}, "title": "Class names"},
+                {"type": "array", "items": _NUMBER_ROW, "title": "Target distributions"},
+            ]
+        }
+    ),
+]
+
+
+def _check_epsilon(value: object) -> object:
+    """ "auto", or a number (not a boolean) in [0, 0.5)."""
+    if value == "auto" and isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 0.5:
+        return float(value)
+    raise PydanticCustomError("epsilon", 'must be "auto" or a number in [0, 0.5)')
+
+
+Epsilon = Annotated[
+    Any,
+    PlainValidator(_check_epsilon),
+    WithJsonSchema(
+        {"anyOf": [{"const": "auto", "type": "string"}, {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5}]}
+    ),
+]
+PosWeight = Annotated[
+    Any,
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "array", "items": {"type": "number", "minimum": 0}}]}
+    ),
+]
+
+UnitName = Literal["nats", "bits", "hartleys"]
+
+_UNIT = "Unit of the results: `nats` (natural log, default), `bits` (log2) or `hartleys` (log10)."
+_EPSILON = (
+    'Clip for probabilities: each is clipped to [ε, 1 − ε] before the log. `"auto"` (default) is float64 '
+    "machine epsilon, 2.220446049250313e-16, as scikit-learn's `log_loss` does; `0` is exact math, where a zero "
+    "probability on a non-zero target gives +infinity, reported as `null` with a `NON_FINITE` warning. "
+    "Applies to `probabilities` only; logits and log-probabilities are never clipped."
+)
+_SAMPLE_WEIGHTS = (
+    "N non-negative weights, one per row. They change only the aggregates (mean, sum), never the per-sample values."
+)
+_LABEL_SMOOTHING = "Label smoothing ε_ls in [0, 1], applied to the target before every quantity"
+_PER_SAMPLE = "Return the per-sample arrays (default). `false` leaves them out, for very large batches."
+
+
+class _Strict(BaseModel):
+    # extra="forbid": a misspelt option must fail loudly, never silently change a result.
+    # strict: true is not 1, and "1" is not 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CrossEntropyRequest(_Strict):
+    """A batch of multi-class predictions and their labels."""
+
+    predictions: Matrix = Field(
+        description="N×C numbers, C ≥ 2: one row per sample, one column per class, of the kind `prediction_type` says.",
+    )
+    labels: Labels = Field(
+        description=(
+            "One of: N class indices (integers in [0, C)); N class names (strings; `classes` is then required); "
+            "or N×C target distributions (one-hot or soft rows, each ≥ 0 and summing to 1)."
+        ),
+    )
+    prediction_type: Literal["probabilities", "logits", "log_probabilities"] = Field(
+        "probabilities",
+        description=(
+            "`probabilities` (default, each in [0, 1]), `logits` (normalised with a stable log-softmax, "
+            "x − logsumexp x) or `log_probabilities` (each ≤ 0)."
+        ),
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="C unique class names in column order. Required with class-name labels; echoed in the response.",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, le=1, description=f"{_LABEL_SMOOTHING}: y' = (1 − ε_ls)·y + ε_ls/C. Default 0."
+    )
+    class_weights: Vector | None = Field(
+        None,
+        description=(
+            "C non-negative class weights. Row i then weighs sᵢ·Σ_c w_c·y'ᵢ_c in the aggregates "
+            "(for a hard label, sᵢ·w_yᵢ); per-sample values are unchanged."
+        ),
+    )
+    sample_weights: Vector | None = Field(None, description=_SAMPLE_WEIGHTS)
+    ignore_index: int | None = Field(
+        None,
+        description=(
+            "A class index whose rows are left out of every aggregate and get `null` per-sample values "
+            "(e.g. -100, as in PyTorch). Only with class-index labels."
+        ),
+    )
+    epsilon: Epsilon = Field("auto", description=_EPSILON)
+    normalization: Literal["warn", "renormalize", "error"] = Field(
+        "warn",
+        description=(
+            "Prediction rows whose sum is off 1 by more than `tolerance`: `warn` (default: score as given and add a "
+            "`ROWS_NOT_NORMALIZED` warning), `renormalize` (divide every row by its sum, soft targets too) or "
+            "`error` (422 naming the rows). Soft targets off 1 are a 422 unless `renormalize`."
+        ),
+    )
+    tolerance: float = Field(
+        1e-3, gt=0, lt=1, description="How far a row sum may be from 1 and still count as normalised. Default 1e-3."
+    )
+    unit: UnitName = Field("nats", description=_UNIT)
+    per_sample: bool = Field(True, description=_PER_SAMPLE)
+
+    def options(self) -> MulticlassOptions:
+        """The core's options for this request."""
+        return MulticlassOptions(
+            prediction_type=PredictionType(self.prediction_type),
+            label_smoothing=self.label_smoothing,
+            epsilon=None if self.epsilon == "auto" else self.epsilon,
+            normalization=Normalization(self.normalization),
+            tolerance=self.tolerance,
+            unit=Unit(self.unit),
+            ignore_index=self.ignore_index,
+        )
+
+
+class BinaryCrossEntropyRequest(_Strict):
+    """A batch of binary (N) or multi-label (N×K) predictions and their labels."""
+
+    predictions: VectorOrMatrix = Field(
+        description="N numbers (binary: the probability or logit of the positive class) or N×K (K independent labels).",
+    )
+    labels: VectorOrMatrix = Field(
+        description="Same shape as `predictions`, each in [0, 1]: hard 0/1 labels or soft ones.",
+    )
+    prediction_type: Literal["probabilities", "logits"] = Field(
+        "probabilities",
+        description="`probabilities` (default, each in [0, 1]) or `logits` (through a stable log-sigmoid).",
+    )
+    pos_weight: PosWeight | None = Field(
+        None,
+        description=(
+            "A number, or K numbers, ≥ 0 multiplying the positive term: ℓ = −[pw·y·log q + (1 − y)·log(1 − q)]. "
+            "With it, CE no longer equals H + KL (those stay unweighted)."
+        ),
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, le=1, description=f"{_LABEL_SMOOTHING}: y' = y·(1 − ε_ls) + ε_ls/2. Default 0."
+    )
+    sample_weights: Vector | None = Field(None, description=_SAMPLE_WEIGHTS)
+    epsilon: Epsilon = Field("auto", description=_EPSILON)
+    unit: UnitName = Field("nats", description=_UNIT)
+    per_sample: bool = Field(True, description=_PER_SAMPLE)
+
+    def options(self) -> BinaryOptions:
+        """The core's options for this request."""
+        return BinaryOptions(
+            prediction_type=PredictionType(self.prediction_type),
+            label_smoothing=self.label_smoothing,
+            epsilon=None if self.epsilon == "auto" else self.epsilon,
+            unit=Unit(self.unit),
+        )
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+_NULLABLE = " `null` when nothing was scored (or the value is not finite)."
+
+
+class Means(BaseModel):
+    """Weighted means over the scored rows."""
+
+    cross_entropy: float | None = Field(description="Mean cross-entropy." + _NULLABLE)
+    kl_divergence: float | None = Field(description="Mean KL divergence KL(target ‖ prediction)." + _NULLABLE)
+    entropy: float | None = Field(description="Mean entropy of the target." + _NULLABLE)
+    perplexity: float | None = Field(
+        description="e^(mean cross-entropy in nats), whatever the unit." + _NULLABLE,
+    )
+    accuracy: float | None = Field(
+        description=(
+            "Share of rows whose predicted class (argmax) is the true one (argmax of a soft target); binary: "
+            "share of labels on the right side of 0.5 (logit 0)." + _NULLABLE
+        ),
+    )
+
+
+class Sums(BaseModel):
+    """Weighted sums over the scored rows (0 when nothing was scored)."""
+
+    cross_entropy: float | None = Field(description="Σ wᵢ·CEᵢ; `null` only when not finite.")
+    kl_divergence: float | None = Field(description="Σ wᵢ·KLᵢ; `null` only when not finite.")
+    entropy: float | None = Field(description="Σ wᵢ·Hᵢ.")
+
+
+class PerSampleValues(BaseModel):
+    """One value per row; `null` for an ignored row (or a value that is not finite)."""
+
+    cross_entropy: list[float | None]
+    kl_divergence: list[float | None]
+    entropy: list[float | None]
+
+
+class ScoringWarningModel(BaseModel):
+    """Something the caller should know about the numbers."""
+
+    model_config = ConfigDict(title="ScoringWarning")
+
+    code: Literal["ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT"] = Field(
+        description=(
+            "`ROWS_NOT_NORMALIZED`: prediction rows off 1 were scored as given. `RENORMALIZED`: they were divided "
+            "by their sums. `CLIPPED`: probabilities hit the ε clip where the target is non-zero. `NON_FINITE`: "
+            "some values are +infinity and reported as null. `EMPTY`: nothing was scored. `ZERO_WEIGHT`: the "
+            "scored rows weigh 0 in total."
+        )
+    )
+    message: str = Field(description="What happened, in words.")
+    count: int = Field(description="How many rows it concerns.")
+    rows: list[int] = Field(description="The first 20 of those rows (0-based).")
+
+
+class MulticlassSettings(BaseModel):
+    """Every option as resolved, so any number can be audited."""
+
+    prediction_type: str
+    label_type: Literal["class_indices", "class_names", "distributions"]
+    unit: UnitName
+    epsilon: float = Field(description="The numeric ε clip.")
+    epsilon_applies: bool = Field(description="Whether ε was applied (probabilities only).")
+    label_smoothing: float
+    normalization: str
+    tolerance: float
+    ignore_index: int | None
+    class_weights: list[float] | None
+    sample_weights: bool = Field(description="Whether sample weights were given.")
+    per_sample: bool
+
+
+class BinarySettings(BaseModel):
+    """Every option as resolved, so any number can be audited."""
+
+    prediction_type: str
+    unit: UnitName
+    epsilon: float = Field(description="The numeric ε clip.")
+    epsilon_applies: bool = Field(description="Whether ε was applied (probabilities only).")
+    label_smoothing: float
+    pos_weight: list[float] | None
+    sample_weights: bool = Field(description="Whether sample weights were given.")
+    labels_per_sample: int | None = Field(description="K, the number of labels per sample (1 for binary).")
+    per_sample: bool
+
+
+class _ScoreResponse(BaseModel):
+    n: int = Field(description="Rows received.")
+    n_scored: int = Field(description="Rows scored (not ignored).")
+    unit: UnitName
+    mean: Means
+    sum: Sums
+    per_sample: PerSampleValues | None = Field(description="Per-sample arrays of length N, or null if not asked for.")
+    warnings: list[ScoringWarningModel]
+
+
+class CrossEntropyResponse(_ScoreResponse):
+    """Multi-class scores: per-sample and aggregate CE, KL and target entropy."""
+
+    classes: list[str] | None = Field(description="The class names, when given.")
+    settings: MulticlassSettings
+
+
+class BinaryCrossEntropyResponse(_ScoreResponse):
+    """Binary / multi-label scores: per-sample and aggregate CE, KL and target entropy."""
+
+    settings: BinarySettings
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "ready"]
+
+
+class Limits(BaseModel):
+    """Limits this instance enforces."""
+
+    max_body_bytes: int = Field(description="Largest request body accepted, in bytes.")
+
+
+class Info(BaseModel):
+    """What this instance is and can do."""
+
+    name: str
+    version: str
+    units: list[UnitName]
+    prediction_types: dict[str, list[str]] = Field(description="Prediction types accepted by each endpoint.")
+    warning_codes: list[str]
+    limits: Limits

@@ -1,0 +1,77 @@
+"""Command line: ``xent serve`` runs the service, ``xent openapi`` writes its OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.settings import Settings
+
+    # Flags override the environment; worker processes rebuild Settings from it, so put them there.
+    for name in ("host", "port", "workers", "log_level"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"XENT_{name.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            sys.stderr.write(f"xent: invalid setting XENT_{str(item['loc'][0]).upper()}: {item['msg']}\n")
+        return 2
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def openapi_document() -> str:
+    """The app's OpenAPI document as committed: indented JSON with a final newline."""
+    from service.api.app import create_app
+    from service.settings import Settings
+
+    return json.dumps(create_app(Settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    text = openapi_document()
+    if args.path is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.path).write_text(text, encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``xent`` command."""
+    parser = argparse.ArgumentParser(prog="xent", description="xent: a cross-entropy scoring service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service (settings from XENT_* variables)")
+    serve.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (XENT_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (XENT_WORKERS, default 1)")
+    serve.add_argument("--log-level", help="log level (XENT_LOG_LEVEL, default info)")
+    serve.set_defaults(run=_serve)
+    document = commands.add_parser("openapi", help="write the OpenAPI document (to stdout without PATH)")
+    document.add_argument("path", nargs="?", help="file to write")
+    document.set_defaults(run=_openapi)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,370 @@
+"""Multi-class cross-entropy, KL divergence and target entropy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.core.arrays import describe, float_matrix, nonnegative_weights
+from service.core.errors import BadShape, InvalidInput, InvalidOption, OutOfRange, RowsNotNormalized, UnknownClass
+from service.core.logspace import log_clipped, log_softmax, log_sum_exp_rows, xlogx
+from service.core.options import MulticlassOptions, Normalization, PredictionType
+from service.core.result import ScoreResult, ScoringWarning, WarningCode, finish
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Labels in one of two forms: hard class indices, or N×C target distributions."""
+
+    form: str  # "class_indices" | "class_names" | "distributions"
+    scored: np.ndarray  # bool (N,): False on rows equal to ignore_index
+    indices: np.ndarray | None = None  # int (N,), 0 on ignored rows
+    distributions: np.ndarray | None = None  # float (N, C)
+
+
+def score_multiclass(
+    labels: Any,
+    predictions: Any,
+    *,
+    classes: list[str] | None = None,
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    options: MulticlassOptions | None = None,
+) -> ScoreResult:
+    """Cross-entropy H(y, q) = H(y) + KL(y ‖ q) of each row, and their weighted means.
+
+    Parameters
+    ----------
+    labels
+        N class indices, N class names (with ``classes``), or N×C target distributions.
+    predictions
+        N×C probabilities, logits or log-probabilities (``options.prediction_type``).
+    classes
+        C unique class names, in column order.
+    class_weights, sample_weights
+        Non-negative weights that change only the aggregates: row i weighs
+        sᵢ·Σ_c w_c·y'ᵢ_c.
+    options
+        Prediction type, label smoothing, ε clip, normalization policy, unit, ignore_index.
+
+    Examples
+    --------
+    True class B of A/B/C, predicted [0.228, 0.619, 0.153]: −ln 0.619 nats.
+
+    >>> result = score_multiclass([1], [[0.228, 0.619, 0.153]])
+    >>> round(result.mean.cross_entropy, 6), round(result.mean.kl_divergence, 6), result.mean.entropy
+    (0.47965, 0.47965, 0.0)
+
+    A soft target: CE = H + KL.
+
+    >>> soft = score_multiclass([[0.5, 0.5]], [[0.25, 0.75]])
+    >>> h, kl, ce = soft.mean.entropy, soft.mean.kl_divergence, soft.mean.cross_entropy
+    >>> round(h, 6), round(kl, 6), round(ce, 6), abs(ce - (h + kl)) < 1e-12
+    (0.693147, 0.143841, 0.836988, True)
+    """
+    options = options or MulticlassOptions()
+    preds = float_matrix(predictions, "predictions")
+    n = preds.shape[0]
+    names = _class_names(classes)
+    n_classes = _number_of_classes(preds, names, class_weights)
+    targets = _targets(labels, n, n_classes, names, options)
+    weights_by_class = (
+        None if class_weights is None else nonnegative_weights(class_weights, "class_weights", n_classes, "classes")
+    )
+    weights_by_sample = (
+        np.ones(n) if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
+    )
+    settings = {
+        "prediction_type": options.prediction_type.value,
+        "label_type": targets.form,
+        "unit": options.unit.value,
+        "epsilon": options.resolved_epsilon,
+        "epsilon_applies": options.prediction_type is PredictionType.PROBABILITIES,
+        "label_smoothing": options.label_smoothing,
+        "normalization": options.normalization.value,
+        "tolerance": options.tolerance,
+        "ignore_index": options.ignore_index,
+        "class_weights": None if weights_by_class is None else weights_by_class.tolist(),
+        "sample_weights": sample_weights is not None,
+    }
+    warnings: list[ScoringWarning] = []
+    if n == 0:
+        empty = np.empty(0)
+        return finish(
+            cross_entropy=empty,
+            kl_divergence=empty,
+            entropy=empty,
+            correct=empty,
+            scored=np.zeros(0, dtype=bool),
+            weights=empty,
+            unit=options.unit,
+            warnings=warnings,
+            settings=settings,
+        )
+
+    log_q, clipped = _log_predictions(preds, targets.scored, options, warnings)
+    rows = np.arange(n)
+    if targets.indices is not None and options.label_smoothing == 0:
+        # A hard label needs only the true class's column: CE = KL = −log q_y, H = 0.
+        true_class = targets.indices
+        cross_entropy = -log_q[rows, true_class]
+        entropy = np.zeros(n)
+        kl_divergence = cross_entropy
+        class_mass = np.ones(n) if weights_by_class is None else weights_by_class[true_class]
+        clipped_rows = None if clipped is None else clipped[rows, true_class]
+    else:
+        target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
+        true_class = target.argmax(axis=1)
+        entropy = -xlogx(target).sum(axis=1)
+        kl_divergence = _kl_rows(target, log_q)
+        cross_entropy = entropy + kl_divergence
+        # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
+        class_mass = np.ones(n) if weights_by_class is None else target @ weights_by_class
+        clipped_rows = None if clipped is None else (clipped & (target > 0)).any(axis=1)
+
+    if clipped_rows is not None and (clipped_rows & targets.scored).any():
+        eps = options.resolved_epsilon
+        message = (
+            f"probabilities outside [epsilon, 1 - epsilon] (epsilon = {eps:.6g}) were clipped "
+            "before the logarithm where the target is non-zero"
+        )
+        warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows & targets.scored, message))
+    correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
+    return finish(
+        cross_entropy=cross_entropy,
+        kl_divergence=kl_divergence,
+        entropy=entropy,
+        correct=correct,
+        scored=targets.scored,
+        weights=weights_by_sample * class_mass,
+        unit=options.unit,
+        warnings=warnings,
+        settings=settings,
+    )
+
+
+def _kl_rows(target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """KL(t ‖ q) per row: Σ_c t_c·(log t_c − log q_c), with 0·(…) = 0; clamped at 0.
+
+    Each term is computed as a difference of logs before weighting, which keeps a
+    tiny divergence accurate where CE − H would cancel. Rounding can still leave
+    −1e-17 on a perfect match: a divergence is never negative, so clamp it.
+    """
+    positive = target > 0
+    log_t = np.log(target, where=positive, out=np.zeros_like(target))
+    with np.errstate(invalid="ignore"):
+        gaps = np.where(positive, log_t - log_q, 0.0)
+    return np.maximum(np.einsum("ij,ij->i", target, gaps), 0.0)
+
+
+def _dense_target(targets: _Targets, n: int, n_classes: int, smoothing: float) -> np.ndarray:
+    """The N×C target y' = (1 − ε)·y + ε/C (one-hot y for hard labels)."""
+    if targets.distributions is not None:
+        target = targets.distributions
+    else:
+        assert targets.indices is not None
+        target = np.zeros((n, n_classes))
+        target[np.arange(n), targets.indices] = 1.0
+    if smoothing:
+        target = (1.0 - smoothing) * target + smoothing / n_classes
+    return target
+
+
+def _class_names(classes: list[str] | None) -> list[str] | None:
+    """Check that class names are unique strings."""
+    if classes is None:
+        return None
+    seen: dict[str, int] = {}
+    for position, name in enumerate(classes):
+        if not isinstance(name, str):
+            raise InvalidInput("classes", f"expected a class name (string), got {describe(name)}", row=position)
+        if name in seen:
+            raise InvalidInput(
+                "classes", f"duplicate class name {name!r} (also at position {seen[name]})", row=position
+            )
+        seen[name] = position
+    return list(classes)
+
+
+def _number_of_classes(preds: np.ndarray, names: list[str] | None, class_weights: Any) -> int | None:
+    """C from the predictions' width; for an empty batch, from classes or class_weights."""
+    if preds.shape[0] == 0:
+        if names is not None:
+            return len(names)
+        return len(class_weights) if isinstance(class_weights, list | np.ndarray) else None
+    n_classes = preds.shape[1]
+    if n_classes < 2:
+        raise BadShape(
+            "predictions",
+            f"each row needs at least 2 classes (columns), got {n_classes}; "
+            "for one probability per sample use binary cross-entropy",
+        )
+    if names is not None and len(names) != n_classes:
+        raise BadShape("classes", f"has {len(names)} names but predictions have {n_classes} columns")
+    return n_classes
+
+
+def _targets(
+    labels: Any, n: int, n_classes: int | None, names: list[str] | None, options: MulticlassOptions
+) -> _Targets:
+    """Classify and check the labels: indices, names or distributions."""
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist() if labels.dtype.kind in "iuU" else labels
+    if not isinstance(labels, list | np.ndarray):
+        raise BadShape(
+            "labels", f"expected an array (class indices, class names or probability rows), got {describe(labels)}"
+        )
+    if len(labels) != n:
+        raise BadShape("labels", f"has {len(labels)} entries but predictions have {n} rows")
+    if n == 0:
+        return _Targets("class_indices", np.zeros(0, dtype=bool), indices=np.zeros(0, dtype=np.int64))
+    first = labels[0]
+    if isinstance(first, list) or isinstance(labels, np.ndarray):
+        return _distribution_targets(labels, n_classes, options)
+    if type(first) is str:
+        return _name_targets(labels, names, options)
+    if type(first) is int:
+        return _index_targets(labels, n_classes, options)
+    raise InvalidInput(
+        "labels", f"expected a class index, a class name or a row of probabilities, got {describe(first)}", row=0
+    )
+
+
+def _require_one_kind(labels: list[Any], kind: type, what: str) -> None:
+    if set(map(type, labels)) == {kind}:
+        return
+    for row, value in enumerate(labels):
+        if type(value) is not kind:
+            raise InvalidInput(
+                "labels", f"expected {what} like row 0, got {describe(value)}; all labels must be of one kind", row=row
+            )
+
+
+def _index_targets(labels: list[Any], n_classes: int | None, options: MulticlassOptions) -> _Targets:
+    _require_one_kind(labels, int, "a class index")
+    try:
+        indices = np.array(labels, dtype=np.int64)
+    except OverflowError:
+        row = next(i for i, v in enumerate(labels) if not -(2**63) <= v < 2**63)
+        raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row) from None
+    scored = np.ones(indices.shape[0], dtype=bool) if options.ignore_index is None else indices != options.ignore_index
+    assert n_classes is not None
+    bad = scored & ((indices < 0) | (indices >= n_classes))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        hint = "" if options.ignore_index is None else f" (ignore_index is {options.ignore_index})"
+        raise UnknownClass("labels", f"class index {indices[row]} is out of range [0, {n_classes}){hint}", row=row)
+    return _Targets("class_indices", scored, indices=np.where(scored, indices, 0))
+
+
+def _name_targets(labels: list[Any], names: list[str] | None, options: MulticlassOptions) -> _Targets:
+    if names is None:
+        raise InvalidInput("classes", "is required when labels are class names (it gives the column of each name)")
+    if options.ignore_index is not None:
+        raise InvalidOption("ignore_index", "applies only to class-index labels, not to class names")
+    _require_one_kind(labels, str, "a class name")
+    column = {name: position for position, name in enumerate(names)}
+    try:
+        indices = np.fromiter((column[name] for name in labels), dtype=np.int64, count=len(labels))
+    except KeyError:
+        row = next(i for i, name in enumerate(labels) if name not in column)
+        shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+        raise UnknownClass("labels", f"unknown class {labels[row]!r:.60}; classes are [{shown}]", row=row) from None
+    return _Targets("class_names", np.ones(len(labels), dtype=bool), indices=indices)
+
+
+def _distribution_targets(labels: Any, n_classes: int | None, options: MulticlassOptions) -> _Targets:
+    if options.ignore_index is not None:
+        raise InvalidOption("ignore_index", "applies only to class-index labels, not to probability rows")
+    target = float_matrix(labels, "labels")
+    if target.shape[1] != n_classes:
+        raise BadShape("labels", f"rows have {target.shape[1]} values but predictions have {n_classes} classes", row=0)
+    negative = np.argwhere(target < 0)
+    if negative.size:
+        row, column = (int(i) for i in negative[0])
+        raise OutOfRange("labels", f"target probability {target[row, column]!r} is negative", row=row, column=column)
+    sums = target.sum(axis=1)
+    off = np.abs(sums - 1.0) > options.tolerance
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        if options.normalization is not Normalization.RENORMALIZE:
+            raise RowsNotNormalized(
+                "labels",
+                f"target row sums to {sums[row]:.6g}, not 1 within tolerance {options.tolerance:g} "
+                f'({np.count_nonzero(off)} rows are off); set normalization to "renormalize" to rescale targets',
+                row=row,
+            )
+        zero = sums == 0
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise RowsNotNormalized("labels", "target row sums to 0 and cannot be renormalized", row=row)
+    if options.normalization is Normalization.RENORMALIZE:
+        target = target / sums[:, None]
+    return _Targets("distributions", np.ones(target.shape[0], dtype=bool), distributions=target)
+
+
+def _log_predictions(
+    preds: np.ndarray, scored: np.ndarray, options: MulticlassOptions, warnings: list[ScoringWarning]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """log q for every entry, and which entries the ε clip changed (probabilities only)."""
+    kind = options.prediction_type
+    if kind is PredictionType.LOGITS:
+        return log_softmax(preds), None
+    if kind is PredictionType.LOG_PROBABILITIES:
+        _require_in_range(preds, preds > 0, "log-probability {value!r} is positive; log-probabilities are <= 0")
+        log_sums = log_sum_exp_rows(preds)
+        if _normalize(np.exp(log_sums), scored, options, warnings):
+            preds = preds - log_sums[:, None]
+        return preds, None
+    _require_in_range(
+        preds,
+        (preds < 0) | (preds > 1),
+        'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
+    )
+    sums = preds.sum(axis=1)
+    if _normalize(sums, scored, options, warnings):
+        # Ignored rows are not checked and may sum to 0: leave those as they are.
+        preds = preds / np.where(sums > 0, sums, 1.0)[:, None]
+    eps = options.resolved_epsilon
+    clipped = ((preds < eps) | (preds > 1.0 - eps)) if eps > 0 else None
+    return log_clipped(preds, eps), clipped
+
+
+def _require_in_range(preds: np.ndarray, bad: np.ndarray, message: str) -> None:
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise OutOfRange("predictions", message.format(value=float(preds[row, column])), row=row, column=column)
+
+
+def _normalize(
+    sums: np.ndarray, scored: np.ndarray, options: MulticlassOptions, warnings: list[ScoringWarning]
+) -> bool:
+    """Apply the normalization policy to rows summing to ``sums``; True means "divide by them"."""
+    off = scored & (np.abs(sums - 1.0) > options.tolerance)
+    policy = options.normalization
+    if policy is Normalization.RENORMALIZE:
+        zero = scored & (sums == 0)
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise RowsNotNormalized("predictions", "row sums to 0 and cannot be renormalized", row=row)
+    if not off.any():
+        return policy is Normalization.RENORMALIZE
+    count = int(np.count_nonzero(off))
+    tolerance = f"{options.tolerance:g}"
+    if policy is Normalization.ERROR:
+        row = int(np.flatnonzero(off)[0])
+        raise RowsNotNormalized(
+            "predictions",
+            f"row sums to {sums[row]:.6g}, not 1 within tolerance {tolerance} ({count} rows are off); "
+            'set normalization to "warn" or "renormalize" to score such rows',
+            row=row,
+        )
+    if policy is Normalization.WARN:
+        message = f"prediction rows do not sum to 1 within tolerance {tolerance}; they were scored as given"
+        warnings.append(ScoringWarning.for_rows(WarningCode.ROWS_NOT_NORMALIZED, off, message))
+        return False
+    message = f"prediction rows did not sum to 1 within tolerance {tolerance}; they were divided by their sums"
+    warnings.append(ScoringWarning.for_rows(WarningCode.RENORMALIZED, off, message))
+    return True

@@ -1,0 +1,34 @@
+"""Service settings: one pydantic-settings object, read from ``XENT_*`` environment variables.
+
+Built once (in ``create_app`` or the CLI) and passed down; nothing reads it at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="XENT_", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 in a container).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    workers: int = Field(1, ge=1, le=64, description="Number of uvicorn worker processes.")
+    log_level: LogLevel = Field("info", description="Log level: critical, error, warning, info, debug or trace.")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; a larger one gets 413 before it is read.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
