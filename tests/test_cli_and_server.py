@@ -1,0 +1,109 @@
+"""`xent openapi` and `xent serve`, the latter as a real uvicorn server on loopback."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.cli import main, openapi_document
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", "from service.cli import main; raise SystemExit(main())", "serve", *args]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else "server exited"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not become ready in {seconds} s")
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real `xent serve` on a free loopback port; the port comes from a flag, overriding XENT_PORT."""
+    port = _free_port()
+    workers = getattr(request, "param", 1)
+    process = _start(["--port", str(port), "--workers", str(workers)], {"XENT_PORT": "1", "XENT_HOST": "127.0.0.1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # pragma: no cover - only on a hung server
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+@pytest.mark.parametrize("server", [1, 2], indirect=True, ids=["one-worker", "two-workers"])
+def test_real_server_scores_the_reference_example(server: str) -> None:
+    for _ in range(4):  # with two workers, more than one answers
+        response = httpx.post(f"{server}/v1/cross-entropy", json=REFERENCE, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["mean"]["cross_entropy"] == pytest.approx(0.479650, abs=1e-6)
+        assert response.json()["mean"]["kl_divergence"] == pytest.approx(0.479650, abs=1e-6)
+        assert response.json()["mean"]["entropy"] == 0.0
+
+
+def test_real_server_refuses_bad_input_and_keeps_answering(server: str) -> None:
+    bad = httpx.post(
+        f"{server}/v1/cross-entropy",
+        content=b'{"labels":[1],"predictions":[[0.2,NaN,0.3]]}',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert bad.status_code == 422, bad.text
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["errors"][0]["loc"] == ["body", "predictions", 0, 1]
+    good = httpx.post(f"{server}/v1/cross-entropy", json=REFERENCE, timeout=10)
+    assert good.json()["per_sample"]["cross_entropy"] == [pytest.approx(0.4796500062975)]
+
+
+def test_serve_rejects_an_invalid_setting_with_exit_code_2() -> None:
+    process = _start([], {"XENT_WORKERS": "0"})
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert b"XENT_WORKERS" in stderr
+
+
+def test_openapi_command_writes_the_document(tmp_path: Path) -> None:
+    target = tmp_path / "openapi.json"
+    assert main(["openapi", str(target)]) == 0
+    document = json.loads(target.read_text())
+    assert document["info"]["title"] == "xent"
+    assert set(document["paths"]) >= {"/v1/cross-entropy", "/v1/binary-cross-entropy", "/healthz", "/readyz"}
+    assert target.read_text() == openapi_document()
+
+
+def test_openapi_command_prints_to_stdout_without_a_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["openapi"]) == 0
+    assert json.loads(capsys.readouterr().out)["openapi"].startswith("3.1")
