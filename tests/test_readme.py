@@ -4,6 +4,7 @@ import asyncio
 import json
 import re
 import shlex
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def _request(command: str) -> tuple[str, bytes, dict[str, str]]:
     words = shlex.split(command.replace("\\\n", " "))
     url = next(w for w in words if w.startswith("localhost:"))
     headers, body = {}, b""
-    for flag, value in zip(words, words[1:], strict=False):
+    for flag, value in pairwise(words):
         if flag == "-H":
             name, _, content = value.partition(":")
             headers[name.strip()] = content.strip()
