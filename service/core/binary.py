@@ -10,7 +10,7 @@ from service.core.arrays import describe, float_matrix, nonnegative_weights
 from service.core.errors import BadShape, NotANumber, OutOfRange
 from service.core.logspace import log1m_clipped, log_clipped, log_sigmoid, xlogx
 from service.core.options import BinaryOptions, PredictionType
-from service.core.result import ScoreResult, ScoringWarning, WarningCode, finish
+from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
 
 
 def score_binary(
@@ -66,8 +66,10 @@ def score_binary(
         "sample_weights": sample_weights is not None,
         "labels_per_sample": n_labels if n else None,
     }
-    warnings: list[ScoringWarning] = []
+    if n == 0:
+        return empty(options.unit, settings)
 
+    warnings: list[ScoringWarning] = []
     if options.prediction_type is PredictionType.LOGITS:
         log_q, log_1mq = log_sigmoid(preds), log_sigmoid(-preds)
         predicted_positive = preds > 0
@@ -114,7 +116,7 @@ def score_binary(
                 "before the logarithm where the label gives them weight"
             )
             warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows, message))
-    correct = (predicted_positive == (target > 0.5)).mean(axis=1) if n else np.empty(0)
+    correct = (predicted_positive == (target > 0.5)).mean(axis=1)
     return finish(
         cross_entropy=cross_entropy,
         kl_divergence=kl_divergence,

@@ -11,7 +11,7 @@ from service.core.arrays import describe, float_matrix, nonnegative_weights
 from service.core.errors import BadShape, InvalidInput, InvalidOption, OutOfRange, RowsNotNormalized, UnknownClass
 from service.core.logspace import log_clipped, log_softmax, log_sum_exp_rows, xlogx
 from service.core.options import MulticlassOptions, Normalization, PredictionType
-from service.core.result import ScoreResult, ScoringWarning, WarningCode, finish
+from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
 
 
 @dataclass(frozen=True)
@@ -89,21 +89,10 @@ def score_multiclass(
         "class_weights": None if weights_by_class is None else weights_by_class.tolist(),
         "sample_weights": sample_weights is not None,
     }
-    warnings: list[ScoringWarning] = []
     if n == 0:
-        empty = np.empty(0)
-        return finish(
-            cross_entropy=empty,
-            kl_divergence=empty,
-            entropy=empty,
-            correct=empty,
-            scored=np.zeros(0, dtype=bool),
-            weights=empty,
-            unit=options.unit,
-            warnings=warnings,
-            settings=settings,
-        )
+        return empty(options.unit, settings)
 
+    warnings: list[ScoringWarning] = []
     log_q, clipped = _log_predictions(preds, targets.scored, options, warnings)
     rows = np.arange(n)
     if targets.indices is not None and options.label_smoothing == 0:

@@ -93,6 +93,22 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.dot(weights[keep], values[keep]))
 
 
+def empty(unit: Unit, settings: Mapping[str, object]) -> ScoreResult:
+    """The result of scoring a batch of no rows."""
+    nothing = np.empty(0)
+    return finish(
+        cross_entropy=nothing,
+        kl_divergence=nothing,
+        entropy=nothing,
+        correct=nothing,
+        scored=np.zeros(0, dtype=bool),
+        weights=nothing,
+        unit=unit,
+        warnings=[],
+        settings=settings,
+    )
+
+
 def finish(
     *,
     cross_entropy: np.ndarray,
