@@ -220,9 +220,9 @@ class Sums(BaseModel):
 class PerSampleValues(BaseModel):
     """One value per row; `null` for an ignored row (or a value that is not finite)."""
 
-    cross_entropy: list[float | None]
-    kl_divergence: list[float | None]
-    entropy: list[float | None]
+    cross_entropy: list[float | None] = Field(description="Cross-entropy of each row.")
+    kl_divergence: list[float | None] = Field(description="KL(target ‖ prediction) of each row.")
+    entropy: list[float | None] = Field(description="Entropy of each row's target.")
 
 
 class ScoringWarningModel(BaseModel):
@@ -246,61 +246,63 @@ class ScoringWarningModel(BaseModel):
 class MulticlassSettings(BaseModel):
     """Every option as resolved, so any number can be audited."""
 
-    prediction_type: str
-    label_type: Literal["class_indices", "class_names", "distributions"]
-    unit: UnitName
+    prediction_type: str = Field(description="`probabilities`, `logits` or `log_probabilities`.")
+    label_type: Literal["class_indices", "class_names", "distributions"] = Field(
+        description="How the labels were read."
+    )
+    unit: UnitName = Field(description="Unit of the results.")
     epsilon: float = Field(description="The numeric ε clip.")
     epsilon_applies: bool = Field(description="Whether ε was applied (probabilities only).")
-    label_smoothing: float
-    normalization: str
-    tolerance: float
-    ignore_index: int | None
-    class_weights: list[float] | None
+    label_smoothing: float = Field(description="Label smoothing applied to the target.")
+    normalization: str = Field(description="Policy for prediction rows whose sum is off 1.")
+    tolerance: float = Field(description="How far a row sum may be from 1.")
+    ignore_index: int | None = Field(description="The ignored class index, if any.")
+    class_weights: list[float] | None = Field(description="The class weights, if given.")
     sample_weights: bool = Field(description="Whether sample weights were given.")
-    per_sample: bool
+    per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
 
 
 class BinarySettings(BaseModel):
     """Every option as resolved, so any number can be audited."""
 
-    prediction_type: str
-    unit: UnitName
+    prediction_type: str = Field(description="`probabilities` or `logits`.")
+    unit: UnitName = Field(description="Unit of the results.")
     epsilon: float = Field(description="The numeric ε clip.")
     epsilon_applies: bool = Field(description="Whether ε was applied (probabilities only).")
-    label_smoothing: float
-    pos_weight: list[float] | None
+    label_smoothing: float = Field(description="Label smoothing applied to the labels.")
+    pos_weight: list[float] | None = Field(description="The positive-class weight of each label, if given.")
     sample_weights: bool = Field(description="Whether sample weights were given.")
     labels_per_sample: int | None = Field(description="K, the number of labels per sample (1 for binary).")
-    per_sample: bool
+    per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
 
 
 class _ScoreResponse(BaseModel):
     n: int = Field(description="Rows received.")
     n_scored: int = Field(description="Rows scored (not ignored).")
-    unit: UnitName
-    mean: Means
-    sum: Sums
+    unit: UnitName = Field(description="Unit of every value but perplexity and accuracy.")
+    mean: Means = Field(description="Weighted means over the scored rows (null where undefined).")
+    sum: Sums = Field(description="Weighted sums over the scored rows.")
     per_sample: PerSampleValues | None = Field(description="Per-sample arrays of length N, or null if not asked for.")
-    warnings: list[ScoringWarningModel]
+    warnings: list[ScoringWarningModel] = Field(description="What the caller should know about the numbers.")
 
 
 class CrossEntropyResponse(_ScoreResponse):
     """Multi-class scores: per-sample and aggregate CE, KL and target entropy."""
 
     classes: list[str] | None = Field(description="The class names, when given.")
-    settings: MulticlassSettings
+    settings: MulticlassSettings = Field(description="Every option as resolved.")
 
 
 class BinaryCrossEntropyResponse(_ScoreResponse):
     """Binary / multi-label scores: per-sample and aggregate CE, KL and target entropy."""
 
-    settings: BinarySettings
+    settings: BinarySettings = Field(description="Every option as resolved.")
 
 
 class Health(BaseModel):
     """Liveness or readiness."""
 
-    status: Literal["ok", "ready"]
+    status: Literal["ok", "ready"] = Field(description="`ok` (alive) or `ready` (accepting work).")
 
 
 class Limits(BaseModel):
@@ -312,9 +314,9 @@ class Limits(BaseModel):
 class Info(BaseModel):
     """What this instance is and can do."""
 
-    name: str
-    version: str
-    units: list[UnitName]
+    name: str = Field(description="Service name.")
+    version: str = Field(description="Service version.")
+    units: list[UnitName] = Field(description="Units the results can be given in.")
     prediction_types: dict[str, list[str]] = Field(description="Prediction types accepted by each endpoint.")
-    warning_codes: list[str]
-    limits: Limits
+    warning_codes: list[str] = Field(description="Codes a response's warnings may carry.")
+    limits: Limits = Field(description="The limits in force on this instance.")
