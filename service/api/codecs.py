@@ -1,36 +1,63 @@
-"""Bytes in, bytes out: read a bounded JSON body, decode it into a request model,
-and encode a core ``ScoreResult`` as the response JSON.
+"""Bytes in, bytes out: read a bounded body (JSON or NPZ), decode it into a request
+model, and encode a core ``ScoreResult`` as JSON or NPZ.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-from typing import Any, TypeVar
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pydantic_core
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
-from service.api.errors import BodyValidationError, HttpProblem
-from service.core import ScoreResult
+from service.api.errors import BodyValidationError, HttpProblem, QueryParameterError
+from service.core import InvalidInput, ScoreResult
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
-_JSON_HINT = "send the body as JSON with Content-Type: application/json (curl --json '{...}' does both)"
+JSON_MEDIA_TYPE = "application/json"
+NPZ_MEDIA_TYPE = "application/x-npz"
+_MEDIA_HINT = (
+    "send JSON with Content-Type: application/json (curl --json '{...}' does both), "
+    "or a NumPy .npz archive with Content-Type: application/x-npz"
+)
+
+BodyKind = Literal["json", "npz"]
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+@dataclass(frozen=True)
+class Body:
+    """A request body and the transport it came in."""
+
+    kind: BodyKind
+    data: bytes
 
 
-async def read_json_body(request: Request, max_bytes: int) -> bytes:
+def _body_kind(content_type: str | None) -> BodyKind:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
+        return "json"
+    if media == NPZ_MEDIA_TYPE:
+        return "npz"
+    got = f"got {content_type!r}" if content_type else "no Content-Type was sent"
+    raise HttpProblem(415, "Unsupported media type", f"{_MEDIA_HINT}; {got}", "unsupported-media-type")
+
+
+def wants_npz(request: Request) -> bool:
+    """Whether the client asked for the binary answer (``Accept: application/x-npz``)."""
+    return NPZ_MEDIA_TYPE in request.headers.get("accept", "").lower()
+
+
+async def read_body(request: Request, max_bytes: int) -> Body:
     """The raw body, after checking its media type and size (413 as soon as it passes ``max_bytes``)."""
-    content_type = request.headers.get("content-type")
-    if content_type is None or not _is_json(content_type):
-        got = f"got {content_type!r}" if content_type else "no Content-Type was sent"
-        raise HttpProblem(415, "Unsupported media type", f"{_JSON_HINT}; {got}", "unsupported-media-type")
+    kind = _body_kind(request.headers.get("content-type"))
     too_large = HttpProblem(
         413, "Payload too large", f"the request body is larger than the limit of {max_bytes} bytes", "too-large"
     )
@@ -44,13 +71,25 @@ async def read_json_body(request: Request, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+    return Body(kind, b"".join(chunks))
 
 
-def decode(model: type[RequestModel], body: bytes) -> RequestModel:
+def decode(model: type[RequestModel], body: Body, query: Mapping[str, str]) -> RequestModel:
+    """The request model from a JSON body, or from an NPZ body plus query options."""
+    if body.kind == "npz":
+        return _decode_npz(model, body.data, query)
+    if query:
+        name = next(iter(query))
+        raise QueryParameterError(
+            name, "options of a JSON request go in the body; query parameters are only for application/x-npz bodies"
+        )
+    return _decode_json(model, body.data)
+
+
+def _decode_json(model: type[RequestModel], data: bytes) -> RequestModel:
     """Parse and validate a JSON body (400 if it is not JSON, 422 if it does not fit ``model``)."""
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(data)
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         if first["type"] == "json_invalid":
@@ -59,13 +98,64 @@ def decode(model: type[RequestModel], body: bytes) -> RequestModel:
                 400, "Malformed JSON", f"the body is not valid JSON: {reason}", "malformed-json"
             ) from None
         if first["type"] == "model_type" and not first["loc"]:
-            raise HttpProblem(
-                422 if body.strip() else 400,
-                "Invalid input" if body.strip() else "Malformed JSON",
-                "the body must be a JSON object with the request's fields" if body.strip() else "the body is empty",
-                "invalid-input" if body.strip() else "malformed-json",
-            ) from None
+            if not data.strip():
+                raise HttpProblem(400, "Malformed JSON", "the body is empty", "malformed-json") from None
+            detail = "the body must be a JSON object with the request's fields"
+            raise HttpProblem(422, "Invalid input", detail, "invalid-input") from None
         raise BodyValidationError(error, model) from None
+
+
+def _malformed_npz(reason: str) -> HttpProblem:
+    return HttpProblem(400, "Malformed NPZ", f"the body is not a readable .npz archive: {reason}", "malformed-npz")
+
+
+def _decode_npz(model: type[RequestModel], data: bytes, query: Mapping[str, str]) -> RequestModel:
+    """Arrays from the archive, options from the query; pickled objects are refused, never loaded."""
+    members: frozenset[str] = getattr(model, "array_fields", frozenset())
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _malformed_npz(str(error) or type(error).__name__) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
+    fields: dict[str, Any] = {}
+    with archive:
+        for name in archive.files:
+            if name not in members:
+                allowed = ", ".join(sorted(members))
+                raise InvalidInput(name, f"unexpected member {name!r} in the archive; members are: {allowed}")
+            try:
+                fields[name] = archive[name]
+            except ValueError as error:
+                if "allow_pickle" in str(error):
+                    raise InvalidInput(
+                        name, "holds Python objects (pickled); only numeric and string arrays are accepted"
+                    ) from None
+                raise _malformed_npz(f"member {name!r}: {error}") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as error:
+                raise _malformed_npz(f"member {name!r}: {error}") from None
+    for name in ("classes", "pos_weight"):
+        if name in fields and isinstance(fields[name], np.ndarray) and fields[name].dtype.kind in "USf":
+            # Names become a list of str; a 0-d pos_weight becomes a number.
+            value = fields[name]
+            fields[name] = value.tolist() if value.ndim else value.item()
+    options: dict[str, Any] = dict(query)
+    # Numbers in the query stay strings if they do not parse, and validation then names them.
+    if options.get("epsilon", "auto") != "auto":
+        with contextlib.suppress(ValueError):
+            options["epsilon"] = float(options["epsilon"])
+    if "pos_weight" in options and "pos_weight" not in fields:  # one number fits in the query
+        with contextlib.suppress(ValueError):
+            options["pos_weight"] = float(options["pos_weight"])
+    misplaced = sorted(name for name in members & options.keys() if isinstance(options[name], str))
+    if misplaced:
+        raise QueryParameterError(
+            misplaced[0], "is an array: send it as a member of the .npz archive, not in the query"
+        )
+    try:
+        return model.model_validate({**options, **fields}, strict=False)
+    except ValidationError as error:
+        raise BodyValidationError(error, model, from_query=True) from None
 
 
 def _number(value: float | None) -> float | None:
@@ -80,10 +170,9 @@ def _numbers(values: np.ndarray) -> list[float | None]:
     return listed
 
 
-def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any]) -> Response:
-    """The response body for ``result``; ``extra`` adds top-level fields (e.g. ``classes``)."""
+def _summary(result: ScoreResult, per_sample: bool, extra: dict[str, Any]) -> dict[str, Any]:
     mean, sums = result.mean, result.sum
-    body: dict[str, Any] = {
+    return {
         "n": result.n,
         "n_scored": result.n_scored,
         "unit": result.unit.value,
@@ -107,11 +196,38 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any]) -> R
         ],
         "settings": {**result.settings, "per_sample": per_sample},
     }
+
+
+def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], as_npz: bool = False) -> Response:
+    """The response for ``result``: JSON, or NPZ when ``as_npz``; ``extra`` adds top-level fields."""
+    body = _summary(result, per_sample, extra)
+    values = result.per_sample
+    if as_npz:
+        return _encode_npz(body, result, per_sample)
     if per_sample:
-        values = result.per_sample
         body["per_sample"] = {
             "cross_entropy": _numbers(values.cross_entropy),
             "kl_divergence": _numbers(values.kl_divergence),
             "entropy": _numbers(values.entropy),
         }
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+    return Response(pydantic_core.to_json(body), media_type=JSON_MEDIA_TYPE)
+
+
+def _encode_npz(summary: dict[str, Any], result: ScoreResult, per_sample: bool) -> Response:
+    """An .npz with the per-sample float64 arrays (NaN on ignored rows, +inf kept) and ``summary`` (JSON text).
+
+    The summary is the JSON answer with ``per_sample`` null; it is a 0-d string array, so
+    ``str(np.load(f)["summary"])`` reads it without pickle.
+    """
+    arrays: dict[str, np.ndarray] = {"summary": np.array(pydantic_core.to_json(summary).decode())}
+    if per_sample:
+        values = result.per_sample
+        arrays |= {
+            "cross_entropy": values.cross_entropy,
+            "kl_divergence": values.kl_divergence,
+            "entropy": values.entropy,
+            "scored": result.scored,
+        }
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return Response(buffer.getvalue(), media_type=NPZ_MEDIA_TYPE)

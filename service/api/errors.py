@@ -71,12 +71,19 @@ def _field_names(model: type[BaseModel] | None) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def pydantic_errors(error: ValidationError, prefix: str, model: type[BaseModel] | None = None) -> list[dict[str, Any]]:
-    """Pydantic's errors as ``{loc, msg, type}``, without the echoed input, misspellings explained."""
+def pydantic_errors(
+    error: ValidationError, prefix: str, model: type[BaseModel] | None = None, body_fields: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{loc, msg, type}``, without the echoed input, misspellings explained.
+
+    ``loc`` starts with ``prefix`` ("body" or "query"); with ``body_fields`` given, those fields
+    are located in the body whatever the prefix (NPZ members beside query options).
+    """
     fields = _field_names(model)
     shown = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
-        loc = [prefix, *item["loc"]]
+        first = item["loc"][0] if item["loc"] else None
+        loc = ["body" if body_fields is not None and first in body_fields else prefix, *item["loc"]]
         msg = item["msg"]
         if item["type"] == "extra_forbidden" and fields:
             name = str(item["loc"][-1])
@@ -95,11 +102,25 @@ def _describe(errors: list[dict[str, Any]], total: int) -> str:
 
 
 class BodyValidationError(Exception):
-    """A request body that parsed as JSON but does not fit ``model``."""
+    """A request that parsed but does not fit ``model``; options came from the query when ``from_query``."""
 
-    def __init__(self, error: ValidationError, model: type[BaseModel]):
+    def __init__(self, error: ValidationError, model: type[BaseModel], *, from_query: bool = False):
         super().__init__(str(error))
-        self.error, self.model = error, model
+        self.error, self.model, self.from_query = error, model, from_query
+
+
+class QueryParameterError(Exception):
+    """A query parameter that does not belong or cannot be read."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+async def _query_parameter(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueryParameterError)
+    errors = [{"loc": ["query", exc.name], "msg": exc.message, "type": "invalid_query_parameter"}]
+    return problem(422, "Invalid input", str(exc), "invalid-input", errors)
 
 
 async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:
@@ -110,7 +131,10 @@ async def _invalid_input(request: Request, exc: Exception) -> JSONResponse:
 
 async def _body_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BodyValidationError)
-    errors = pydantic_errors(exc.error, "body", exc.model)
+    if exc.from_query:
+        errors = pydantic_errors(exc.error, "query", exc.model, getattr(exc.model, "array_fields", frozenset()))
+    else:
+        errors = pydantic_errors(exc.error, "body", exc.model)
     return problem(422, "Invalid input", _describe(errors, len(errors)), "invalid-input", errors)
 
 
@@ -145,6 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every exception the app may raise to its problem+json answer."""
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(BodyValidationError, _body_validation)
+    app.add_exception_handler(QueryParameterError, _query_parameter)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(HttpProblem, _http_problem)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
@@ -154,9 +179,9 @@ def install_error_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     described = {
-        400: "The body is not valid JSON.",
+        400: "The body is not valid JSON (or not a valid NPZ archive).",
         413: "The body is larger than the limit.",
-        415: "The body is not `application/json`.",
+        415: "The body is neither `application/json` nor `application/x-npz`.",
         422: "The body is JSON but not a valid request; `errors` names the field, row and column.",
         503: "The service is not ready yet.",
     }

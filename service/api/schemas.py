@@ -6,7 +6,7 @@ batch of a million numbers is not validated element by element in Python.
 Scalar options are validated here, strictly (a boolean is not a number).
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -83,6 +83,11 @@ class _Strict(BaseModel):
 class CrossEntropyRequest(_Strict):
     """A batch of multi-class predictions and their labels."""
 
+    #: Fields that are arrays: NPZ members in the binary transport; every other field is a query parameter there.
+    array_fields: ClassVar[frozenset[str]] = frozenset(
+        {"predictions", "labels", "classes", "class_weights", "sample_weights"}
+    )
+
     predictions: Matrix = Field(
         description="N×C numbers, C ≥ 2: one row per sample, one column per class, of the kind `prediction_type` says.",
     )
@@ -151,6 +156,8 @@ class CrossEntropyRequest(_Strict):
 
 class BinaryCrossEntropyRequest(_Strict):
     """A batch of binary (N) or multi-label (N×K) predictions and their labels."""
+
+    array_fields: ClassVar[frozenset[str]] = frozenset({"predictions", "labels", "pos_weight", "sample_weights"})
 
     predictions: VectorOrMatrix = Field(
         description="N numbers (binary: the probability or logit of the positive class) or N×K (K independent labels).",

@@ -1,11 +1,13 @@
 """Scoring routes: read the body, then decode → score → encode in a worker thread."""
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.codecs import decode, encode, read_json_body
+from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Body, decode, encode, read_body, wants_npz
 from service.api.errors import problem_responses
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
 from service.api.schemas import (
@@ -29,16 +31,57 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def json_request_body(model: str, examples: dict[str, dict[str, object]]) -> dict[str, object]:
-    """OpenAPI ``requestBody`` for a route that reads its body itself."""
-    schema = {"$ref": f"#/components/schemas/{model}"}
+def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its body itself: JSON or NPZ in, JSON or NPZ out, options in the query for NPZ."""
+    members: frozenset[str] = getattr(model, "array_fields", frozenset())
+    properties = model.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
+    required = {"predictions", "labels"}
+    npz = (
+        "A NumPy `.npz` archive (`np.savez` or `np.savez_compressed`) with members "
+        + ", ".join(f"`{m}`" + (" (required)" if m in required else "") for m in sorted(members))
+        + ". Integer labels of any dtype, float32 or float64 predictions; pickled objects are refused. "
+        "The other options (and a single-number `pos_weight`) come as query parameters."
+    )
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"Only with an `application/x-npz` body: {schema.get('description', '')}",
+            "schema": {key: value for key, value in schema.items() if key not in ("description", "title")},
+        }
+        for name, schema in properties.items()
+        if name not in members
+    ]
     return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
+        "parameters": parameters,
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}, "examples": examples},
+                NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary", "description": npz}},
+            },
+        },
     }
 
 
-def _cross_entropy(body: bytes) -> Response:
-    request = decode(CrossEntropyRequest, body)
+NPZ_RESPONSE = {
+    NPZ_MEDIA_TYPE: {
+        "schema": {
+            "type": "string",
+            "format": "binary",
+            "description": (
+                "With `Accept: application/x-npz`: an `.npz` holding float64 `cross_entropy`, `kl_divergence`, "
+                "`entropy` (NaN on ignored rows) and boolean `scored` arrays, and `summary`, the JSON answer "
+                '(with `per_sample` null) as a 0-d string array: `json.loads(str(np.load(f)["summary"]))`.'
+            ),
+        }
+    }
+}
+
+
+def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool) -> Response:
+    request = decode(CrossEntropyRequest, body, query)
     result = score_multiclass(
         request.labels,
         request.predictions,
@@ -47,11 +90,11 @@ def _cross_entropy(body: bytes) -> Response:
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes})
+    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, as_npz=as_npz)
 
 
-def _binary_cross_entropy(body: bytes) -> Response:
-    request = decode(BinaryCrossEntropyRequest, body)
+def _binary_cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool) -> Response:
+    request = decode(BinaryCrossEntropyRequest, body, query)
     result = score_binary(
         request.labels,
         request.predictions,
@@ -59,34 +102,34 @@ def _binary_cross_entropy(body: bytes) -> Response:
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    return encode(result, per_sample=request.per_sample, extra={})
+    return encode(result, per_sample=request.per_sample, extra={}, as_npz=as_npz)
 
 
 @router.post(
     "/cross-entropy",
     summary="Multi-class cross-entropy, KL divergence and target entropy",
     response_model=CrossEntropyResponse,
-    responses=problem_responses(400, 413, 415, 422),
-    openapi_extra=json_request_body("CrossEntropyRequest", CROSS_ENTROPY_EXAMPLES),
+    responses={200: {"content": NPZ_RESPONSE}, **problem_responses(400, 413, 415, 422)},
+    openapi_extra=openapi_extra(CrossEntropyRequest, CROSS_ENTROPY_EXAMPLES),
 )
 async def cross_entropy(request: Request, settings: SettingsDep) -> Response:
     """Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
-    body = await read_json_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-    return await run_in_threadpool(_cross_entropy, body)
+    return await run_in_threadpool(_cross_entropy, body, dict(request.query_params), wants_npz(request))
 
 
 @router.post(
     "/binary-cross-entropy",
     summary="Binary and multi-label cross-entropy",
     response_model=BinaryCrossEntropyResponse,
-    responses=problem_responses(400, 413, 415, 422),
-    openapi_extra=json_request_body("BinaryCrossEntropyRequest", BINARY_EXAMPLES),
+    responses={200: {"content": NPZ_RESPONSE}, **problem_responses(400, 413, 415, 422)},
+    openapi_extra=openapi_extra(BinaryCrossEntropyRequest, BINARY_EXAMPLES),
 )
 async def binary_cross_entropy(request: Request, settings: SettingsDep) -> Response:
     """Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
-    body = await read_json_body(request, settings.max_body_bytes)
-    return await run_in_threadpool(_binary_cross_entropy, body)
+    body = await read_body(request, settings.max_body_bytes)
+    return await run_in_threadpool(_binary_cross_entropy, body, dict(request.query_params), wants_npz(request))

@@ -200,7 +200,7 @@ def _targets(
 ) -> _Targets:
     """Classify and check the labels: indices, names or distributions."""
     if isinstance(labels, np.ndarray):
-        labels = labels.tolist() if labels.dtype.kind in "iuU" else labels
+        labels = _labels_from_array(labels)
     if not isinstance(labels, list | np.ndarray):
         raise BadShape(
             "labels", f"expected an array (class indices, class names or probability rows), got {describe(labels)}"
@@ -209,8 +209,12 @@ def _targets(
         raise BadShape("labels", f"has {len(labels)} entries but predictions have {n} rows")
     if n == 0:
         return _Targets("class_indices", np.zeros(0, dtype=bool), indices=np.zeros(0, dtype=np.int64))
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind in "iu":
+            return _index_targets(labels, n_classes, options)
+        return _distribution_targets(labels, n_classes, options)
     first = labels[0]
-    if isinstance(first, list) or isinstance(labels, np.ndarray):
+    if isinstance(first, list):
         return _distribution_targets(labels, n_classes, options)
     if type(first) is str:
         return _name_targets(labels, names, options)
@@ -218,6 +222,26 @@ def _targets(
         return _index_targets(labels, n_classes, options)
     raise InvalidInput(
         "labels", f"expected a class index, a class name or a row of probabilities, got {describe(first)}", row=0
+    )
+
+
+def _labels_from_array(labels: np.ndarray) -> Any:
+    """Labels from a NumPy array (binary transport): integer indices, names, or float rows."""
+    kind = labels.dtype.kind
+    if kind in "US":
+        if labels.ndim != 1:
+            raise BadShape("labels", f"class names must be a 1-D array, got {labels.ndim} dimensions")
+        return labels.astype(str).tolist()
+    if kind in "iu":
+        if labels.ndim != 1:
+            raise BadShape("labels", f"class indices must be a 1-D array, got {labels.ndim} dimensions")
+        return labels
+    if kind == "f" and labels.ndim == 2:
+        return labels
+    raise BadShape(
+        "labels",
+        "expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
+        f"got a {labels.ndim}-D array of dtype {labels.dtype}",
     )
 
 
@@ -231,13 +255,19 @@ def _require_one_kind(labels: list[Any], kind: type, what: str) -> None:
             )
 
 
-def _index_targets(labels: list[Any], n_classes: int | None, options: MulticlassOptions) -> _Targets:
-    _require_one_kind(labels, int, "a class index")
-    try:
-        indices = np.array(labels, dtype=np.int64)
-    except OverflowError:
-        row = next(i for i, v in enumerate(labels) if not -(2**63) <= v < 2**63)
-        raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row) from None
+def _index_targets(labels: list[Any] | np.ndarray, n_classes: int | None, options: MulticlassOptions) -> _Targets:
+    if isinstance(labels, np.ndarray):
+        if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
+            row = int(np.argmax(labels > np.iinfo(np.int64).max))
+            raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row)
+        indices = labels.astype(np.int64)
+    else:
+        _require_one_kind(labels, int, "a class index")
+        try:
+            indices = np.array(labels, dtype=np.int64)
+        except OverflowError:
+            row = next(i for i, v in enumerate(labels) if not -(2**63) <= v < 2**63)
+            raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row) from None
     scored = np.ones(indices.shape[0], dtype=bool) if options.ignore_index is None else indices != options.ignore_index
     assert n_classes is not None
     bad = scored & ((indices < 0) | (indices >= n_classes))
