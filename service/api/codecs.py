@@ -88,6 +88,8 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str]) -> R
 
 def _decode_json(model: type[RequestModel], data: bytes) -> RequestModel:
     """Parse and validate a JSON body (400 if it is not JSON, 422 if it does not fit ``model``)."""
+    if not data.strip():
+        raise HttpProblem(400, "Malformed JSON", "the body is empty", "malformed-json")
     try:
         return model.model_validate_json(data)
     except ValidationError as error:
@@ -98,8 +100,6 @@ def _decode_json(model: type[RequestModel], data: bytes) -> RequestModel:
                 400, "Malformed JSON", f"the body is not valid JSON: {reason}", "malformed-json"
             ) from None
         if first["type"] == "model_type" and not first["loc"]:
-            if not data.strip():
-                raise HttpProblem(400, "Malformed JSON", "the body is empty", "malformed-json") from None
             detail = "the body must be a JSON object with the request's fields"
             raise HttpProblem(422, "Invalid input", detail, "invalid-input") from None
         raise BodyValidationError(error, model) from None

@@ -45,7 +45,8 @@ def _number_problem(value: object) -> str | None:
     if as_float != as_float:
         return "NaN is not allowed; every number must be finite"
     if as_float in (float("inf"), float("-inf")):
-        return "Infinity is not allowed; every number must be finite (a huge exponent overflows to it)"
+        sign = "-" if as_float < 0 else ""
+        return f"{sign}Infinity is not allowed; every number must be finite (a huge exponent overflows to it)"
     return None
 
 
@@ -64,7 +65,7 @@ def _check_finite(array: np.ndarray, field: str) -> None:
         return
     first = tuple(int(i) for i in np.argwhere(~finite)[0])
     value = float(array[first])
-    what = "NaN" if value != value else "Infinity"
+    what = "NaN" if value != value else ("-Infinity" if value < 0 else "Infinity")
     message = f"{what} is not allowed; every number must be finite"
     row = first[0]
     column = first[1] if len(first) > 1 else None
@@ -164,7 +165,7 @@ def nonnegative_weights(values: Any, field: str, length: int | None, what: str) 
     negative = np.flatnonzero(weights < 0)
     if negative.size:
         row = int(negative[0])
-        raise OutOfRange(field, f"weight {weights[row]!r} is negative; weights must be >= 0", row=row)
+        raise OutOfRange(field, f"weight {float(weights[row])!r} is negative; weights must be >= 0", row=row)
     return weights
 
 

@@ -45,12 +45,19 @@ def score_binary(
     if target.shape != preds.shape:
         raise BadShape("labels", f"has shape {_shape(target)} but predictions have shape {_shape(preds)}")
     n = preds.shape[0]
+    # Range checks before the reshape below, so that a flat array's errors name a row, not a column.
+    _require_unit_interval(target, "labels", "label {value!r} is outside [0, 1]")
+    if options.prediction_type is PredictionType.PROBABILITIES:
+        _require_unit_interval(
+            preds,
+            "predictions",
+            'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
+        )
     if preds.ndim == 1:
         preds, target = preds[:, None], target[:, None]
     n_labels = preds.shape[1]
     if n and n_labels == 0:
         raise BadShape("predictions", "rows are empty; each row needs at least one label's prediction", row=0)
-    _require_unit_interval(target, "labels", "label {value!r} is outside [0, 1]")
     weights_by_label = _pos_weight(pos_weight, n_labels if n else None)
     weights_by_sample = (
         np.ones(n) if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
@@ -75,11 +82,6 @@ def score_binary(
         predicted_positive = preds > 0
         clipped = False
     else:
-        _require_unit_interval(
-            preds,
-            "predictions",
-            'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
-        )
         log_q, log_1mq = log_clipped(preds, eps), log1m_clipped(preds, eps)
         predicted_positive = preds > 0.5
         clipped = eps > 0

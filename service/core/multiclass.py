@@ -303,7 +303,9 @@ def _distribution_targets(labels: Any, n_classes: int | None, options: Multiclas
     negative = np.argwhere(target < 0)
     if negative.size:
         row, column = (int(i) for i in negative[0])
-        raise OutOfRange("labels", f"target probability {target[row, column]!r} is negative", row=row, column=column)
+        raise OutOfRange(
+            "labels", f"target probability {float(target[row, column])!r} is negative", row=row, column=column
+        )
     sums = target.sum(axis=1)
     off = np.abs(sums - 1.0) > options.tolerance
     if off.any():

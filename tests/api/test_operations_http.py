@@ -1,0 +1,87 @@
+"""Liveness, readiness and /v1/info."""
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service import __version__
+from service.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+NOT_READY = {
+    "type": "urn:xent:problem:not-ready",
+    "title": "Not ready",
+    "status": 503,
+    "detail": "the service is starting or stopping",
+}
+
+
+async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+
+
+async def test_healthz_answers_ok_even_before_start_up(unstarted_client: httpx.AsyncClient) -> None:
+    response = await unstarted_client.get("/healthz")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ready_after_start_up(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_is_a_503_problem_before_start_up(unstarted_client: httpx.AsyncClient) -> None:
+    response = await unstarted_client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == NOT_READY
+
+
+async def test_readyz_is_a_503_problem_again_after_shutdown(app: FastAPI, unstarted_client: httpx.AsyncClient) -> None:
+    async with app.router.lifespan_context(app):
+        assert (await unstarted_client.get("/readyz")).status_code == 200
+
+    response = await unstarted_client.get("/readyz")
+
+    assert response.status_code == 503, response.text
+    assert response.json() == NOT_READY
+
+
+def _info(max_body_bytes: int) -> dict[str, object]:
+    return {
+        "name": "xent",
+        "version": __version__,
+        "units": ["nats", "bits", "hartleys"],
+        "prediction_types": {
+            "/v1/cross-entropy": ["probabilities", "logits", "log_probabilities"],
+            "/v1/binary-cross-entropy": ["probabilities", "logits"],
+        },
+        "warning_codes": ["ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT"],
+        "limits": {"max_body_bytes": max_body_bytes},
+    }
+
+
+@pytest.mark.parametrize("settings", [Settings(max_body_bytes=64 * 1024 * 1024)])
+async def test_info_names_version_units_and_the_default_limit(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/info")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == _info(67108864)
+
+
+@pytest.mark.parametrize("settings", [Settings(max_body_bytes=4096)])
+async def test_info_limits_reflect_the_settings(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/info")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == _info(4096)

@@ -1,0 +1,64 @@
+"""Shared fixtures: an app built from settings, and an HTTP client that talks to it in-process."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.api.app import create_app
+from service.settings import Settings
+
+PostRaw = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run the anyio-marked tests on asyncio only (the server runs on uvicorn's asyncio loop)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """The app's settings; a test overrides them with ``@pytest.mark.parametrize("settings", [...])``."""
+    return Settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """A fresh app whose lifespan has not been entered (so it is not ready yet)."""
+    return create_app(settings)
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    # raise_app_exceptions=False: a crash must reach the test as the 500 a real client would see.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` after its start-up (self-test done, /readyz ready); shut down afterwards."""
+    async with app.router.lifespan_context(app), _client(app) as started:
+        yield started
+
+
+@pytest.fixture
+async def unstarted_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` whose lifespan was never entered."""
+    async with _client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def post_raw(client: httpx.AsyncClient) -> PostRaw:
+    """POST raw bytes (or text) exactly as given, with Content-Type application/json unless told otherwise."""
+
+    async def post(
+        path: str, body: bytes | str, content_type: str | None = "application/json", **kwargs: object
+    ) -> httpx.Response:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        content = body.encode() if isinstance(body, str) else body
+        return await client.post(path, content=content, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+    return post
