@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
     return 0
 

@@ -27,6 +27,14 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, in bytes; a larger one gets 413 before it is read.",
     )
+    graceful_shutdown_seconds: int = Field(
+        25,
+        ge=1,
+        description=(
+            "On SIGTERM, how long in-flight requests may still run before they are cancelled and the process "
+            "exits 0; keep it below the orchestrator's stop grace period (30 s in docker-compose.yml and Kubernetes)."
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -203,7 +203,12 @@ class Means(BaseModel):
     """Weighted means over the scored rows."""
 
     cross_entropy: float | None = Field(description="Mean cross-entropy." + _NULLABLE)
-    kl_divergence: float | None = Field(description="Mean KL divergence KL(target ‖ prediction)." + _NULLABLE)
+    kl_divergence: float | None = Field(
+        description=(
+            "Mean KL divergence KL(target ‖ prediction); ≥ 0, except for prediction rows that do not sum to 1 "
+            "and were scored as given." + _NULLABLE
+        )
+    )
     entropy: float | None = Field(description="Mean entropy of the target." + _NULLABLE)
     perplexity: float | None = Field(
         description="e^(mean cross-entropy in nats), whatever the unit." + _NULLABLE,

@@ -13,6 +13,9 @@ from service.core.logspace import log_clipped, log_softmax, log_sum_exp_rows, xl
 from service.core.options import MulticlassOptions, Normalization, PredictionType
 from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
 
+#: Below this a negative divergence is rounding noise, not a property of the input.
+_ROUNDING = 1e-12
+
 
 @dataclass(frozen=True)
 class _Targets:
@@ -135,17 +138,19 @@ def score_multiclass(
 
 
 def _kl_rows(target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
-    """KL(t ‖ q) per row: Σ_c t_c·(log t_c − log q_c), with 0·(…) = 0; clamped at 0.
+    """KL(t ‖ q) per row: Σ_c t_c·(log t_c − log q_c), with 0·(…) = 0.
 
-    Each term is computed as a difference of logs before weighting, which keeps a
-    tiny divergence accurate where CE − H would cancel. Rounding can still leave
-    −1e-17 on a perfect match: a divergence is never negative, so clamp it.
+    Each term is a difference of logs before weighting, which keeps a tiny divergence
+    accurate where CE − H would cancel. Rounding can leave −1e-17 on a perfect match;
+    that is set to 0. A clearly negative value is kept: it only arises from a prediction
+    row that does not sum to 1 and was scored as given (ROWS_NOT_NORMALIZED).
     """
     positive = target > 0
     log_t = np.log(target, where=positive, out=np.zeros_like(target))
     with np.errstate(invalid="ignore"):
         gaps = np.where(positive, log_t - log_q, 0.0)
-    return np.maximum(np.einsum("ij,ij->i", target, gaps), 0.0)
+    divergence = np.einsum("ij,ij->i", target, gaps)
+    return np.where((divergence < 0) & (divergence > -_ROUNDING), 0.0, divergence)
 
 
 def _dense_target(targets: _Targets, n: int, n_classes: int, smoothing: float) -> np.ndarray:

@@ -43,6 +43,19 @@ class Normalization(StrEnum):
     ERROR = "error"
 
 
+def _coerce_enums(options: object) -> None:
+    """Accept plain strings for the enum fields ("logits" for PredictionType.LOGITS)."""
+    for name, kind in (("prediction_type", PredictionType), ("normalization", Normalization), ("unit", Unit)):
+        value = getattr(options, name, None)
+        if value is not None and not isinstance(value, kind):
+            try:
+                coerced = kind(value)
+            except ValueError:
+                allowed = ", ".join(repr(member.value) for member in kind)
+                raise InvalidOption(name, f"must be one of {allowed}, got {value!r}") from None
+            object.__setattr__(options, name, coerced)  # frozen dataclass: set once, at construction
+
+
 def _check_common(label_smoothing: float, epsilon: float | None) -> None:
     if not 0.0 <= label_smoothing <= 1.0:
         raise InvalidOption("label_smoothing", f"must lie in [0, 1], got {label_smoothing!r}")
@@ -63,6 +76,7 @@ class MulticlassOptions:
     ignore_index: int | None = None
 
     def __post_init__(self) -> None:
+        _coerce_enums(self)
         _check_common(self.label_smoothing, self.epsilon)
         if not 0.0 < self.tolerance < 1.0:
             raise InvalidOption("tolerance", f"must lie in (0, 1), got {self.tolerance!r}")
@@ -83,6 +97,7 @@ class BinaryOptions:
     unit: Unit = Unit.NATS
 
     def __post_init__(self) -> None:
+        _coerce_enums(self)
         _check_common(self.label_smoothing, self.epsilon)
         if self.prediction_type is PredictionType.LOG_PROBABILITIES:
             raise InvalidOption("prediction_type", 'must be "probabilities" or "logits" for binary cross-entropy')
