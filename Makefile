@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= $(or $(XENT_HOST),127.0.0.1)
 PORT   ?= $(or $(XENT_PORT),8000)
 
-.PHONY: run test lint typecheck pytest openapi clean
+.PHONY: run test lint typecheck manifests pytest openapi clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xent needs Python 3.11 or newer: set PYTHON=/path/to/python3.11")'
@@ -24,7 +24,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/xent serve --host $(HOST) --port $(PORT)
 
-test: lint typecheck pytest
+test: lint typecheck manifests pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check service tests
@@ -32,6 +32,11 @@ lint: $(VENV)/.installed-test
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
+
+# The Kubernetes manifests, against the schemas that kubernetes-validate ships (offline).
+K8S_MANIFESTS := $(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
+manifests: $(VENV)/.installed-test
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
 
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
