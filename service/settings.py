@@ -32,7 +32,7 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "On SIGTERM, how long in-flight requests may still run before they are cancelled and the process "
-            "exits 0; keep it below the orchestrator's stop grace period (30 s in docker-compose.yml and Kubernetes)."
+            "exits 0; keep it below the orchestrator's stop grace period (compose: 30 s, Kubernetes: 35 s)."
         ),
     )
 
