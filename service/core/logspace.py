@@ -9,23 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log softmax(x) row-wise: x − max − log Σ exp(x − max).
+def log_sum_exp_rows(log_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the peak m = max x and log Σ_c exp(x_c − m); log Σ exp x = m + that.
 
-    Subtracting the row maximum keeps every exponent ≤ 0, so nothing overflows and
-    the largest term contributes exactly exp(0) = 1 to the sum.
+    The two parts are returned apart: adding them would round the second away when
+    m is huge (logits of 1e300), and x − m − log Σ exp(x − m) needs them separately.
     """
-    # A spread between logits past 1.8e308 overflows to -inf: exp(-inf) = 0 is then the
-    # correctly rounded probability, so the overflow is harmless and silenced.
-    with np.errstate(over="ignore"):
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def log_sum_exp_rows(log_values: np.ndarray) -> np.ndarray:
-    """log Σ_c exp(xᵢ_c) per row, stably (max-shifted)."""
     peak = log_values.max(axis=1)
-    return peak + np.log(np.exp(log_values - peak[:, None]).sum(axis=1))
+    with np.errstate(over="ignore"):  # a spread past 1.8e308 gives −inf, and exp(−inf) = 0 is right
+        shifted = log_values - peak[:, None]
+    np.exp(shifted, out=shifted)
+    return peak, np.log(shifted.sum(axis=1))
 
 
 def log_sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -52,9 +46,3 @@ def xlogx(values: np.ndarray) -> np.ndarray:
     positive = values > 0
     logs = np.log(values, where=positive, out=np.zeros_like(values))
     return values * logs
-
-
-def weighted_log_sum(targets: np.ndarray, log_values: np.ndarray) -> np.ndarray:
-    """Σ_c t_c·log v_c per row, taking 0·log v = 0 even where log v = −inf."""
-    terms = np.where(targets > 0, log_values, 0.0)
-    return np.einsum("ij,ij->i", targets, terms)

@@ -9,7 +9,7 @@ import numpy as np
 
 from service.core.arrays import describe, float_matrix, nonnegative_weights
 from service.core.errors import BadShape, InvalidInput, InvalidOption, OutOfRange, RowsNotNormalized, UnknownClass
-from service.core.logspace import log_clipped, log_softmax, log_sum_exp_rows, xlogx
+from service.core.logspace import log_clipped, log_sum_exp_rows, xlogx
 from service.core.options import MulticlassOptions, Normalization, PredictionType
 from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
 
@@ -96,25 +96,25 @@ def score_multiclass(
         return empty(options.unit, settings)
 
     warnings: list[ScoringWarning] = []
-    log_q, clipped = _log_predictions(preds, targets.scored, options, warnings)
-    rows = np.arange(n)
+    log_predictions = _log_predictions(preds, targets.scored, options, warnings)
     if targets.indices is not None and options.label_smoothing == 0:
         # A hard label needs only the true class's column: CE = KL = −log q_y, H = 0.
         true_class = targets.indices
-        cross_entropy = -log_q[rows, true_class]
+        log_q_true, clipped_rows = log_predictions.at(true_class)
+        cross_entropy = -log_q_true
         entropy = np.zeros(n)
         kl_divergence = cross_entropy
         class_mass = np.ones(n) if weights_by_class is None else weights_by_class[true_class]
-        clipped_rows = None if clipped is None else clipped[rows, true_class]
     else:
         target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
+        log_q, clipped = log_predictions.everywhere()
         true_class = target.argmax(axis=1)
         entropy = -xlogx(target).sum(axis=1)
         kl_divergence = _kl_rows(target, log_q)
         cross_entropy = entropy + kl_divergence
         # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
         class_mass = np.ones(n) if weights_by_class is None else target @ weights_by_class
-        clipped_rows = None if clipped is None else (clipped & (target > 0)).any(axis=1)
+        clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
 
     if clipped_rows is not None and (clipped_rows & targets.scored).any():
         eps = options.resolved_epsilon
@@ -331,34 +331,73 @@ def _distribution_targets(labels: Any, n_classes: int | None, options: Multiclas
     return _Targets("distributions", np.ones(target.shape[0], dtype=bool), distributions=target)
 
 
+@dataclass(frozen=True)
+class _LogPredictions:
+    """Checked predictions and how to take log q from them, for one column per row or for all.
+
+    Keeping the normaliser apart lets a hard label read only its own column: log q_y is
+    x_y − peak − log Σ exp(x − peak) for logits, log(clip(p_y / s)) for probabilities.
+    """
+
+    values: np.ndarray
+    kind: PredictionType
+    epsilon: float
+    peak: np.ndarray | None = None  # per row, subtracted first (logits, renormalized log-probabilities)
+    log_sum: np.ndarray | None = None  # per row, subtracted second
+    divisor: np.ndarray | None = None  # per row (renormalized probabilities)
+
+    def at(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """log q at one column per row, and whether the ε clip moved it."""
+        return self._log(self.values[np.arange(columns.shape[0]), columns], slice(None))
+
+    def everywhere(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """log q for every entry, and which entries the ε clip moved."""
+        return self._log(self.values, (slice(None), None))
+
+    def _log(self, values: np.ndarray, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.kind is PredictionType.PROBABILITIES:
+            if self.divisor is not None:
+                values = values / self.divisor[rows]
+            eps = self.epsilon
+            clipped = ((values < eps) | (values > 1.0 - eps)) if eps > 0 else None
+            return log_clipped(values, eps), clipped
+        if self.peak is None or self.log_sum is None:
+            return values, None
+        # (x − peak) − log_sum, in that order: peak + log_sum would round log_sum away when peak is huge.
+        with np.errstate(over="ignore"):  # a spread past 1.8e308 gives −inf, the correctly rounded log q
+            return (values - self.peak[rows]) - self.log_sum[rows], None
+
+
 def _log_predictions(
     preds: np.ndarray, scored: np.ndarray, options: MulticlassOptions, warnings: list[ScoringWarning]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """log q for every entry, and which entries the ε clip changed (probabilities only)."""
+) -> _LogPredictions:
+    """Check the predictions against their type and the normalization policy."""
     kind = options.prediction_type
+    eps = options.resolved_epsilon
     if kind is PredictionType.LOGITS:
-        return log_softmax(preds), None
+        return _LogPredictions(preds, kind, eps, *log_sum_exp_rows(preds))
     if kind is PredictionType.LOG_PROBABILITIES:
-        _require_in_range(preds, preds > 0, "log-probability {value!r} is positive; log-probabilities are <= 0")
-        log_sums = log_sum_exp_rows(preds)
-        if _normalize(np.exp(log_sums), scored, options, warnings):
-            preds = preds - log_sums[:, None]
-        return preds, None
-    _require_in_range(
-        preds,
-        (preds < 0) | (preds > 1),
-        'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
-    )
+        if preds.max() > 0:
+            _raise_first(preds, preds > 0, "log-probability {value!r} is positive; log-probabilities are <= 0")
+        peak, log_sum = log_sum_exp_rows(preds)
+        if _normalize(np.exp(peak + log_sum), scored, options, warnings):
+            return _LogPredictions(preds, kind, eps, peak, log_sum)
+        return _LogPredictions(preds, kind, eps)
+    if preds.min() < 0 or preds.max() > 1:
+        _raise_first(
+            preds,
+            (preds < 0) | (preds > 1),
+            'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
+        )
     sums = preds.sum(axis=1)
     if _normalize(sums, scored, options, warnings):
         # Ignored rows are not checked and may sum to 0: leave those as they are.
-        preds = preds / np.where(sums > 0, sums, 1.0)[:, None]
-    eps = options.resolved_epsilon
-    clipped = ((preds < eps) | (preds > 1.0 - eps)) if eps > 0 else None
-    return log_clipped(preds, eps), clipped
+        return _LogPredictions(preds, kind, eps, divisor=np.where(sums > 0, sums, 1.0))
+    return _LogPredictions(preds, kind, eps)
 
 
-def _require_in_range(preds: np.ndarray, bad: np.ndarray, message: str) -> None:
+def _raise_first(preds: np.ndarray, bad: np.ndarray, message: str) -> None:
+    """Raise OutOfRange at the first true entry of ``bad``."""
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
         raise OutOfRange("predictions", message.format(value=float(preds[row, column])), row=row, column=column)

@@ -87,9 +87,14 @@ class ScoreResult:
     settings: Mapping[str, object]
 
 
-def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
-    """Σ wᵢ·vᵢ over rows with wᵢ > 0 (so an infinite value of weight 0 adds nothing)."""
-    keep = weights > 0
+def _weighted(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) -> float:
+    """Σ wᵢ·vᵢ over the rows in ``keep`` (those with wᵢ > 0; None: all of them).
+
+    Rows of weight 0 are left out rather than multiplied, so that an infinite or
+    undefined value there adds nothing instead of NaN.
+    """
+    if keep is None:
+        return float(np.dot(weights, values))
     return float(np.dot(weights[keep], values[keep]))
 
 
@@ -131,7 +136,9 @@ def finish(
     weights = np.where(scored, weights, 0.0)
     total = float(weights.sum())
     base = unit.log_base
-    sums = [_weighted(v, weights) for v in (cross_entropy, kl_divergence, entropy)]
+    positive = weights > 0
+    keep = None if positive.all() else positive
+    sums = [_weighted(v, weights, keep) for v in (cross_entropy, kl_divergence, entropy)]
     means: list[float | None] = [None] * 5
     if n_scored == 0:
         reason = "the batch is empty" if n == 0 else "every row is ignored"
@@ -143,7 +150,7 @@ def finish(
         mean_nats = sums[0] / total
         # exp overflows float64 past ~709.78 nats: report +inf (then null) rather than raise.
         perplexity = math.exp(mean_nats) if mean_nats < 709.78 else math.inf
-        means = [*(s / total / base for s in sums), perplexity, _weighted(correct, weights) / total]
+        means = [*(s / total / base for s in sums), perplexity, _weighted(correct, weights, keep) / total]
     infinite_rows = scored & ~(np.isfinite(cross_entropy) & np.isfinite(kl_divergence))
     infinite_aggregates = [v for v in (*sums, *means) if v is not None and not math.isfinite(v)]
     if infinite_rows.any() or infinite_aggregates:
@@ -152,8 +159,12 @@ def finish(
             "or an overflow); JSON cannot hold them, so they are reported as null"
         )
         warnings.append(ScoringWarning.for_rows(WarningCode.NON_FINITE, infinite_rows, message))
+    every_row = bool(scored.all())
     per_sample = PerSample(
-        *(np.where(scored, v / base, np.nan) for v in (cross_entropy, kl_divergence, entropy)),
+        *(
+            (v if base == 1.0 else v / base) if every_row else np.where(scored, v / base, np.nan)
+            for v in (cross_entropy, kl_divergence, entropy)
+        ),
     )
     return ScoreResult(
         n=n,
