@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    fast_json_min_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description=(
+            "JSON bodies of at least this many bytes are parsed straight into arrays (simdjson); smaller ones, "
+            "and any body the fast path cannot prove well-formed, take the reference Pydantic path. Same answers."
+        ),
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_case_level(cls, value: object) -> object:

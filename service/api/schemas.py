@@ -83,10 +83,16 @@ class _Strict(BaseModel):
 class CrossEntropyRequest(_Strict):
     """A batch of multi-class predictions and their labels."""
 
-    #: Fields that are arrays: NPZ members in the binary transport; every other field is a query parameter there.
-    array_fields: ClassVar[frozenset[str]] = frozenset(
-        {"predictions", "labels", "classes", "class_weights", "sample_weights"}
-    )
+    #: Array fields and what they hold (see ``service.api.fastjson``). They are the NPZ members of the
+    #: binary transport; every other field is a query parameter there.
+    array_kinds: ClassVar[dict[str, str]] = {
+        "predictions": "rows",
+        "labels": "labels",
+        "classes": "names",
+        "class_weights": "numbers",
+        "sample_weights": "numbers",
+    }
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
     predictions: Matrix = Field(
         description="N×C numbers, C ≥ 2: one row per sample, one column per class, of the kind `prediction_type` says.",
@@ -157,7 +163,13 @@ class CrossEntropyRequest(_Strict):
 class BinaryCrossEntropyRequest(_Strict):
     """A batch of binary (N) or multi-label (N×K) predictions and their labels."""
 
-    array_fields: ClassVar[frozenset[str]] = frozenset({"predictions", "labels", "pos_weight", "sample_weights"})
+    array_kinds: ClassVar[dict[str, str]] = {
+        "predictions": "numbers_or_rows",
+        "labels": "numbers_or_rows",
+        "pos_weight": "numbers",
+        "sample_weights": "numbers",
+    }
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
     predictions: VectorOrMatrix = Field(
         description="N numbers (binary: the probability or logit of the positive class) or N×K (K independent labels).",

@@ -80,8 +80,8 @@ NPZ_RESPONSE = {
 }
 
 
-def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool) -> Response:
-    request = decode(CrossEntropyRequest, body, query)
+def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, settings: Settings) -> Response:
+    request = decode(CrossEntropyRequest, body, query, fast_json_min_bytes=settings.fast_json_min_bytes)
     result = score_multiclass(
         request.labels,
         request.predictions,
@@ -93,8 +93,8 @@ def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool) -> Respon
     return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, as_npz=as_npz)
 
 
-def _binary_cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool) -> Response:
-    request = decode(BinaryCrossEntropyRequest, body, query)
+def _binary_cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, settings: Settings) -> Response:
+    request = decode(BinaryCrossEntropyRequest, body, query, fast_json_min_bytes=settings.fast_json_min_bytes)
     result = score_binary(
         request.labels,
         request.predictions,
@@ -118,7 +118,7 @@ async def cross_entropy(request: Request, settings: SettingsDep) -> Response:
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
     body = await read_body(request, settings.max_body_bytes)
     # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-    return await run_in_threadpool(_cross_entropy, body, dict(request.query_params), wants_npz(request))
+    return await run_in_threadpool(_cross_entropy, body, dict(request.query_params), wants_npz(request), settings)
 
 
 @router.post(
@@ -132,4 +132,5 @@ async def binary_cross_entropy(request: Request, settings: SettingsDep) -> Respo
     """Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
     body = await read_body(request, settings.max_body_bytes)
-    return await run_in_threadpool(_binary_cross_entropy, body, dict(request.query_params), wants_npz(request))
+    query = dict(request.query_params)
+    return await run_in_threadpool(_binary_cross_entropy, body, query, wants_npz(request), settings)

@@ -15,6 +15,10 @@ import numpy as np
 from service.core.errors import BadShape, InvalidInput, NotANumber, NotFinite, OutOfRange
 
 _NUMBER_TYPES = frozenset({int, float})
+_FLAT_NOT_ROWS = (
+    "expected N rows of C >= 2 numbers, got a flat array of numbers; "
+    "for one probability per sample use binary cross-entropy"
+)
 
 
 def describe(value: object) -> str:
@@ -76,6 +80,8 @@ def _from_ndarray(values: np.ndarray, field: str, ndims: tuple[int, ...]) -> np.
     if values.dtype.kind not in "iuf":
         raise NotANumber(field, f"expected an array of numbers, got dtype {values.dtype}")
     if values.ndim not in ndims:
+        if ndims == (2,) and values.ndim == 1:
+            raise BadShape(field, _FLAT_NOT_ROWS)
         raise BadShape(field, f"expected {_dims_text(ndims)}, got {values.ndim} dimensions")
     array = np.asarray(values, dtype=np.float64)
     _check_finite(array, field)
@@ -122,11 +128,7 @@ def float_matrix(values: Any, field: str, *, allow_vector: bool = False) -> np.n
         if allow_vector:
             return float_vector(values, field)
         if type(values[0]) in _NUMBER_TYPES:
-            raise BadShape(
-                field,
-                "expected N rows of C >= 2 numbers, got a flat array of numbers; "
-                "for one probability per sample use binary cross-entropy",
-            )
+            raise BadShape(field, _FLAT_NOT_ROWS)
     width = None
     for row, entry in enumerate(values):
         if not isinstance(entry, list):

@@ -1,0 +1,133 @@
+"""The JSON fast path: large bodies parsed straight into NumPy arrays.
+
+``simdjson`` parses the body once; each array field is exported with ``as_buffer``
+as a contiguous float64 / int64 buffer, without a Python object per number. The
+scalar options are re-serialised (a few bytes) and validated by the same Pydantic
+model as on the reference path.
+
+The fast path only ever accepts what it can prove well-formed. Anything else (NaN
+tokens, non-numbers, ragged or nested rows, duplicate keys, an odd bracket count)
+makes it return None, and the caller decodes the body on the reference path, whose
+checks name the field, row and column. So both paths give the same numbers and the
+same errors by construction, and the fast one never has to reproduce a message.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+import simdjson
+from pydantic import BaseModel, ValidationError
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+_local = threading.local()
+
+
+def _parser() -> simdjson.Parser:
+    # A parser is reused for speed (it keeps its buffers) but is not thread-safe: one per thread.
+    parser: simdjson.Parser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
+    return parser
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return _parser().parse(body)
+    except RuntimeError:
+        # The thread's parser still has live documents (a traceback can hold one): use a fresh one.
+        _local.parser = simdjson.Parser()
+        return _local.parser.parse(body)
+
+
+class _NotFast(Exception):
+    """The body is not provably well-formed; decode it on the reference path."""
+
+
+def _matrix(array: Any, n: int) -> np.ndarray:
+    """An N×C float64 array from rows of equal length holding only numbers."""
+    width = len(array[0])
+    flat = np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64)
+    if flat.shape[0] != n * width or any(len(row) != width for row in array):
+        raise _NotFast
+    return flat.reshape(n, width)
+
+
+def _convert(kind: str, array: Any) -> tuple[Any, int]:
+    """The field as an array (or a list of names), and how many '[' its JSON text holds.
+
+    ``kind`` says what the field may hold: "rows" (N×C numbers), "numbers" (N numbers),
+    "numbers_or_rows", or "labels" (N class indices, N class names or N×C numbers).
+    """
+    n = len(array)
+    if n == 0:
+        return [], 1
+    first = array[0]
+    try:
+        if isinstance(first, simdjson.Array) and kind in ("rows", "numbers_or_rows", "labels"):
+            return _matrix(array, n), n + 1
+        if isinstance(first, bool):
+            raise _NotFast
+        if isinstance(first, str) and kind == "labels":
+            return array.as_list(), 1
+        if isinstance(first, int) and kind == "labels":
+            return np.frombuffer(array.as_buffer(of_type="i"), dtype=np.int64), 1
+        if isinstance(first, int | float) and kind in ("numbers", "numbers_or_rows"):
+            return np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64), 1
+    except (TypeError, ValueError):
+        # as_buffer refuses booleans, nulls, strings, arrays where numbers belong, and
+        # integers past int64: the reference path will say which row.
+        raise _NotFast from None
+    raise _NotFast
+
+
+def decode_fast(model: type[RequestModel], body: bytes) -> RequestModel | None:
+    """The request from a large JSON body, or None when the reference path must decide."""
+    try:
+        document = _parse(body)
+    except ValueError:
+        return None  # not JSON by simdjson's reading (NaN tokens, 1e999, …): the reference path explains
+    try:
+        return _decode(model, body, document)
+    except _NotFast:
+        return None
+    finally:
+        del document
+
+
+def _decode(model: type[RequestModel], body: bytes, document: Any) -> RequestModel:
+    if not isinstance(document, simdjson.Object):
+        raise _NotFast
+    keys = list(document.keys())
+    if len(keys) != len(set(keys)):
+        raise _NotFast  # duplicate keys: which one wins is the reference parser's call
+    kinds: dict[str, str] = getattr(model, "array_kinds", {})
+    arrays: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    brackets = 0
+    for key in keys:
+        value = document[key]
+        if kinds.get(key, "names") != "names" and isinstance(value, simdjson.Array):
+            arrays[key], count = _convert(kinds[key], value)
+            brackets += count
+        elif isinstance(value, simdjson.Array | simdjson.Object):
+            if len(value) > 1000:
+                raise _NotFast
+            options[key] = value.as_list() if isinstance(value, simdjson.Array) else value.as_dict()
+            brackets += orjson.dumps(options[key]).count(b"[")
+        else:
+            options[key] = value
+    # as_buffer flattens: a row like [3, [4]] would pass unseen. Every '[' in the body must
+    # be one we accounted for (a '[' inside a string also sends the body the reference way).
+    if body.count(b"[") != brackets:
+        raise _NotFast
+    placeholders: dict[str, list[Any]] = {key: [] for key in arrays}
+    try:
+        request = model.model_validate_json(orjson.dumps(options | placeholders))
+    except ValidationError:
+        raise _NotFast from None  # let the reference path produce the very same error list
+    return request.model_copy(update=arrays)
