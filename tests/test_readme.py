@@ -4,6 +4,8 @@ import asyncio
 import json
 import re
 import shlex
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from service.api import create_app
 from service.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-EXAMPLE = re.compile(r"```sh\n(curl [^`]*?)```\n```json\n(.*?)```", re.DOTALL)
+EXAMPLE = re.compile(r"```sh\n((?:python3 -c |curl )[^`]*?)```\n```json\n(.*?)```", re.DOTALL)
 
 
 def _examples() -> list[tuple[str, Any]]:
@@ -24,10 +26,17 @@ def _examples() -> list[tuple[str, Any]]:
     return found
 
 
-def _request(command: str) -> tuple[str, bytes, dict[str, str]]:
-    """Path, body and headers of a `curl -s URL -H ... -d '...'` command."""
+def _request(command: str, workdir: Path) -> tuple[str, bytes, dict[str, str]]:
+    """Path, body and headers of a `curl -s URL -H ... -d '...'` command.
+
+    A `python3 -c '...'` command before it (which writes the file `--data-binary @FILE` sends)
+    is run first, in ``workdir``.
+    """
     words = shlex.split(command.replace("\\\n", " "))
-    url = next(w for w in words if w.startswith("localhost:"))
+    if words[:2] == ["python3", "-c"]:
+        subprocess.run([sys.executable, "-c", words[2]], cwd=workdir, check=True)
+        words = words[3:]
+    url = next(w for w in words if w.startswith(("localhost:", "http://localhost:")))
     headers, body = {}, b""
     for flag, value in pairwise(words):
         if flag == "-H":
@@ -35,6 +44,8 @@ def _request(command: str) -> tuple[str, bytes, dict[str, str]]:
             headers[name.strip()] = content.strip()
         elif flag in ("-d", "--json"):
             body = value.encode()
+        elif flag == "--data-binary":
+            body = (workdir / value.removeprefix("@")).read_bytes()
     return url.split("localhost:8000", 1)[1], body, headers
 
 
@@ -57,8 +68,8 @@ def _matches(expected: Any, actual: Any, where: str = "") -> None:
 
 
 @pytest.mark.parametrize(("command", "answer"), _examples())
-def test_readme_example_answers_as_shown(command: str, answer: Any) -> None:
-    path, body, headers = _request(command)
+def test_readme_example_answers_as_shown(command: str, answer: Any, tmp_path: Path) -> None:
+    path, body, headers = _request(command, tmp_path)
     app = create_app(Settings())
 
     async def post() -> httpx.Response:
