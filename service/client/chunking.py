@@ -1,0 +1,177 @@
+"""Exact chunked scoring: split a dataset into row ranges, and merge the chunks' answers into the answer
+one request over the whole dataset would give.
+
+Means are merged as Σ sums / Σ weights, never as a mean of means: the service's mean is
+Σwᵢℓᵢ / Σwᵢ over the scored rows, every wᵢ belongs to one row, so the chunk sums add up and
+so do the chunk weight totals. The weight totals are recomputed here from the options (the
+answer does not carry them), with the service's formula: wᵢ = sᵢ·Σ_c w_c·y'ᵢ_c, 0 on ignored rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.client.results import LOG_BASE, Means, PerSample, Scores, ScoreWarning, Sums
+from service.client.wire import Endpoint, as_array
+
+#: Rows per chunk, at most: big enough to amortize a request, small enough to show progress.
+MAX_CHUNK_ROWS = 131_072
+#: A chunk's body aims at this share of the service's body limit (the answer and headers need room too).
+BODY_LIMIT_SHARE = 4
+#: The limit assumed when the service does not say (``/v1/info``): the service's default, 64 MiB.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: A warning lists this many row indices, as the service's do.
+WARNING_ROWS_SHOWN = 20
+#: Warnings in the order the service emits them (row checks first, then the aggregates').
+WARNING_ORDER = ("ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "EMPTY", "ZERO_WEIGHT", "NON_FINITE")
+#: e^x overflows float64 past this many nats, as in the service.
+_MAX_EXP = 709.78
+
+
+def chunk_rows(
+    labels: np.ndarray, predictions: np.ndarray, options: Mapping[str, Any], max_body_bytes: int | None
+) -> int:
+    """Rows per chunk so that a chunk's NPZ body stays well under the body limit (and at most MAX_CHUNK_ROWS)."""
+    n = max(len(predictions), 1)
+    row_bytes = (predictions.nbytes + labels.nbytes) / n + 64 / n
+    if options.get("sample_weights") is not None:
+        row_bytes += 8
+    budget = (max_body_bytes or DEFAULT_MAX_BODY_BYTES) // BODY_LIMIT_SHARE
+    return max(1, min(MAX_CHUNK_ROWS, int(budget // max(row_bytes, 1.0))))
+
+
+def ranges(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk of ``size`` rows (the last one shorter); one empty range for no rows."""
+    if size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {size}")
+    return [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
+
+
+def chunk_options(options: Mapping[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The options of the chunk [start, stop): sample weights are per row, so they are sliced too."""
+    weights = options.get("sample_weights")
+    if weights is None:
+        return dict(options)
+    return {**options, "sample_weights": as_array(weights)[start:stop]}
+
+
+def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, Any]) -> float:
+    """Σwᵢ over the scored rows of a chunk, as the service weighs them (read after it accepted the chunk)."""
+    n = len(labels)
+    weights = options.get("sample_weights")
+    by_sample = np.ones(n) if weights is None else as_array(weights).astype(np.float64)
+    if endpoint == "binary-cross-entropy":
+        return float(by_sample.sum())
+    scored = np.ones(n, dtype=bool)
+    ignore_index = options.get("ignore_index")
+    if ignore_index is not None and labels.dtype.kind in "iu":
+        scored = labels != ignore_index
+    class_weights = options.get("class_weights")
+    if class_weights is None:
+        mass: np.ndarray | float = 1.0
+    else:
+        by_class = as_array(class_weights).astype(np.float64)
+        smoothing = float(options.get("label_smoothing") or 0.0)
+        if labels.ndim == 2:
+            target = labels.astype(np.float64)
+            if options.get("normalization") == "renormalize":
+                target = target / target.sum(axis=1, keepdims=True)
+            if smoothing:
+                target = (1.0 - smoothing) * target + smoothing / len(by_class)
+            mass = target @ by_class
+        else:
+            if labels.dtype.kind in "US":
+                column = {name: i for i, name in enumerate(options.get("classes") or ())}
+                indices = np.array([column[name] for name in labels.tolist()], dtype=np.int64)
+            else:
+                indices = np.where(scored, labels, 0).astype(np.int64)
+            # y' = (1 − ε)·onehot + ε/C, so Σ_c w_c·y'_c = (1 − ε)·w_y + ε·mean(w).
+            mass = (
+                by_class[indices]
+                if not smoothing
+                else (1.0 - smoothing) * by_class[indices] + smoothing / len(by_class) * by_class.sum()
+            )
+    return float(np.where(scored, by_sample * mass, 0.0).sum())
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk's answer: where it starts, what it weighed, what it scored."""
+
+    start: int
+    weight: float
+    scores: Scores
+
+
+def merge(chunks: Sequence[Chunk]) -> Scores:
+    """The answer for the whole dataset from its chunks' answers (in row order)."""
+    if len(chunks) == 1:
+        return chunks[0].scores
+    first = chunks[0].scores
+    n = sum(c.scores.n for c in chunks)
+    n_scored = sum(c.scores.n_scored for c in chunks)
+    total = math.fsum(c.weight for c in chunks)
+    sums = [_add(getattr(c.scores.sum, name) for c in chunks) for name in ("cross_entropy", "kl_divergence", "entropy")]
+    means: list[float | None] = [None] * 5
+    if n_scored and total > 0.0:
+        means[:3] = [None if s is None else s / total for s in sums]
+        ce_nats = None if means[0] is None else means[0] * LOG_BASE[first.unit]
+        means[3] = None if ce_nats is None or ce_nats >= _MAX_EXP else math.exp(ce_nats)
+        correct = math.fsum(c.scores.mean.accuracy * c.weight for c in chunks if c.scores.mean.accuracy is not None)
+        means[4] = correct / total
+    infinite = any(s is None for s in sums) or (means[0] is not None and means[3] is None)
+    per_sample = None
+    if all(c.scores.per_sample is not None for c in chunks):
+        parts = [c.scores.per_sample for c in chunks if c.scores.per_sample is not None]
+        per_sample = PerSample(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in PerSample.__dataclass_fields__)
+        )
+    warnings = _merge_warnings(chunks, keep_empty=n_scored == 0, keep_zero_weight=bool(n_scored) and total == 0.0)
+    warnings = [w for w in warnings if w.code != "NON_FINITE" or w.count or infinite]
+    return Scores(
+        n=n,
+        n_scored=n_scored,
+        unit=first.unit,
+        mean=Means(*means),
+        sum=Sums(*sums),
+        per_sample=per_sample,
+        warnings=tuple(warnings),
+        settings=first.settings,
+        classes=first.classes,
+    )
+
+
+def _add(values: Any) -> float | None:
+    """Σ of the chunk sums; None (not finite) if any is."""
+    listed = list(values)
+    return None if any(v is None for v in listed) else math.fsum(listed)
+
+
+def _merge_warnings(chunks: Sequence[Chunk], *, keep_empty: bool, keep_zero_weight: bool) -> list[ScoreWarning]:
+    """Warnings by code: counts added, rows renumbered from the chunk's start, the first 20 rows kept.
+
+    EMPTY and ZERO_WEIGHT describe a whole request: a chunk's says nothing about the dataset
+    unless the dataset as a whole is empty (or weighs nothing) too.
+    """
+    merged: dict[str, ScoreWarning] = {}
+    for chunk in chunks:
+        for w in chunk.scores.warnings:
+            if (w.code == "EMPTY" and not keep_empty) or (w.code == "ZERO_WEIGHT" and not keep_zero_weight):
+                continue
+            rows = tuple(chunk.start + row for row in w.rows)
+            if w.code in merged:
+                seen = merged[w.code]
+                if w.code == "EMPTY":
+                    continue  # said once, for the whole dataset
+                merged[w.code] = ScoreWarning(
+                    w.code, seen.message, seen.count + w.count, (seen.rows + rows)[:WARNING_ROWS_SHOWN]
+                )
+            else:
+                merged[w.code] = ScoreWarning(w.code, w.message, w.count, rows[:WARNING_ROWS_SHOWN])
+    order = {code: i for i, code in enumerate(WARNING_ORDER)}
+    return sorted(merged.values(), key=lambda w: order.get(w.code, len(order)))

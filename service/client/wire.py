@@ -1,0 +1,204 @@
+"""Sans-I/O request building and answer reading, shared by the sync and async clients.
+
+A request is built as JSON (small batches: readable, no NumPy on the wire) or as an NPZ
+archive with the options in the query (large batches: float64 bytes as they are, no
+decimal round trip); the answer comes back in the same form.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+import orjson
+
+from service.client.errors import ProblemError
+from service.client.results import Scores
+
+Endpoint = Literal["cross-entropy", "binary-cross-entropy"]
+TransportChoice = Literal["auto", "json", "npz"]
+
+JSON_MEDIA_TYPE = "application/json"
+NPZ_MEDIA_TYPE = "application/x-npz"
+
+#: ``transport="auto"`` sends NPZ from this many prediction values on (e.g. 1,000 rows × 10 classes), JSON below.
+#: Below it JSON costs little and stays readable in logs; above it NPZ skips printing and parsing decimals.
+NPZ_MIN_VALUES = 10_000
+
+
+class CrossEntropyOptions(TypedDict, total=False):
+    """The options of ``POST /v1/cross-entropy`` (same names and defaults as the API)."""
+
+    prediction_type: Literal["probabilities", "logits", "log_probabilities"]
+    classes: Sequence[str] | None
+    label_smoothing: float
+    class_weights: Any
+    sample_weights: Any
+    ignore_index: int | None
+    epsilon: float | Literal["auto"]
+    normalization: Literal["warn", "renormalize", "error"]
+    tolerance: float
+    unit: Literal["nats", "bits", "hartleys"]
+    per_sample: bool
+
+
+class BinaryCrossEntropyOptions(TypedDict, total=False):
+    """The options of ``POST /v1/binary-cross-entropy`` (same names and defaults as the API)."""
+
+    prediction_type: Literal["probabilities", "logits"]
+    pos_weight: Any
+    label_smoothing: float
+    sample_weights: Any
+    epsilon: float | Literal["auto"]
+    unit: Literal["nats", "bits", "hartleys"]
+    per_sample: bool
+
+
+#: The API's defaults, per endpoint (the keys are every option it accepts).
+DEFAULTS: dict[Endpoint, dict[str, Any]] = {
+    "cross-entropy": {
+        "prediction_type": "probabilities",
+        "classes": None,
+        "label_smoothing": 0.0,
+        "class_weights": None,
+        "sample_weights": None,
+        "ignore_index": None,
+        "epsilon": "auto",
+        "normalization": "warn",
+        "tolerance": 1e-3,
+        "unit": "nats",
+        "per_sample": True,
+    },
+    "binary-cross-entropy": {
+        "prediction_type": "probabilities",
+        "pos_weight": None,
+        "label_smoothing": 0.0,
+        "sample_weights": None,
+        "epsilon": "auto",
+        "unit": "nats",
+        "per_sample": True,
+    },
+}
+#: Options that are arrays: NPZ members rather than query parameters.
+ARRAY_OPTIONS = frozenset({"classes", "class_weights", "sample_weights", "pos_weight"})
+
+
+def check_options(endpoint: Endpoint, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of ``endpoint``, defaults filled in; a misspelt name is a TypeError naming the right ones."""
+    unknown = sorted(options.keys() - DEFAULTS[endpoint].keys())
+    if unknown:
+        allowed = ", ".join(DEFAULTS[endpoint])
+        raise TypeError(f"unknown option {unknown[0]!r} for /v1/{endpoint}; options are: {allowed}")
+    return {**DEFAULTS[endpoint], **options}
+
+
+def as_array(value: Any) -> np.ndarray:
+    """Anything ``numpy.asarray`` takes (lists, arrays, CPU torch tensors, pandas objects) as an array.
+
+    Object arrays (pandas strings, mixed lists) are re-read so that names become a string array
+    and numbers a numeric one: the NPZ transport refuses pickled objects.
+    """
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor: drop autograd, keep the data
+        value = value.detach().cpu()
+    array = np.asarray(value)
+    if array.dtype.kind == "O":
+        array = np.array(array.tolist())
+    return array
+
+
+def prepare(endpoint: Endpoint, labels: Any, predictions: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predictions as arrays the service reads as meant: float predictions, integer class indices."""
+    preds = as_array(predictions)
+    if preds.dtype.kind in "iub" or preds.dtype == np.float16:
+        preds = preds.astype(np.float64)
+    targets = as_array(labels)
+    if endpoint == "binary-cross-entropy" and targets.dtype.kind in "iub":
+        targets = targets.astype(np.float64)
+    elif targets.dtype.kind == "b" or (targets.dtype.kind == "f" and targets.ndim == 1 and _integral(targets)):
+        targets = targets.astype(np.int64)  # 1-D class indices read as floats (a CSV column, a pandas column)
+    return targets, preds
+
+
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.isfinite(values).all() and (values == np.round(values)).all())
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request, ready to send."""
+
+    path: str
+    content: bytes
+    headers: dict[str, str]
+    params: dict[str, str]
+
+
+def choose_npz(transport: TransportChoice, predictions: np.ndarray, npz_min_values: int) -> bool:
+    """Whether to send (and ask for) NPZ."""
+    return transport == "npz" or (transport == "auto" and predictions.size >= npz_min_values)
+
+
+def build_request(
+    endpoint: Endpoint, labels: np.ndarray, predictions: np.ndarray, options: Mapping[str, Any], *, npz: bool
+) -> Request:
+    """The request scoring ``labels`` against ``predictions`` with ``options`` (defaults already filled in)."""
+    path = f"/v1/{endpoint}"
+    # Only what differs from the API's default is sent: shorter requests, the same answer.
+    given = {k: v for k, v in options.items() if v is not None and not _same(v, DEFAULTS[endpoint][k])}
+    if not npz:
+        body = {"labels": _jsonable(labels), "predictions": _jsonable(predictions)}
+        body |= {k: _jsonable(as_array(v)) if k in ARRAY_OPTIONS else v for k, v in given.items()}
+        content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        return Request(path, content, {"Content-Type": JSON_MEDIA_TYPE, "Accept": JSON_MEDIA_TYPE}, {})
+    members = {"labels": labels, "predictions": predictions}
+    params: dict[str, str] = {}
+    for name, value in given.items():
+        if name in ARRAY_OPTIONS and not (name == "pos_weight" and np.ndim(value) == 0):
+            array = as_array(value)
+            members[name] = array.astype(str) if name == "classes" else array
+        else:
+            params[name] = _query_value(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, **members)  # type: ignore[arg-type]
+    headers = {"Content-Type": NPZ_MEDIA_TYPE, "Accept": NPZ_MEDIA_TYPE}
+    return Request(path, buffer.getvalue(), headers, params)
+
+
+def _same(value: Any, default: Any) -> bool:
+    return type(value) is type(default) and bool(value == default)
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    """orjson writes numeric arrays natively (C-contiguous, native byte order); anything else as lists."""
+    if array.dtype.kind in "fiub" and array.dtype.isnative and array.dtype.itemsize in (1, 2, 4, 8):
+        if array.dtype.kind == "f" and array.dtype != np.float64:
+            array = array.astype(np.float64)  # float32 → float64 exactly, so JSON and NPZ agree
+        return np.ascontiguousarray(array)
+    return array.tolist()
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same float
+    return str(value)
+
+
+def read_answer(status: int, content_type: str, content: bytes) -> Scores:
+    """The scores of a 200 answer; a ``ProblemError`` for any other."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if status == 200:
+        return Scores.from_npz(content) if media == NPZ_MEDIA_TYPE else Scores.from_json(content)
+    document = None
+    if media.endswith("json"):
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            parsed = None
+        document = parsed if isinstance(parsed, dict) else None
+    text = content[:200].decode("utf-8", "replace").strip()
+    raise ProblemError.from_document(status, document, text or f"the service answered {status} with no body")
