@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from service import __version__
 from service.api import health, scoring
+from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
 from service.core import score_multiclass
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Cross-entropy scoring service",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from install_docs, with local assets
+        redoc_url=None,
         openapi_tags=[
             {"name": "scoring", "description": "Score predictions against labels."},
             {"name": "operations", "description": "Health checks for orchestrators."},
@@ -78,5 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(scoring.router)
     app.include_router(health.router)
+    install_docs(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
