@@ -1,4 +1,5 @@
-"""Command line: ``xent serve`` runs the service, ``xent openapi`` writes its OpenAPI document."""
+"""Command line: ``xent serve`` runs the service, ``xent openapi`` writes its OpenAPI document,
+``xent score`` scores files (``service/client/command.py``)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     document = commands.add_parser("openapi", help="write the OpenAPI document (to stdout without PATH)")
     document.add_argument("path", nargs="?", help="file to write")
     document.set_defaults(run=_openapi)
+    from service.client.command import add_parser as add_score_parser
+
+    add_score_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

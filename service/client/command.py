@@ -1,0 +1,222 @@
+"""``xent score``: score prediction and label files, in-process or against a running service.
+
+Without ``--url`` (and without ``XENT_URL``) the same core the service runs scores the files
+in this process; with one, the client sends them in chunks. Exit codes: 0 scored, 2 bad
+input (the problem's message on stderr), 1 the service failed or could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from service.client.errors import ProblemError, TransportError
+from service.client.files import FORMATS, UnreadableFile, read_array, write_per_sample
+from service.client.results import Scores
+from service.client.wire import Endpoint, prepare
+
+EXIT_OK, EXIT_SERVICE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``xent score`` on the ``xent`` command's subparsers."""
+    score = commands.add_parser(
+        "score",
+        help="score prediction and label files (in-process, or against --url / XENT_URL)",
+        description=(
+            f"Score predictions against labels read from files ({', '.join(FORMATS)}; Parquet needs pyarrow). "
+            "Without --url or XENT_URL the files are scored in this process with the service's own core."
+        ),
+    )
+    files = score.add_argument_group("files")
+    files.add_argument("--predictions", required=True, metavar="FILE", help="N×C (or N for --binary) predictions")
+    files.add_argument("--labels", required=True, metavar="FILE", help="class indices, names or target rows")
+    files.add_argument("--sample-weights", metavar="FILE", help="N non-negative weights")
+    files.add_argument("--per-sample", metavar="OUT", help="write per-sample CE, KL, H to OUT (.csv or .npy)")
+    options = score.add_argument_group("options (as in the API)")
+    options.add_argument("--binary", action="store_true", help="binary / multi-label cross-entropy")
+    options.add_argument("--prediction-type", choices=["probabilities", "logits", "log_probabilities"])
+    options.add_argument("--unit", choices=["nats", "bits", "hartleys"])
+    options.add_argument("--classes", metavar="A,B,C", help="class names in column order, comma-separated")
+    options.add_argument("--class-weights", metavar="W,W,W", help="C class weights, comma-separated")
+    options.add_argument("--pos-weight", metavar="W[,W...]", help="binary: one weight, or K comma-separated")
+    options.add_argument("--label-smoothing", type=float)
+    options.add_argument("--ignore-index", type=int)
+    options.add_argument("--epsilon", help='"auto" (default) or a number in [0, 0.5)')
+    options.add_argument("--normalization", choices=["warn", "renormalize", "error"])
+    options.add_argument("--tolerance", type=float)
+    service = score.add_argument_group("service")
+    service.add_argument("--url", help="score against this service (default: XENT_URL; neither: in-process)")
+    service.add_argument("--api-key", help="API key (default: XENT_API_KEY)")
+    service.add_argument("--chunk-size", type=int, metavar="N", help="rows per request (default: from the limit)")
+    service.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    service.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    service.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    score.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    score.set_defaults(run=run)
+
+
+def _numbers(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UnreadableFile(f"--{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The API options the flags give (unset flags keep the API's defaults)."""
+    epsilon: Any = args.epsilon
+    if epsilon is not None and epsilon != "auto":
+        try:
+            epsilon = float(epsilon)
+        except ValueError:
+            raise UnreadableFile(f'--epsilon: expected "auto" or a number, got {args.epsilon!r}') from None
+    given: dict[str, Any] = {
+        "prediction_type": args.prediction_type,
+        "unit": args.unit,
+        "label_smoothing": args.label_smoothing,
+        "epsilon": epsilon,
+    }
+    if args.binary:
+        pos_weight = _numbers(args.pos_weight, "pos-weight")
+        given["pos_weight"] = pos_weight[0] if pos_weight is not None and len(pos_weight) == 1 else pos_weight
+    else:
+        given |= {
+            "classes": None if args.classes is None else args.classes.split(","),
+            "class_weights": _numbers(args.class_weights, "class-weights"),
+            "ignore_index": args.ignore_index,
+            "normalization": args.normalization,
+            "tolerance": args.tolerance,
+        }
+    if args.sample_weights is not None:
+        given["sample_weights"] = read_array(args.sample_weights, "sample_weights")
+    given["per_sample"] = args.per_sample is not None
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def score_files(args: argparse.Namespace) -> Scores:
+    """Read the files and score them, in-process or against the service."""
+    labels = read_array(args.labels, "labels")
+    predictions = read_array(args.predictions, "predictions")
+    options = _options(args)
+    url = args.url or os.environ.get("XENT_URL")
+    if url:
+        from service.client.sync_client import Client
+
+        with Client(url, api_key=args.api_key, timeout=args.timeout) as client:
+            progress = False if args.no_progress else None
+            if args.binary:
+                return client.score_many(
+                    labels, predictions, binary=True, chunk_size=args.chunk_size,
+                    concurrency=args.concurrency, progress=progress, **options,
+                )  # fmt: skip
+            return client.score_many(
+                labels, predictions, chunk_size=args.chunk_size,
+                concurrency=args.concurrency, progress=progress, **options,
+            )  # fmt: skip
+    return score_locally(labels, predictions, binary=args.binary, options=options)
+
+
+def score_locally(labels: Any, predictions: Any, *, binary: bool, options: dict[str, Any]) -> Scores:
+    """Score in this process with the service's core: the numbers the service would send."""
+    from service.core import BinaryOptions, MulticlassOptions, score_binary, score_multiclass
+
+    endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
+    targets, preds = prepare(endpoint, labels, predictions)
+    per_sample = bool(options.get("per_sample", True))
+    epsilon = options.get("epsilon", "auto")
+    common = {
+        "prediction_type": options.get("prediction_type", "probabilities"),
+        "label_smoothing": float(options.get("label_smoothing", 0.0)),
+        "epsilon": None if epsilon == "auto" else epsilon,
+        "unit": options.get("unit", "nats"),
+    }
+    if binary:
+        result = score_binary(
+            targets,
+            preds,
+            pos_weight=options.get("pos_weight"),
+            sample_weights=options.get("sample_weights"),
+            options=BinaryOptions(**common),
+        )
+        return Scores.from_core(result, per_sample=per_sample)
+    classes = options.get("classes")
+    result = score_multiclass(
+        targets,
+        preds,
+        classes=classes,
+        class_weights=options.get("class_weights"),
+        sample_weights=options.get("sample_weights"),
+        options=MulticlassOptions(
+            **common,
+            normalization=options.get("normalization", "warn"),
+            tolerance=float(options.get("tolerance", 1e-3)),
+            ignore_index=options.get("ignore_index"),
+        ),
+    )
+    return Scores.from_core(result, per_sample=per_sample, classes=classes)
+
+
+def _value(value: float | None, digits: int = 6) -> str:
+    return "null" if value is None else f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+
+
+def summary_table(scores: Scores) -> str:
+    """A readable summary: means and sums, perplexity, accuracy, rows, warnings."""
+    mean, sums = scores.mean, scores.sum
+    lines = [
+        f"{'':<16}{'mean':>14}{'sum':>16}   ({scores.unit})",
+        f"{'cross-entropy':<16}{_value(mean.cross_entropy):>14}{_value(sums.cross_entropy):>16}",
+        f"{'KL divergence':<16}{_value(mean.kl_divergence):>14}{_value(sums.kl_divergence):>16}",
+        f"{'entropy':<16}{_value(mean.entropy):>14}{_value(sums.entropy):>16}",
+        f"{'perplexity':<16}{_value(mean.perplexity):>14}",
+        f"{'accuracy':<16}{_value(mean.accuracy):>14}",
+        f"{'n':<16}{scores.n:>14}   ({scores.n_scored} scored)",
+    ]
+    if not scores.warnings:
+        lines.append("warnings        none")
+    for warning in scores.warnings:
+        rows = ", ".join(map(str, warning.rows)) + (", ..." if warning.count > len(warning.rows) else "")
+        lines.append(f"warning         {warning.code} ({warning.count} rows{': ' + rows if rows else ''}): ")
+        lines[-1] += warning.message
+    return "\n".join(lines) + "\n"
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"xent score: {message}\n")
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """``xent score``: print the summary, write the per-sample values, and say how it went in the exit code."""
+    from service.core import ScoringError
+
+    if args.chunk_size is not None and args.chunk_size < 1:
+        return _fail(EXIT_BAD_INPUT, f"--chunk-size must be at least 1, got {args.chunk_size}")
+    try:
+        scores = score_files(args)
+        if args.per_sample is not None and scores.per_sample is not None:
+            write_per_sample(args.per_sample, scores.per_sample)
+    except UnreadableFile as error:
+        return _fail(EXIT_BAD_INPUT, str(error))
+    except ScoringError as error:  # in-process: the same message the service would send in its 422
+        return _fail(EXIT_BAD_INPUT, str(error))
+    except ProblemError as error:
+        return _fail(EXIT_BAD_INPUT if error.is_client_error else EXIT_SERVICE, f"{error.title}: {error.detail}")
+    except TransportError as error:
+        return _fail(EXIT_SERVICE, str(error))
+    if args.json:
+        sys.stdout.write(orjson.dumps(scores.summary(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(summary_table(scores))
+    return EXIT_OK
+
+
+__all__ = ["add_parser", "run", "score_locally", "summary_table"]
