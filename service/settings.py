@@ -5,6 +5,7 @@ Built once (in ``create_app`` or the CLI) and passed down; nothing reads it at i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -42,6 +43,53 @@ class Settings(BaseSettings):
         description=(
             "JSON bodies of at least this many bytes are parsed straight into arrays (simdjson); smaller ones, "
             "and any body the fast path cannot prove well-formed, take the reference Pydantic path. Same answers."
+        ),
+    )
+
+    # --- limits (see README "Limits" for how the defaults were chosen) ---
+    max_rows: int = Field(2_000_000, ge=1, description="Most rows (samples) one request may score; more get 413.")
+    max_classes: int = Field(100_000, ge=2, description="Most classes (or labels per sample) per request; 413 past it.")
+    max_cells: int = Field(
+        20_000_000,
+        ge=1,
+        description="Most rows × classes per request (each N×C float64 copy is 8 bytes a cell); 413 past it.",
+    )
+    max_concurrent_scoring: int = Field(
+        8,
+        ge=1,
+        description="Scoring requests handled at once per worker process; past it, 503 with Retry-After at once.",
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest time a client may take to send its body; a slower one gets 408 and frees the worker.",
+    )
+    gzip_min_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description="Responses at least this large are gzip-compressed when the client sends Accept-Encoding: gzip.",
+    )
+
+    # --- access control ---
+    api_keys: str | None = Field(
+        None,
+        description=(
+            "Comma-separated API keys. When set (or api_keys_file is), scoring endpoints need "
+            "Authorization: Bearer <key> or X-API-Key: <key>."
+        ),
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one per line (container secrets).")
+
+    # --- metrics and logs ---
+    metrics_require_key: bool = Field(
+        False,
+        description="Whether GET /metrics needs an API key (the same check as the scoring endpoints); open by default.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description=(
+            "Writable directory where worker processes share their Prometheus metrics (multiprocess mode). "
+            "Unset: `xent serve` makes a temporary one under $TMPDIR when workers > 1 and removes it on exit."
         ),
     )
 

@@ -1,18 +1,25 @@
 """The application factory: settings in, a ready FastAPI app out."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service import __version__
-from service.api import health, scoring
+from service.api import health, metrics, scoring
+from service.api.auth import ApiKeys, require_api_key
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
+from service.api.limits import ScoringSlots
+from service.api.metrics import Metrics
+from service.api.request_id import RequestIdMiddleware
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
+from service.api.telemetry import RequestTelemetryMiddleware
 from service.core import score_multiclass
+from service.logs import REQUEST_LOGGER
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -23,6 +30,8 @@ multi-label problems. Every number is computed in float64; bad input gets a 4xx
 
 Try it: `curl --json '{"labels":[1],"predictions":[[0.228,0.619,0.153]]}' localhost:8000/v1/cross-entropy`
 """
+
+logger = logging.getLogger("service.api")
 
 #: Models whose schema the routes reference without FastAPI parsing them (the routes read raw bodies).
 REQUEST_MODELS = (CrossEntropyRequest, BinaryCrossEntropyRequest)
@@ -39,6 +48,11 @@ def _self_test() -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Ready after the self-test; not ready again once shutdown begins."""
     _self_test()
+    if not app.state.api_keys.enabled:
+        logger.warning(
+            "no API keys are configured (XENT_API_KEYS / XENT_API_KEYS_FILE): "
+            "anyone who can reach this service can use it"
+        )
     app.state.ready = True
     yield
     app.state.ready = False
@@ -76,11 +90,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health checks for orchestrators."},
         ],
     )
-    app.state.settings = settings or Settings()
+    settings = settings or Settings()
+    app.state.settings = settings
     app.state.ready = False
+    # Read once here: a missing or unreadable keys file stops start-up instead of leaving the service open.
+    app.state.api_keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
+    app.state.scoring_slots = ScoringSlots(settings.max_concurrent_scoring)
     install_error_handlers(app)
     app.include_router(scoring.router)
     app.include_router(health.router)
     install_docs(app)
+    # --- Metrics, request log and X-Request-ID. Keep these two middlewares the last ones added: the
+    # last added is the outermost, so they see (and tag) every answer, other middlewares' refusals too.
+    app.state.metrics = Metrics(multiprocess_dir=settings.metrics_dir)
+    app.include_router(metrics.router, dependencies=[Depends(require_api_key)] if settings.metrics_require_key else [])
+    app.add_middleware(RequestTelemetryMiddleware, metrics=app.state.metrics, logger=logging.getLogger(REQUEST_LOGGER))
+    app.add_middleware(RequestIdMiddleware)
+    # --- end of metrics, request log and X-Request-ID.
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -4,10 +4,12 @@ model, and encode a core ``ScoreResult`` as JSON or NPZ.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import math
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -56,27 +58,100 @@ def wants_npz(request: Request) -> bool:
     return NPZ_MEDIA_TYPE in request.headers.get("accept", "").lower()
 
 
-async def read_body(request: Request, max_bytes: int) -> Body:
-    """The raw body, after checking its media type and size (413 as soon as it passes ``max_bytes``)."""
-    kind = _body_kind(request.headers.get("content-type"))
-    too_large = HttpProblem(
-        413, "Payload too large", f"the request body is larger than the limit of {max_bytes} bytes", "too-large"
+def _too_large(max_bytes: int, what: str = "the request body") -> HttpProblem:
+    return HttpProblem(
+        413,
+        "Payload too large",
+        f"{what} is larger than the limit of {max_bytes} bytes (XENT_MAX_BODY_BYTES)",
+        "too-large",
     )
+
+
+class _Gunzip:
+    """Streaming gzip decoding whose output is held to ``max_bytes`` (a gzip bomb stops there)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes ``data`` decodes to; 413 past the limit, 400 if it is not gzip."""
+        out: list[bytes] = []
+        try:
+            while data:
+                # max_length: never inflate more than one byte past what the limit allows.
+                piece = self._decoder.decompress(data, self.max_bytes - self.size + 1)
+                self.size += len(piece)
+                if self.size > self.max_bytes:
+                    raise _too_large(self.max_bytes, "the decompressed request body")
+                out.append(piece)
+                data = self._decoder.unconsumed_tail
+        except zlib.error as error:
+            raise HttpProblem(400, "Malformed gzip", f"the body is not valid gzip: {error}", "malformed-gzip") from None
+        return b"".join(out)
+
+    def finish(self) -> None:
+        """400 unless the gzip stream ended properly."""
+        if not self._decoder.eof:
+            raise HttpProblem(400, "Malformed gzip", "the gzip body is truncated", "malformed-gzip")
+
+
+def _decoder_for(content_encoding: str | None, max_bytes: int) -> _Gunzip | None:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return _Gunzip(max_bytes)
+    if encoding == "identity":
+        return None
+    raise HttpProblem(
+        415,
+        "Unsupported media type",
+        f"Content-Encoding {content_encoding!r} is not supported; send the body as is or gzip-compressed",
+        "unsupported-media-type",
+    )
+
+
+async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body:
+    """The (decompressed) body, after checking its media type and size.
+
+    413 as soon as the declared, streamed or decompressed size passes ``max_bytes``,
+    without reading the rest; 408 if the client takes longer than ``timeout`` seconds
+    to send it (a slow client must not hold a worker forever).
+    """
+    kind = _body_kind(request.headers.get("content-type"))
+    gunzip = _decoder_for(request.headers.get("content-encoding"), max_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
+        raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(gunzip.feed(chunk) if gunzip else chunk)
+    except TimeoutError:
+        detail = f"the request body did not arrive within {timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
+        raise HttpProblem(408, "Request timeout", detail, "timeout", {"Connection": "close"}) from None
+    if gunzip:
+        gunzip.finish()
     return Body(kind, b"".join(chunks))
 
 
+def accepts_gzip(request: Request) -> bool:
+    """Whether Accept-Encoding allows gzip (``gzip`` or ``*`` with a non-zero q)."""
+    for part in request.headers.get("accept-encoding", "").lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            quality = params.strip().removeprefix("q=")
+            return not quality or (quality.replace(".", "", 1).isdigit() and float(quality) > 0)
+    return False
+
+
 def decode(
-    model: type[RequestModel], body: Body, query: Mapping[str, str], *, fast_json_min_bytes: int
+    model: type[RequestModel], body: Body, query: Mapping[str, str], *, fast_json_min_bytes: int, max_bytes: int
 ) -> RequestModel:
     """The request model from a JSON body, or from an NPZ body plus query options.
 
@@ -84,7 +159,7 @@ def decode(
     the reference path for anything it cannot prove well-formed.
     """
     if body.kind == "npz":
-        return _decode_npz(model, body.data, query)
+        return _decode_npz(model, body.data, query, max_bytes)
     if query:
         name = next(iter(query))
         raise QueryParameterError(
@@ -120,7 +195,7 @@ def _malformed_npz(reason: str) -> HttpProblem:
     return HttpProblem(400, "Malformed NPZ", f"the body is not a readable .npz archive: {reason}", "malformed-npz")
 
 
-def _decode_npz(model: type[RequestModel], data: bytes, query: Mapping[str, str]) -> RequestModel:
+def _decode_npz(model: type[RequestModel], data: bytes, query: Mapping[str, str], max_bytes: int) -> RequestModel:
     """Arrays from the archive, options from the query; pickled objects are refused, never loaded."""
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     try:
@@ -131,6 +206,11 @@ def _decode_npz(model: type[RequestModel], data: bytes, query: Mapping[str, str]
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
     with archive:
+        # A compressed member can inflate far past the body it came in: hold the archive's
+        # uncompressed size to the body limit before reading any member.
+        entries = archive.zip.infolist() if archive.zip is not None else []
+        if sum(int(entry.file_size) for entry in entries) > max_bytes:
+            raise _too_large(max_bytes, "the uncompressed archive")
         for name in archive.files:
             if name not in members:
                 allowed = ", ".join(sorted(members))
@@ -201,12 +281,45 @@ def _summary(result: ScoreResult, per_sample: bool, extra: dict[str, Any]) -> di
     }
 
 
-def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], as_npz: bool = False) -> Response:
-    """The response for ``result``: JSON, or NPZ when ``as_npz``; ``extra`` adds top-level fields."""
+@dataclass(frozen=True)
+class Answer:
+    """How the client wants the answer: NPZ or JSON, and whether it may be gzip-compressed."""
+
+    as_npz: bool = False
+    gzip_min_bytes: int | None = None  # None: the client does not accept gzip
+
+    @classmethod
+    def for_request(cls, request: Request, gzip_min_bytes: int) -> Answer:
+        """The answer format a request asks for (Accept and Accept-Encoding headers)."""
+        return cls(wants_npz(request), gzip_min_bytes if accepts_gzip(request) else None)
+
+    def response(self, content: bytes, media_type: str) -> Response:
+        """``content`` as a response, gzip-compressed when large and accepted.
+
+        Compressing here, in the worker thread that encoded the answer, keeps a
+        multi-megabyte gzip off the event loop.
+        """
+        headers = {"Vary": "Accept-Encoding"}
+        if self.gzip_min_bytes is not None and len(content) >= self.gzip_min_bytes:
+            # Level 4: most of level 9's ratio on float text at a fraction of its time.
+            content = zlib_gzip(content)
+            headers["Content-Encoding"] = "gzip"
+        return Response(content, media_type=media_type, headers=headers)
+
+
+def zlib_gzip(content: bytes) -> bytes:
+    """gzip-compress ``content`` at level 4."""
+    compressor = zlib.compressobj(4, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(content) + compressor.flush()
+
+
+def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answer: Answer | None = None) -> Response:
+    """The response for ``result``, as ``answer`` asks (JSON by default); ``extra`` adds top-level fields."""
+    answer = answer or Answer()
     body = _summary(result, per_sample, extra)
     values = result.per_sample
-    if as_npz:
-        return _encode_npz(body, result, per_sample)
+    if answer.as_npz:
+        return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
     if per_sample:
         # orjson writes float64 arrays directly (shortest round-trip digits), and writes NaN (an
         # ignored row) and +inf (flagged by a NON_FINITE warning) as null, as the contract says.
@@ -215,10 +328,10 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], as_n
             "kl_divergence": values.kl_divergence,
             "entropy": values.entropy,
         }
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON_MEDIA_TYPE)
+    return answer.response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_MEDIA_TYPE)
 
 
-def _encode_npz(summary: dict[str, Any], result: ScoreResult, per_sample: bool) -> Response:
+def _npz_bytes(summary: dict[str, Any], result: ScoreResult, per_sample: bool) -> bytes:
     """An .npz with the per-sample float64 arrays (NaN on ignored rows, +inf kept) and ``summary`` (JSON text).
 
     The summary is the JSON answer with ``per_sample`` null; it is a 0-d string array, so
@@ -235,4 +348,4 @@ def _encode_npz(summary: dict[str, Any], result: ScoreResult, per_sample: bool) 
         }
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return Response(buffer.getvalue(), media_type=NPZ_MEDIA_TYPE)
+    return buffer.getvalue()

@@ -1,15 +1,17 @@
 """Scoring routes: read the body, then decode → score → encode in a worker thread."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Body, decode, encode, read_body, wants_npz
+from service.api.auth import require_api_key
+from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Answer, Body, decode, encode, read_body
 from service.api.errors import problem_responses
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
+from service.api.limits import ScoringSlots, check_batch_size
 from service.api.schemas import (
     BinaryCrossEntropyRequest,
     BinaryCrossEntropyResponse,
@@ -19,7 +21,7 @@ from service.api.schemas import (
 from service.core import score_binary, score_multiclass
 from service.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)])
 
 
 def get_settings(request: Request) -> Settings:
@@ -80,8 +82,15 @@ NPZ_RESPONSE = {
 }
 
 
-def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, settings: Settings) -> Response:
-    request = decode(CrossEntropyRequest, body, query, fast_json_min_bytes=settings.fast_json_min_bytes)
+def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
+    request = decode(
+        CrossEntropyRequest,
+        body,
+        query,
+        fast_json_min_bytes=settings.fast_json_min_bytes,
+        max_bytes=settings.max_body_bytes,
+    )
+    check_batch_size(request.predictions, settings)
     result = score_multiclass(
         request.labels,
         request.predictions,
@@ -90,11 +99,18 @@ def _cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, settings:
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, as_npz=as_npz)
+    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, answer=answer)
 
 
-def _binary_cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, settings: Settings) -> Response:
-    request = decode(BinaryCrossEntropyRequest, body, query, fast_json_min_bytes=settings.fast_json_min_bytes)
+def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
+    request = decode(
+        BinaryCrossEntropyRequest,
+        body,
+        query,
+        fast_json_min_bytes=settings.fast_json_min_bytes,
+        max_bytes=settings.max_body_bytes,
+    )
+    check_batch_size(request.predictions, settings)
     result = score_binary(
         request.labels,
         request.predictions,
@@ -102,35 +118,47 @@ def _binary_cross_entropy(body: Body, query: Mapping[str, str], as_npz: bool, se
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    return encode(result, per_sample=request.per_sample, extra={}, as_npz=as_npz)
+    return encode(result, per_sample=request.per_sample, extra={}, answer=answer)
+
+
+Scorer = Callable[[Body, Mapping[str, str], Answer, Settings], Response]
+
+
+async def _score(request: Request, settings: Settings, scorer: Scorer) -> Response:
+    """Hold a scoring slot, read the body, and run ``scorer`` off the event loop."""
+    slots: ScoringSlots = request.app.state.scoring_slots
+    async with slots.slot():
+        body = await read_body(request, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+        answer = Answer.for_request(request, settings.gzip_min_bytes)
+        # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
+        return await run_in_threadpool(scorer, body, dict(request.query_params), answer, settings)
+
+
+_ERRORS = problem_responses(400, 401, 408, 413, 415, 422, 503)
 
 
 @router.post(
     "/cross-entropy",
     summary="Multi-class cross-entropy, KL divergence and target entropy",
     response_model=CrossEntropyResponse,
-    responses={200: {"content": NPZ_RESPONSE}, **problem_responses(400, 413, 415, 422)},
+    responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
     openapi_extra=openapi_extra(CrossEntropyRequest, CROSS_ENTROPY_EXAMPLES),
 )
 async def cross_entropy(request: Request, settings: SettingsDep) -> Response:
     """Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
-    body = await read_body(request, settings.max_body_bytes)
-    # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-    return await run_in_threadpool(_cross_entropy, body, dict(request.query_params), wants_npz(request), settings)
+    return await _score(request, settings, _cross_entropy)
 
 
 @router.post(
     "/binary-cross-entropy",
     summary="Binary and multi-label cross-entropy",
     response_model=BinaryCrossEntropyResponse,
-    responses={200: {"content": NPZ_RESPONSE}, **problem_responses(400, 413, 415, 422)},
+    responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
     openapi_extra=openapi_extra(BinaryCrossEntropyRequest, BINARY_EXAMPLES),
 )
 async def binary_cross_entropy(request: Request, settings: SettingsDep) -> Response:
     """Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
-    body = await read_body(request, settings.max_body_bytes)
-    query = dict(request.query_params)
-    return await run_in_threadpool(_binary_cross_entropy, body, query, wants_npz(request), settings)
+    return await _score(request, settings, _binary_cross_entropy)

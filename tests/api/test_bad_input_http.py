@@ -536,7 +536,12 @@ async def test_json_media_types_with_parameters_or_suffixes_are_accepted(post_ra
     assert response.json()["mean"]["cross_entropy"] == pytest.approx(0.47965000629754095, abs=1e-9)
 
 
-TOO_LARGE = problem(413, "too-large", "Payload too large", "the request body is larger than the limit of 1024 bytes")
+TOO_LARGE = problem(
+    413,
+    "too-large",
+    "Payload too large",
+    "the request body is larger than the limit of 1024 bytes (XENT_MAX_BODY_BYTES)",
+)
 SMALL = pytest.mark.parametrize("settings", [Settings(max_body_bytes=1024)])
 
 

@@ -1,0 +1,80 @@
+"""Optional API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+With no keys configured every request is let through (and start-up logs one warning
+that the service is open). Keys are compared in constant time, against every
+configured key, so neither the answer nor its timing tells which key came close.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.errors import HttpProblem
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <key>`, when the service runs with XENT_API_KEYS or XENT_API_KEYS_FILE.",
+)
+_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="`X-API-Key: <key>`, the same keys as the bearer scheme.",
+)
+
+
+class ApiKeys:
+    """The accepted keys, kept as SHA-256 digests so every comparison has the same length."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._digests = [_digest(key) for key in keys if key]
+
+    @classmethod
+    def from_settings(cls, inline: str | None, file: Path | None) -> ApiKeys:
+        """Keys from a comma-separated string and/or a file of one key per line (# comments skipped)."""
+        keys = [key.strip() for key in (inline or "").split(",")]
+        if file is not None:
+            lines = file.read_text(encoding="utf-8").splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return cls([key for key in keys if key])
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key is configured (otherwise the service is open)."""
+        return bool(self._digests)
+
+    def accepts(self, key: str) -> bool:
+        """Constant-time check of ``key`` against every configured key."""
+        candidate = _digest(key)
+        found = False
+        for digest in self._digests:  # no early exit: the time does not depend on which key matched
+            found |= hmac.compare_digest(candidate, digest)
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _unauthorized(detail: str) -> HttpProblem:
+    return HttpProblem(401, "Unauthorized", detail, "unauthorized", {"WWW-Authenticate": 'Bearer realm="xent"'})
+
+
+async def require_api_key(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - FastAPI's dependency idiom
+    header: str | None = Security(_header),
+) -> None:
+    """Let the request through when keys are off, or when it carries a configured key."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return
+    offered = header if header is not None else (bearer.credentials if bearer is not None else None)
+    if offered is None:
+        raise _unauthorized("this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>")
+    if not keys.accepts(offered):
+        raise _unauthorized("the API key is not valid")
