@@ -160,9 +160,15 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Never show a stack trace or a path to the client; the log has the details.
-    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(500, "Internal server error", "The server failed to answer this request.", "internal")
+    # Never show a stack trace or a path to the client; the log has the details, under the request id
+    # the client gets back (this answer is sent outside RequestIdMiddleware, so the header is set here).
+    request_id = getattr(request.state, "request_id", None)
+    fields = {"request_id": request_id, "method": request.method, "path": request.url.path}
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc, extra={"fields": fields})
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem(
+        500, "Internal server error", "The server failed to answer this request.", "internal", headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from service.api.schemas import (
     CrossEntropyRequest,
     CrossEntropyResponse,
 )
+from service.api.telemetry import record_rows
 from service.core import score_binary, score_multiclass
 from service.settings import Settings
 
@@ -99,6 +100,7 @@ def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, setting
         sample_weights=request.sample_weights,
         options=request.options(),
     )
+    record_rows(result.n)
     return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, answer=answer)
 
 
@@ -118,6 +120,7 @@ def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, 
         sample_weights=request.sample_weights,
         options=request.options(),
     )
+    record_rows(result.n)
     return encode(result, per_sample=request.per_sample, extra={}, answer=answer)
 
 

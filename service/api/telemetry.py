@@ -1,0 +1,139 @@
+"""Measure every request once, then count it in the metrics and write its one JSON log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.metrics import UNMATCHED, Metrics
+from service.api.request_id import STATE_KEY
+
+
+@dataclass
+class _Exchange:
+    """What is known about one request so far."""
+
+    status: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    rows: int | None = None
+
+
+# The request being handled in this context. A ContextVar rather than request.state so that the
+# scoring code, which runs in a worker thread without the request, can still report its rows
+# (Starlette's run_in_threadpool copies the context, and the _Exchange inside is shared).
+_current: ContextVar[_Exchange | None] = ContextVar("xent_exchange", default=None)
+
+
+def record_rows(n: int) -> None:
+    """Report that the request being handled scored a batch of ``n`` rows (for metrics and the log line)."""
+    exchange = _current.get()
+    if exchange is not None:
+        exchange.rows = (exchange.rows or 0) + n
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route that handled (or would handle) the request; ``unmatched`` if none.
+
+    Templates, never raw paths, keep the label values few. The router leaves the route in
+    ``scope["route"]``; a request answered before routing (by an outer middleware) is matched here.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    for route in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE and isinstance(getattr(route, "path", None), str):
+            return str(route.path)
+    return UNMATCHED
+
+
+class RequestTelemetryMiddleware:
+    """Time, size and status of every HTTP request: counted in ``metrics``, logged as one line to ``logger``.
+
+    The line carries no payload: method, path (no query string), route, status, duration,
+    rows, byte counts, client address and request id. Requests to ``quiet_paths`` (the probes
+    and scrapes that arrive every few seconds) are counted but logged at debug only.
+    Pure ASGI: the body streams through untouched, so a 413 can still be sent before it is read.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        logger: logging.Logger,
+        quiet_paths: Collection[str] = ("/healthz", "/readyz", "/metrics"),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.logger = logger
+        self.quiet_paths = frozenset(quiet_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        exchange = _Exchange()
+        token = _current.set(exchange)
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.bytes_in += len(message.get("body", b""))
+            return message
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+            elif message["type"] == "http.response.body":
+                exchange.bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, counting_receive, recording_send)
+        finally:
+            # No answer started means an exception is on its way out: Starlette's outermost
+            # middleware turns it into the 500 (see service/api/errors.py).
+            status = exchange.status if exchange.status is not None else 500
+            seconds = time.perf_counter() - started
+            self.metrics.in_flight.dec()
+            _current.reset(token)
+            endpoint = route_template(scope)
+            self.metrics.observe(
+                endpoint=endpoint,
+                method=scope["method"],
+                status=status,
+                seconds=seconds,
+                bytes_in=exchange.bytes_in,
+                rows=exchange.rows,
+            )
+            self._log(scope, endpoint, status, seconds, exchange)
+
+    def _log(self, scope: Scope, endpoint: str, status: int, seconds: float, exchange: _Exchange) -> None:
+        level = logging.DEBUG if scope["path"] in self.quiet_paths else logging.INFO
+        if not self.logger.isEnabledFor(level):
+            return
+        client = scope.get("client")
+        fields: dict[str, Any] = {
+            "request_id": scope.get("state", {}).get(STATE_KEY),
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": endpoint,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "rows": exchange.rows,
+            "bytes_in": exchange.bytes_in,
+            "bytes_out": exchange.bytes_out,
+            "client": client[0] if client else None,
+        }
+        self.logger.log(level, "%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
