@@ -56,6 +56,7 @@ def add_parser(commands: Any) -> None:
     service.add_argument("--chunk-size", type=int, metavar="N", help="rows per request (default: from the limit)")
     service.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
     service.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    service.add_argument("--retries", type=int, default=3, help="retries of refused connections and 503s (default 3)")
     service.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     score.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     score.set_defaults(run=run)
@@ -110,7 +111,7 @@ def score_files(args: argparse.Namespace) -> Scores:
     if url:
         from service.client.sync_client import Client
 
-        with Client(url, api_key=args.api_key, timeout=args.timeout) as client:
+        with Client(url, api_key=args.api_key, timeout=args.timeout, retries=args.retries) as client:
             progress = False if args.no_progress else None
             if args.binary:
                 return client.score_many(

@@ -150,7 +150,7 @@ def build_request(
     given = {k: v for k, v in options.items() if v is not None and not _same(v, DEFAULTS[endpoint][k])}
     if not npz:
         body = {"labels": _jsonable(labels), "predictions": _jsonable(predictions)}
-        body |= {k: _jsonable(as_array(v)) if k in ARRAY_OPTIONS else v for k, v in given.items()}
+        body |= {k: _jsonable(as_array(v)) if k in ARRAY_OPTIONS and np.ndim(v) else v for k, v in given.items()}
         content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         return Request(path, content, {"Content-Type": JSON_MEDIA_TYPE, "Accept": JSON_MEDIA_TYPE}, {})
     members = {"labels": labels, "predictions": predictions}

@@ -1,0 +1,88 @@
+"""Servers for the client tests: the real app on a real uvicorn server (in a thread), and ASGI clients."""
+
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from service.api.app import create_app
+from service.settings import Settings
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port until the generator is closed; yields the URL."""
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """The real app with default settings on a real uvicorn server, shared by the session."""
+    yield from serve_in_thread(create_app(Settings()))
+
+
+class Flaky:
+    """An ASGI app that answers the first ``failures`` scoring requests with 503, then hands over to ``app``;
+    it records the headers of every request."""
+
+    def __init__(self, app: Any, failures: int) -> None:
+        self.app, self.failures, self.requests = app, failures, 0
+        self.headers: list[dict[str, str]] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.requests += 1
+            self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            if self.requests <= self.failures:
+                body = b'{"type":"urn:xent:problem:not-ready","title":"Not ready","status":503,"detail":"starting"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [(b"content-type", b"application/problem+json"), (b"retry-after", b"0")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[tuple[str, Flaky]]:
+    """A real uvicorn server whose first two scoring requests get 503."""
+    flaky = Flaky(create_app(Settings()), failures=2)
+    for url in serve_in_thread(flaky):
+        yield url, flaky
+
+
+def asgi_transport(app: Any) -> httpx.ASGITransport:
+    """An in-process transport to ``app`` (its lifespan must be entered by the caller)."""
+    return httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -1,0 +1,291 @@
+"""The Python client against the real app: answers, transports, options, errors, retries, configuration."""
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import Flaky, asgi_transport, serve_in_thread
+
+from service.api.app import create_app
+from service.client import AsyncClient, Client, ProblemError, Scores, TransportError
+from service.client.command import score_locally
+from service.settings import Settings
+
+REFERENCE_CE = 0.47965000629754095
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Flaky]:
+    """The real app behind a recorder of request headers (no failures), its lifespan entered."""
+    app = create_app(Settings())
+    async with app.router.lifespan_context(app):
+        yield Flaky(app, failures=0)
+
+
+def _client(app: Any, **kwargs: Any) -> AsyncClient:
+    return AsyncClient("http://test", transport=asgi_transport(app), **kwargs)
+
+
+def assert_same_scores(actual: Scores, expected: Scores, rel: float = 0.0) -> None:
+    """Two answers agree: every aggregate (to ``rel``), every per-sample value, mask, warning and setting."""
+    assert (actual.n, actual.n_scored, actual.unit, actual.classes) == (
+        expected.n,
+        expected.n_scored,
+        expected.unit,
+        expected.classes,
+    )
+    for group in ("mean", "sum"):
+        got, want = vars(getattr(actual, group)), vars(getattr(expected, group))
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            if value is None:
+                assert got[name] is None, (group, name)
+            else:
+                assert got[name] == pytest.approx(value, rel=rel, abs=1e-300), (group, name)
+    assert actual.warnings == expected.warnings
+    assert dict(actual.settings) == dict(expected.settings)
+    if expected.per_sample is None:
+        assert actual.per_sample is None
+    else:
+        assert actual.per_sample is not None
+        for name in ("cross_entropy", "kl_divergence", "entropy", "ignored"):
+            np.testing.assert_array_equal(getattr(actual.per_sample, name), getattr(expected.per_sample, name))
+
+
+def test_sync_client_scores_the_reference_example_on_a_real_server(server_url: str) -> None:
+    with Client(server_url) as xent:
+        scores = xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert scores.n == scores.n_scored == 1
+    assert scores.unit == "nats"
+    assert scores.mean.cross_entropy == REFERENCE_CE
+    assert scores.mean.perplexity == pytest.approx(1.615508885298869, rel=1e-15)
+    assert scores.mean.accuracy == 1.0
+    assert scores.sum.entropy == 0.0
+    assert scores.per_sample is not None
+    assert scores.per_sample.cross_entropy.dtype == np.float64
+    assert scores.per_sample.cross_entropy.tolist() == [REFERENCE_CE]
+    assert scores.per_sample.ignored.tolist() == [False]
+    assert scores.warnings == ()
+    assert scores.settings["prediction_type"] == "probabilities"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("epsilon", ["auto", 0.0])
+async def test_json_and_npz_give_the_same_scores_as_the_core(recorder: Flaky, epsilon: Any) -> None:
+    rng = np.random.default_rng(3)
+    predictions = rng.dirichlet(np.ones(4), 300)
+    predictions[5] = [0.0, 1.0, 0.0, 0.0]  # true class 0 below: clipped, or +inf with epsilon 0
+    labels = rng.integers(0, 4, 300)
+    labels[5], labels[7], labels[100] = 0, -100, -100
+    options: dict[str, Any] = {"ignore_index": -100, "unit": "bits", "epsilon": epsilon}
+    async with _client(recorder) as xent:
+        as_json = await xent.cross_entropy(labels, predictions, transport="json", **options)
+        as_npz = await xent.cross_entropy(labels, predictions, transport="npz", **options)
+    assert [h["content-type"] for h in recorder.headers] == ["application/json", "application/x-npz"]
+    local = score_locally(labels, predictions, binary=False, options=options)
+    assert_same_scores(as_json, local)
+    assert_same_scores(as_npz, local)
+    assert as_json.per_sample is not None
+    assert np.isnan(as_json.per_sample.cross_entropy[[7, 100]]).all()
+    assert np.flatnonzero(as_json.per_sample.ignored).tolist() == [7, 100]
+    assert as_json.n_scored == 298
+    codes = [w.code for w in as_json.warnings]
+    if epsilon == "auto":
+        assert codes == ["CLIPPED"]
+    else:
+        assert codes == ["NON_FINITE"]
+        assert as_json.per_sample.cross_entropy[5] == math.inf  # null on a scored row is +inf
+        assert as_json.mean.cross_entropy is None
+
+
+@pytest.mark.anyio
+async def test_auto_transport_sends_json_below_the_threshold_and_npz_from_it(recorder: Flaky) -> None:
+    async with _client(recorder, npz_min_values=30) as xent:
+        await xent.cross_entropy([0] * 9, [[0.5, 0.5]] * 9)  # 18 values
+        await xent.cross_entropy([0] * 15, [[0.5, 0.5]] * 15)  # 30 values
+    assert [h["content-type"] for h in recorder.headers] == ["application/json", "application/x-npz"]
+    assert [h["accept"] for h in recorder.headers] == ["application/json", "application/x-npz"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["json", "npz"])
+async def test_every_multiclass_option_reaches_the_service(recorder: Flaky, transport: Any) -> None:
+    options: dict[str, Any] = {
+        "prediction_type": "logits",
+        "classes": ["cat", "dog", "eel"],
+        "label_smoothing": 0.1,
+        "class_weights": [1.0, 2.0, 0.5],
+        "sample_weights": [1.0, 0.0, 3.0, 2.0],
+        "unit": "hartleys",
+        "per_sample": False,
+    }
+    labels = ["dog", "cat", "eel", "eel"]
+    logits = [[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [1.0, 1.0, 1.0]]
+    async with _client(recorder) as xent:
+        scores = await xent.cross_entropy(labels, logits, transport=transport, **options)
+    assert_same_scores(scores, score_locally(labels, logits, binary=False, options=options))
+    assert scores.classes == ("cat", "dog", "eel")
+    assert scores.per_sample is None
+    assert scores.settings["class_weights"] == [1.0, 2.0, 0.5]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["json", "npz"])
+@pytest.mark.parametrize("pos_weight", [None, 2.0, [1.0, 3.0]])
+async def test_binary_options_reach_the_service(recorder: Flaky, transport: Any, pos_weight: Any) -> None:
+    labels = [[0, 1], [1, 1], [0, 0]]
+    predictions = [[0.1, 0.8], [0.6, 0.3], [0.2, 0.4]]
+    options: dict[str, Any] = {"pos_weight": pos_weight, "label_smoothing": 0.05, "sample_weights": [1, 2, 3]}
+    async with _client(recorder) as xent:
+        scores = await xent.binary_cross_entropy(labels, predictions, transport=transport, **options)
+    assert_same_scores(scores, score_locally(labels, predictions, binary=True, options=options))
+
+
+def test_torch_tensors_are_accepted(server_url: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed: tensor input is not tested here")
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([1, 0])
+    with Client(server_url) as xent:
+        scores = xent.cross_entropy(labels, logits, prediction_type="logits")
+    expected = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert scores.mean.cross_entropy == pytest.approx(expected, rel=1e-12)
+
+
+def test_pandas_objects_are_accepted(server_url: str) -> None:
+    pandas = pytest.importorskip("pandas", reason="pandas is not installed: DataFrame input is not tested here")
+    frame = pandas.DataFrame({"A": [0.228, 0.5], "B": [0.619, 0.25], "C": [0.153, 0.25]})
+    labels = pandas.Series(["B", "A"])
+    with Client(server_url) as xent:
+        scores = xent.cross_entropy(labels, frame, classes=["A", "B", "C"])
+    assert scores.per_sample is not None
+    assert scores.per_sample.cross_entropy.tolist() == pytest.approx([REFERENCE_CE, math.log(2)], rel=1e-12)
+
+
+def test_a_422_becomes_a_problem_error_naming_row_and_column(server_url: str) -> None:
+    with Client(server_url) as xent, pytest.raises(ProblemError) as caught:
+        xent.cross_entropy([1, 2], [[0.2, 0.5, 0.3], [0.1, 1.5, 0.1]])
+    error = caught.value
+    assert (error.status, error.title, error.type) == (422, "Invalid input", "urn:xent:problem:invalid-input")
+    assert error.is_client_error
+    assert "predictions row 1" in error.detail
+    (detail,) = error.errors
+    assert (detail.loc, detail.field, detail.row, detail.column) == (("body", "predictions", 1, 1), "predictions", 1, 1)
+
+
+def test_a_chunked_error_names_the_row_of_the_whole_dataset(server_url: str) -> None:
+    predictions = np.full((1000, 3), 1 / 3)
+    labels = np.zeros(1000, dtype=np.int64)
+    labels[737] = 7
+    with Client(server_url) as xent, pytest.raises(ProblemError) as caught:
+        xent.score_many(labels, predictions, chunk_size=100, progress=False)
+    assert caught.value.status == 422
+    assert [(e.field, e.row) for e in caught.value.errors] == [("labels", 737)]
+    assert caught.value.detail.startswith("in the chunk of rows 700..799")
+
+
+def test_a_server_that_answers_503_twice_is_retried(flaky_server: tuple[str, Flaky]) -> None:
+    url, flaky = flaky_server
+    with Client(url, backoff=0.01) as xent:
+        scores = xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert scores.mean.cross_entropy == REFERENCE_CE
+    assert flaky.requests == 3
+
+
+def test_retries_are_bounded(flaky_server: tuple[str, Flaky]) -> None:
+    url, flaky = flaky_server
+    with Client(url, retries=1, backoff=0.01) as xent, pytest.raises(ProblemError) as caught:
+        xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert (caught.value.status, caught.value.title, caught.value.is_client_error) == (503, "Not ready", False)
+    assert flaky.requests == 2
+
+
+@pytest.mark.anyio
+async def test_async_client_retries_503_too() -> None:
+    app = create_app(Settings())
+    async with app.router.lifespan_context(app):
+        flaky = Flaky(app, failures=2)
+        async with _client(flaky, backoff=0.01) as xent:
+            scores = await xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert scores.mean.cross_entropy == REFERENCE_CE
+    assert flaky.requests == 3
+
+
+def test_a_refused_connection_is_retried_then_a_transport_error() -> None:
+    with (
+        socket_closed_port() as url,
+        Client(url, retries=2, backoff=0.001) as xent,
+        pytest.raises(TransportError, match=r"after 3 tries: ConnectError"),
+    ):
+        xent.cross_entropy([1], [[0.5, 0.5]])
+
+
+def socket_closed_port() -> Any:
+    """A URL where nothing listens."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def closed() -> Any:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+
+    return closed()
+
+
+def test_a_slow_answer_is_a_timeout_error() -> None:
+    app = create_app(Settings())
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            import anyio
+
+            await anyio.sleep(2)
+        await app(scope, receive, send)
+
+    for url in serve_in_thread(slow):
+        with Client(url, timeout=0.2) as xent, pytest.raises(TransportError, match="no answer in time"):
+            xent.cross_entropy([1], [[0.5, 0.5]])
+
+
+@pytest.mark.anyio
+async def test_url_and_api_key_come_from_the_environment(recorder: Flaky, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XENT_URL", "http://from-env:9999/")
+    monkeypatch.setenv("XENT_API_KEY", "s3cret")
+    async with AsyncClient(transport=asgi_transport(recorder)) as xent:
+        assert xent.config.base_url == "http://from-env:9999"
+        await xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert recorder.headers[0]["authorization"] == "Bearer s3cret"
+    assert recorder.headers[0]["host"] == "from-env:9999"
+    async with AsyncClient("http://test", api_key="", transport=asgi_transport(recorder)) as xent:
+        await xent.cross_entropy([1], [[0.228, 0.619, 0.153]])
+    assert "authorization" not in recorder.headers[1]  # an explicit empty key sends none
+
+
+def test_a_misspelt_option_is_a_type_error_naming_the_options(server_url: str) -> None:
+    with Client(server_url) as xent, pytest.raises(TypeError, match=r"unknown option 'smoothing'.*label_smoothing"):
+        xent.score_many([1], [[0.5, 0.5]], smoothing=0.1)  # type: ignore[call-overload]
+
+
+def test_info_reports_the_body_limit(server_url: str) -> None:
+    with Client(server_url) as xent:
+        assert xent.info()["limits"]["max_body_bytes"] == Settings().max_body_bytes
+
+
+def test_client_imports_neither_fastapi_nor_pydantic() -> None:
+    import subprocess
+    import sys
+
+    web = "('fastapi', 'starlette', 'pydantic')"
+    code = f"import sys, service.client; print(sorted(m for m in {web} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_transport_errors_wrap_httpx() -> None:
+    assert issubclass(TransportError, Exception)
+    assert not issubclass(TransportError, httpx.HTTPError)
