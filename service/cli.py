@@ -28,15 +28,26 @@ def _serve(args: argparse.Namespace) -> int:
         for item in error.errors(include_url=False):
             sys.stderr.write(f"xent: invalid setting XENT_{str(item['loc'][0]).upper()}: {item['msg']}\n")
         return 2
-    uvicorn.run(
-        "service.api.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-    )
+    from service.logs import log_config
+    from service.metrics_dir import UnwritableMetricsDirectory, metrics_directory
+
+    try:
+        # Entered before any worker imports prometheus_client: several workers share one metrics directory.
+        with metrics_directory(settings.metrics_dir, settings.workers):
+            uvicorn.run(
+                "service.api.app:create_app",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                log_level=settings.log_level,
+                log_config=log_config(settings.log_level),  # JSON lines on stdout
+                access_log=False,  # the request middleware writes one richer line per request
+                timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            )
+    except UnwritableMetricsDirectory as error:
+        sys.stderr.write(f"xent: {error}\n")
+        return 2
     return 0
 
 

@@ -20,6 +20,10 @@ from pathlib import Path
 PROMETHEUS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class UnwritableMetricsDirectory(Exception):
+    """The metrics directory cannot be created or cleaned (a read-only filesystem without a tmpfs)."""
+
+
 @contextmanager
 def metrics_directory(configured: Path | None, workers: int) -> Iterator[Path | None]:
     """The directory for this run of ``xent serve``, exported to the workers' environment; None for one process.
@@ -27,16 +31,22 @@ def metrics_directory(configured: Path | None, workers: int) -> Iterator[Path | 
     ``configured`` (``XENT_METRICS_DIR``) is used as given, after deleting the value files a
     previous run left there (stale values would be added to the new ones). Without it, several
     workers get a fresh directory under ``$TMPDIR``, removed again when the server exits;
-    a single worker keeps the ordinary in-memory registry.
+    a single worker keeps the ordinary in-memory registry. Raises ``UnwritableMetricsDirectory``.
     """
     if configured is None and workers == 1:
         yield None
         return
     created = configured is None
-    directory = Path(tempfile.mkdtemp(prefix="xent-metrics-")) if configured is None else configured
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    try:
+        directory = Path(tempfile.mkdtemp(prefix="xent-metrics-")) if configured is None else configured
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    except OSError as error:
+        where = f"XENT_METRICS_DIR={configured}" if configured else f"{workers} workers, under {tempfile.gettempdir()}"
+        raise UnwritableMetricsDirectory(
+            f"no writable metrics directory ({where}): {error}; mount a tmpfs on /tmp or set XENT_METRICS_DIR"
+        ) from error
     os.environ[PROMETHEUS_ENV] = str(directory)
     os.environ["XENT_METRICS_DIR"] = str(directory)
     try:
