@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -396,6 +397,15 @@ async def test_a_crash_is_logged_with_its_request_id_and_answered_without_detail
 # --- logging configuration and the metrics directory --------------------------------------
 
 
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Neither metrics variable set, and whatever the test (or the code) sets is undone afterwards."""
+    for name in (PROMETHEUS_ENV, "XENT_METRICS_DIR"):
+        monkeypatch.setenv(name, "")  # records the original value (or its absence) for the undo
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
 def test_log_config_sends_every_logger_to_stdout_as_json() -> None:
     config = log_config("TRACE")
 
@@ -406,22 +416,16 @@ def test_log_config_sends_every_logger_to_stdout_as_json() -> None:
     assert log_config("warning")["loggers"]["service"]["level"] == logging.WARNING
 
 
-def test_one_worker_needs_no_metrics_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PROMETHEUS_ENV, raising=False)
-
+@pytest.mark.usefixtures("environ")
+def test_one_worker_needs_no_metrics_directory() -> None:
     with metrics_directory(None, workers=1) as directory:
         assert directory is None
-        assert PROMETHEUS_ENV not in __import__("os").environ
+        assert PROMETHEUS_ENV not in os.environ
 
 
-def test_several_workers_get_a_temporary_directory_removed_at_exit(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)  # so tempfile reads TMPDIR again
-    monkeypatch.delenv(PROMETHEUS_ENV, raising=False)
-    monkeypatch.delenv("XENT_METRICS_DIR", raising=False)
-    import os
+def test_several_workers_get_a_temporary_directory_removed_at_exit(environ: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    environ.setenv("TMPDIR", str(tmp_path))
+    environ.setattr("tempfile.tempdir", None)  # so tempfile reads TMPDIR again
 
     with metrics_directory(None, workers=2) as directory:
         assert directory is not None
@@ -431,11 +435,8 @@ def test_several_workers_get_a_temporary_directory_removed_at_exit(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_configured_directory_is_kept_but_its_stale_values_are_wiped(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv(PROMETHEUS_ENV, raising=False)
-    monkeypatch.delenv("XENT_METRICS_DIR", raising=False)
+@pytest.mark.usefixtures("environ")
+def test_a_configured_directory_is_kept_but_its_stale_values_are_wiped(tmp_path: Path) -> None:
     (tmp_path / "counter_123.db").write_bytes(b"stale")
     (tmp_path / "notes.txt").write_text("not ours")
 
@@ -446,8 +447,8 @@ def test_a_configured_directory_is_kept_but_its_stale_values_are_wiped(
     assert tmp_path.is_dir()
 
 
-def test_an_unwritable_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(PROMETHEUS_ENV, raising=False)
+@pytest.mark.usefixtures("environ")
+def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
 
