@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def _serve(args: argparse.Namespace) -> int:
     from service.logs import log_config
     from service.metrics_dir import UnwritableMetricsDirectory, metrics_directory
 
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal under the handler it found on
+    # start; with the default one that kills the process (exit 143) after a clean drain. A no-op
+    # handler here makes a drained stop what it is: exit 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda signum, frame: None)
     try:
         # Entered before any worker imports prometheus_client: several workers share one metrics directory.
         with metrics_directory(settings.metrics_dir, settings.workers):
@@ -44,6 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
                 log_config=log_config(settings.log_level),  # JSON lines on stdout
                 access_log=False,  # the request middleware writes one richer line per request
                 timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+                # Idle keep-alive connections close after 5 s (uvicorn's default, said out loud): slow
+                # or silent clients cannot hold a connection; a slow body is cut by XENT_BODY_TIMEOUT_SECONDS.
+                timeout_keep_alive=5,
             )
     except UnwritableMetricsDirectory as error:
         sys.stderr.write(f"xent: {error}\n")

@@ -12,6 +12,7 @@ from service import __version__
 from service.api import health, metrics, scoring
 from service.api.auth import ApiKeys, require_api_key
 from service.api.docs import install_docs
+from service.api.drain import not_ready_on_stop_signal
 from service.api.errors import install_error_handlers
 from service.api.limits import ScoringSlots
 from service.api.metrics import Metrics
@@ -46,7 +47,7 @@ def _self_test() -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Ready after the self-test; not ready again once shutdown begins."""
+    """Ready after the self-test; not ready again as soon as a stop signal arrives."""
     _self_test()
     if not app.state.api_keys.enabled:
         logger.warning(
@@ -54,7 +55,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "anyone who can reach this service can use it"
         )
     app.state.ready = True
-    yield
+
+    def mark_not_ready() -> None:
+        app.state.ready = False
+
+    with not_ready_on_stop_signal(mark_not_ready):
+        yield
     app.state.ready = False
 
 
