@@ -1,0 +1,1 @@
+"""xent's benchmark suite: ``python -m benchmarks.run`` measures and writes ``benchmarks/RESULTS.md``."""

@@ -1,0 +1,287 @@
+"""RESULTS.md: the machine, the command, one table per benchmark, and the targets met or not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from benchmarks.core_inprocess import CoreComparison
+from benchmarks.end_to_end import Measurement
+from benchmarks.small_requests import Throughput
+
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 3 and the figure this run measured for it."""
+
+    what: str
+    required: str
+    figure: float | None  # None: not measured (the reason goes in ``note``)
+    met: bool | None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "not measured" if self.met is None else ("**met**" if self.met else "**not met**")
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """The end-to-end measurements and the in-process core time of each workload (same arrays)."""
+
+    measurements: list[Measurement]
+    core_seconds: dict[tuple[int, int, str], float]
+    idle_rss: dict[str, int] | None
+
+    def find(self, rows: int, classes: int, kind: str, server: str, transport: str) -> Measurement | None:
+        for m in self.measurements:
+            w = m.workload
+            key = (w.rows, w.classes, w.prediction_type, m.server, m.transport)
+            if key == (rows, classes, kind, server, transport):
+                return m
+        return None
+
+
+def _at_least(what: str, figure: float | None, bound: float, note: str = "") -> Target:
+    return Target(what, f"≥ {bound:g}×", figure, None if figure is None else figure >= bound, note)
+
+
+def _at_most(what: str, figure: float | None, bound: float, note: str = "") -> Target:
+    return Target(what, f"≤ {bound:g}×", figure, None if figure is None else figure <= bound, note)
+
+
+def targets(e2e: EndToEnd, core: list[CoreComparison], small: list[Throughput]) -> list[Target]:
+    """Every target of the issue, judged on this run's figures."""
+    found: list[Target] = []
+    plain = e2e.find(100_000, 10, "probabilities", "baseline", "JSON")
+    xent_json = e2e.find(100_000, 10, "probabilities", "xent", "JSON")
+    xent_npz = e2e.find(100_000, 10, "probabilities", "xent", "NPZ")
+    found.append(
+        _at_least(
+            "100,000 × 10 probabilities, JSON end to end: speed-up over the plain baseline",
+            plain.latency / xent_json.latency if plain and xent_json else None,
+            8,
+        )
+    )
+    found.append(
+        _at_least(
+            "100,000 × 10 probabilities, NPZ end to end: speed-up over the plain baseline's JSON",
+            plain.latency / xent_npz.latency if plain and xent_npz else None,
+            30,
+        )
+    )
+    for rows, classes in ((100_000, 10), (10_000, 1_000)):
+        for kind in ("probabilities", "logits"):
+            npz = e2e.find(rows, classes, kind, "xent", "NPZ")
+            core_seconds = e2e.core_seconds.get((rows, classes, kind))
+            if npz is None or core_seconds is None:
+                continue
+            found.append(
+                _at_most(
+                    f"{rows:,} × {classes:,} {kind}, NPZ end to end ÷ in-process core time",
+                    npz.latency / core_seconds,
+                    2.5,
+                )
+            )
+    for comparison in core:
+        w = comparison.workload
+        if w.prediction_type != "logits":
+            continue
+        xent = comparison.seconds["xent"]
+        assert xent is not None
+        for rival, bound, name in ((("torch", 1.5, "torch `cross_entropy`")), ("sklearn", 3, "sklearn `log_loss`")):
+            seconds = comparison.seconds.get(rival)
+            found.append(
+                _at_least(
+                    f"Core, {w.label} logits → CE + KL + entropy: speed-up over {name} (1 thread)",
+                    None if seconds is None else seconds / xent,
+                    bound,
+                    comparison.skipped.get(rival, ""),
+                )
+            )
+    rates = {(t.target, t.concurrency): t.median for t in small}
+    if ("xent", 32) in rates and ("constant", 32) in rates:
+        found.append(
+            _at_least(
+                "Small requests at concurrency 32: xent ÷ constant-endpoint throughput",
+                rates["xent", 32] / rates["constant", 32],
+                0.7,
+            )
+        )
+    peak = None if xent_json is None else xent_json.peak_above_idle
+    found.append(
+        _at_most(
+            "Peak server RSS above idle, 100,000 × 10 JSON probabilities, ÷ request body size",
+            None if peak is None or xent_json is None else peak / xent_json.body_bytes,
+            4,
+            "" if peak is not None else "needs Linux /proc (VmHWM, clear_refs)",
+        )
+    )
+    return found
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e3:,.1f} ms" if seconds >= 0.01 else f"{seconds * 1e3:,.2f} ms"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else (f"{value:,.1f}×" if value >= 10 else f"{value:,.2f}×")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _end_to_end_table(e2e: EndToEnd) -> list[str]:
+    rows = []
+    for m in e2e.measurements:
+        w = m.workload
+        plain = e2e.find(w.rows, w.classes, w.prediction_type, "baseline", "JSON")
+        speed_up = None if plain is None else plain.latency / m.latency
+        core_seconds = e2e.core_seconds.get((w.rows, w.classes, w.prediction_type))
+        over_core = m.latency / core_seconds if core_seconds and m.server == "xent" else None
+        peak = m.peak_above_idle
+        name = "plain FastAPI + Pydantic" if m.server == "baseline" else "xent"
+        rows.append(
+            [
+                w.label,
+                w.prediction_type,
+                f"{name}, {m.transport}",
+                f"{m.body_bytes / MB:,.2f} MB",
+                _ms(m.latency),
+                f"{m.rows_per_second:,.0f}",
+                "—" if peak is None else f"{peak / MB:,.1f} MB",
+                "—" if peak is None else _ratio(peak / m.body_bytes),
+                _ratio(speed_up),
+                _ratio(over_core),
+            ]
+        )
+    header = [
+        "N × C",
+        "Predictions",
+        "Server, transport",
+        "Body",
+        "Latency",
+        "Rows/s",
+        "Peak RSS above idle",
+        "÷ body",
+        "Speed-up vs plain JSON",
+        "÷ core time",
+    ]
+    return _table(header, rows)
+
+
+def _core_table(core: list[CoreComparison]) -> list[str]:
+    rows = []
+    for comparison in core:
+        w, s = comparison.workload, comparison.seconds
+        xent = s["xent"]
+        assert xent is not None
+        cells = [w.label, w.prediction_type, _ms(xent)]
+        for rival in ("torch", "sklearn", "scipy"):
+            seconds = s.get(rival)
+            cells.append("skipped" if seconds is None else f"{_ms(seconds)} ({_ratio(seconds / xent)})")
+        rows.append(cells)
+    header = [
+        "N × C",
+        "Predictions",
+        "xent core (CE + KL + H + aggregates)",
+        "torch CE (xent's speed-up)",
+        "sklearn log_loss (speed-up)",
+        "SciPy CE + KL + H (speed-up)",
+    ]
+    return _table(header, rows)
+
+
+def _small_table(small: list[Throughput]) -> list[str]:
+    constant = {t.concurrency: t.median for t in small if t.target == "constant"}
+    names = {
+        "xent": "xent, reference example",
+        "baseline": "plain FastAPI + Pydantic, reference example",
+        "constant": "bare FastAPI endpoint, constant body",
+    }
+    rows = []
+    for t in sorted(small, key=lambda t: (t.concurrency, t.target != "xent", t.target)):
+        rows.append(
+            [
+                names[t.target],
+                str(t.concurrency),
+                f"{t.median:,.0f}",
+                _ms(sorted(t.p50_latency)[len(t.p50_latency) // 2]),
+                _ms(sorted(t.p99_latency)[len(t.p99_latency) // 2]),
+                _ratio(t.median / constant[t.concurrency]) if t.concurrency in constant else "—",
+            ]
+        )
+    return _table(["Endpoint", "Concurrency", "Requests/s", "p50 latency", "p99 latency", "÷ constant"], rows)
+
+
+def render(
+    *,
+    command: str,
+    date: str,
+    duration: float,
+    quick: bool,
+    machine: list[tuple[str, str]],
+    settings: list[tuple[str, str]],
+    e2e: EndToEnd,
+    core: list[CoreComparison],
+    core_note: str,
+    small: list[Throughput],
+    found_targets: list[Target],
+) -> str:
+    """The whole RESULTS.md."""
+    lines = [
+        "# xent benchmark results",
+        "",
+        "Written by `benchmarks/run.py`; re-measure with the command below (about 6–8 minutes on 2 cores).",
+        "Every figure is the median of several repetitions, and every answer was checked against the",
+        "in-process core (a wrong number fails the run).",
+        "",
+    ]
+    if quick:
+        lines += ["**A `--quick` smoke run: fewer sizes and repetitions; not the reference figures.**", ""]
+    lines += [f"- Command: `{command}`", f"- Date: {date} (took {duration / 60:.1f} min)", ""]
+    lines += ["## Machine", "", *_table(["", ""], [[k, v] for k, v in machine])]
+    lines += ["## Run settings", "", *_table(["", ""], [[k, v] for k, v in settings])]
+    lines += ["## Targets (issue 3)", ""]
+    lines += _table(
+        ["Target", "Required", "Measured", "Verdict"],
+        [
+            [t.what, t.required, _ratio(t.figure) if t.figure is not None else (t.note or "—"), t.verdict]
+            for t in found_targets
+        ],
+    )
+    lines += [
+        "## End to end over HTTP (loopback)",
+        "",
+        "One request at a time over a keep-alive connection (`http.client`); latency from the first",
+        "byte sent to the last byte of the answer received. *Speed-up vs plain JSON* is the plain",
+        "baseline's JSON latency on the same arrays divided by this row's. *÷ core time* is this row's",
+        "latency over the in-process core on the same (already decoded) arrays, measured in this run.",
+        "*Peak RSS above idle* is the server's VmHWM during the request (reset before it through",
+        "`/proc/PID/clear_refs`) minus its RSS when idle after start-up.",
+        "",
+    ]
+    if e2e.idle_rss:
+        idle = ", ".join(f"{name} {value / MB:,.1f} MB" for name, value in e2e.idle_rss.items())
+        lines += [f"Idle RSS after start-up and one small request: {idle}.", ""]
+    lines += _end_to_end_table(e2e)
+    lines += ["## Core in process, one thread", "", core_note, ""]
+    lines += _core_table(core)
+    lines += [
+        "## Small requests",
+        "",
+        "The README's reference example (true class B, predicted [0.228, 0.619, 0.153]) as the body of",
+        "every request, also to the constant endpoint (which does not read it). The load generator runs",
+        "on the same 2 cores as the server (roughly one core each), so these figures are a lower bound",
+        "on what a server with a machine to itself would do; the ratio is the figure that matters.",
+        "",
+    ]
+    lines += _small_table(small)
+    return "\n".join(lines).rstrip() + "\n"
