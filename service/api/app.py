@@ -13,7 +13,7 @@ from service.api import health, metrics, scoring
 from service.api.auth import ApiKeys, require_api_key
 from service.api.docs import install_docs
 from service.api.drain import not_ready_on_stop_signal
-from service.api.errors import install_error_handlers
+from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import ScoringSlots
 from service.api.metrics import Metrics
 from service.api.request_id import RequestIdMiddleware
@@ -103,13 +103,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
     app.state.scoring_slots = ScoringSlots(settings.max_concurrent_scoring)
     install_error_handlers(app)
-    app.include_router(scoring.router)
-    app.include_router(health.router)
+    # Every operation can fail unexpectedly: the OpenAPI document says how that answer looks.
+    unexpected = problem_responses(500)
+    app.include_router(scoring.router, responses=unexpected)
+    app.include_router(health.router, responses=unexpected)
     install_docs(app)
     # --- Metrics, request log and X-Request-ID. Keep these two middlewares the last ones added: the
     # last added is the outermost, so they see (and tag) every answer, other middlewares' refusals too.
     app.state.metrics = Metrics(multiprocess_dir=settings.metrics_dir)
-    app.include_router(metrics.router, dependencies=[Depends(require_api_key)] if settings.metrics_require_key else [])
+    app.include_router(
+        metrics.router,
+        dependencies=[Depends(require_api_key)] if settings.metrics_require_key else [],
+        responses=unexpected,
+    )
     app.add_middleware(RequestTelemetryMiddleware, metrics=app.state.metrics, logger=logging.getLogger(REQUEST_LOGGER))
     app.add_middleware(RequestIdMiddleware)
     # --- end of metrics, request log and X-Request-ID.

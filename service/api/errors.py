@@ -186,11 +186,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     described = {
         400: "The body is not valid JSON (or not a valid NPZ archive, or not valid gzip).",
-        401: "An API key is required (the service runs with XENT_API_KEYS) and was missing or wrong.",
+        401: "An API key is required (XENT_API_KEYS; for /metrics, XENT_METRICS_REQUIRE_KEY) and was missing or wrong.",
         408: "The body took longer than XENT_BODY_TIMEOUT_SECONDS to arrive.",
         413: "The body (or its decompressed size) is larger than the limit, or the batch has too many rows or classes.",
         415: "The body is neither `application/json` nor `application/x-npz`.",
         422: "The body is JSON but not a valid request; `errors` names the field, row and column.",
+        500: "An unexpected error; the answer holds no details, the log has them under the request id.",
         503: "The service is not ready, or too many scoring requests are in progress; see Retry-After.",
     }
     return {

@@ -15,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Count
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.api.errors import problem_responses
+
 #: Seconds. Most answers take milliseconds; a 64 MiB batch can take several seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: Bytes, 256 B to 64 MiB (the default body limit) in steps of 4.
@@ -132,7 +134,8 @@ router = APIRouter(tags=["operations"])
         200: {
             "description": "The metrics in the Prometheus text exposition format, version 0.0.4.",
             "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}},
-        }
+        },
+        **problem_responses(401),
     },
 )
 async def metrics(request: Request) -> Response:
