@@ -1,0 +1,200 @@
+"""`xent score` on files of every format, in-process and against a real server: the same numbers either way."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.cli import main
+
+N, C = 257, 4
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(11)
+    return {"labels": rng.integers(0, C, N), "predictions": rng.dirichlet(np.ones(C), N), "weights": rng.random(N)}
+
+
+def _write(folder: Path, fmt: str, data: dict[str, np.ndarray]) -> tuple[Path, Path]:
+    """The labels and predictions in ``fmt``; .npz and .jsonl hold both in one file."""
+    labels, predictions = data["labels"], data["predictions"]
+    if fmt == "npy":
+        np.save(folder / "labels.npy", labels)
+        np.save(folder / "predictions.npy", predictions)
+        return folder / "labels.npy", folder / "predictions.npy"
+    if fmt == "npz":
+        np.savez(folder / "both.npz", labels=labels, predictions=predictions)
+        return folder / "both.npz", folder / "both.npz"
+    if fmt == "csv":
+        header = "label\n" + "".join(f"{y}\n" for y in labels)
+        (folder / "labels.csv").write_text(header)
+        np.savetxt(folder / "predictions.csv", predictions, delimiter=",", fmt="%.17g", header="a,b,c,d", comments="")
+        return folder / "labels.csv", folder / "predictions.csv"
+    if fmt == "jsonl":
+        lines = [
+            json.dumps({"labels": int(y), "predictions": p.tolist()}) for y, p in zip(labels, predictions, strict=True)
+        ]
+        (folder / "rows.jsonl").write_text("\n".join(lines) + "\n")
+        return folder / "rows.jsonl", folder / "rows.jsonl"
+    parquet = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed: Parquet input is not tested")
+    pyarrow = pytest.importorskip("pyarrow")
+    table = pyarrow.table({"labels": labels, "predictions": [row.tolist() for row in predictions]})
+    parquet.write_table(table, folder / "data.parquet")
+    return folder / "data.parquet", folder / "data.parquet"
+
+
+def _score(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["score", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "csv", "jsonl", "parquet"])
+def test_every_format_scores_the_same_locally_and_remotely(
+    fmt: str, data: dict[str, np.ndarray], tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels, predictions = _write(tmp_path, fmt, data)
+    argv = ["--predictions", str(predictions), "--labels", str(labels), "--unit", "bits", "--json"]
+    code, out, err = _score(capsys, *argv)
+    assert code == 0, err
+    local = json.loads(out)
+    code, out, err = _score(capsys, *argv, "--url", server_url)
+    assert code == 0, err
+    assert json.loads(out) == local
+    assert local["n"] == N
+    assert local["unit"] == "bits"
+    expected = -np.mean(np.log2(data["predictions"][np.arange(N), data["labels"]]))
+    assert local["mean"]["cross_entropy"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_chunked_remote_scoring_matches_local_with_options(
+    data: dict[str, np.ndarray], tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels, predictions = _write(tmp_path, "npy", data)
+    np.save(tmp_path / "w.npy", data["weights"])
+    argv = ["--predictions", str(predictions), "--labels", str(labels), "--sample-weights", str(tmp_path / "w.npy")]
+    argv += ["--class-weights", "1,2,0.5,1", "--label-smoothing", "0.1", "--unit", "hartleys", "--json"]
+    local = json.loads(_score(capsys, *argv)[1])
+    code, out, err = _score(capsys, *argv, "--url", server_url, "--chunk-size", "50", "--no-progress")
+    assert code == 0, err
+    remote = json.loads(out)
+    for group in ("mean", "sum"):
+        assert remote[group] == pytest.approx(local[group], rel=1e-12)
+    assert {k: v for k, v in remote.items() if k not in ("mean", "sum")} == {
+        k: v for k, v in local.items() if k not in ("mean", "sum")
+    }
+
+
+def test_xent_url_in_the_environment_means_remote(
+    data: dict[str, np.ndarray], tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    labels, predictions = _write(tmp_path, "npy", data)
+    monkeypatch.setenv("XENT_URL", "http://127.0.0.1:1")  # nothing listens: proves the client was used
+    code, _, err = _score(capsys, "--predictions", str(predictions), "--labels", str(labels), "--retries", "0")
+    assert code == 1
+    assert "could not score at http://127.0.0.1:1" in err
+
+
+def test_the_table_names_every_quantity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "y.npy", np.array([1, 1]))
+    np.save(tmp_path / "p.npy", np.array([[0.228, 0.619, 0.153], [0.0, 1.0, 0.0]]))
+    code, out, _ = _score(capsys, "--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"))
+    assert code == 0
+    assert out.splitlines()[0].split() == ["mean", "sum", "(nats)"]
+    assert out.splitlines()[1].split() == ["cross-entropy", "0.239825", "0.47965"]
+    for name in ("KL divergence", "entropy", "perplexity", "accuracy", "n "):
+        assert name in out
+    assert out.splitlines()[-1].startswith("warning         CLIPPED (1 rows: 1): probabilities outside")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_per_sample_values_are_written(
+    suffix: str, tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "y.npy", np.array([1, -100, 0]))
+    np.save(tmp_path / "p.npy", np.array([[0.228, 0.619, 0.153], [0.5, 0.25, 0.25], [0.5, 0.25, 0.25]]))
+    out = tmp_path / f"per-sample{suffix}"
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--ignore-index", "-100"]
+    for remote in ([], ["--url", server_url]):
+        code, _, err = _score(capsys, *argv, "--per-sample", str(out), *remote)
+        assert code == 0, err
+        if suffix == ".npy":
+            values = np.load(out)
+            assert values.shape == (3, 3)
+            assert values[0].tolist() == [0.47965000629754095, 0.47965000629754095, 0.0]
+            assert np.isnan(values[1]).all()
+        else:
+            assert out.read_text().splitlines() == [
+                "row,cross_entropy,kl_divergence,entropy",
+                "0,0.47965000629754095,0.47965000629754095,0.0",
+                "1,,,",
+                "2,0.6931471805599453,0.6931471805599453,0.0",
+            ]
+
+
+def test_binary_files(tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "y.csv").write_text("0\n1\n1\n")
+    (tmp_path / "p.csv").write_text("0.1\n0.8\n0.6\n")
+    argv = ["--binary", "--predictions", str(tmp_path / "p.csv"), "--labels", str(tmp_path / "y.csv"), "--json"]
+    for remote in ([], ["--url", server_url]):
+        code, out, err = _score(capsys, *argv, *remote)
+        assert code == 0, err
+        assert json.loads(out)["mean"]["cross_entropy"] == pytest.approx(0.2797765635793423, rel=1e-15)
+
+
+def test_class_names_from_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "y.csv").write_text("B\nB\n")
+    (tmp_path / "p.csv").write_text("0.228,0.619,0.153\n0.228,0.619,0.153\n")
+    argv = ["--predictions", str(tmp_path / "p.csv"), "--labels", str(tmp_path / "y.csv"), "--classes", "A,B,C"]
+    code, out, _ = _score(capsys, *argv, "--json")
+    assert code == 0
+    assert json.loads(out)["classes"] == ["A", "B", "C"]
+    assert json.loads(out)["mean"]["cross_entropy"] == 0.47965000629754095
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_bad_input_exits_2_with_the_problem(
+    remote: bool, tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "y.npy", np.array([1, 7]))
+    np.save(tmp_path / "p.npy", np.array([[0.2, 0.5, 0.3], [0.2, 0.5, 0.3]]))
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy")]
+    code, out, err = _score(capsys, *argv, *(["--url", server_url] if remote else []))
+    assert (code, out) == (2, "")
+    assert "labels row 1: class index 7 is out of range [0, 3)" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("p.txt", "", "unknown format '.txt'"),
+        ("missing.npy", None, "no such file"),
+        ("p.csv", "0.5,0.5\n0.5\n", "rows have different numbers of values"),
+        ("p.jsonl", '{"x": 1, "y": 2}\n', "has keys x, y but no 'predictions'"),
+    ],
+)
+def test_unreadable_files_exit_2(
+    name: str, content: str | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    np.save(tmp_path / "y.npy", np.array([0]))
+    code, _, err = _score(capsys, "--predictions", str(tmp_path / name), "--labels", str(tmp_path / "y.npy"))
+    assert code == 2
+    assert message in err
+
+
+def test_parquet_without_pyarrow_says_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails, as where pyarrow is absent
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    (tmp_path / "p.parquet").write_bytes(b"PAR1")
+    np.save(tmp_path / "y.npy", np.array([0]))
+    code, _, err = _score(capsys, "--predictions", str(tmp_path / "p.parquet"), "--labels", str(tmp_path / "y.npy"))
+    assert code == 2
+    assert "reading Parquet needs pyarrow, which is not installed (pip install pyarrow)" in err
