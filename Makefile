@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= $(or $(XENT_HOST),127.0.0.1)
 PORT   ?= $(or $(XENT_PORT),8000)
 
-.PHONY: run test lint typecheck manifests pytest openapi clean
+.PHONY: run test lint typecheck manifests pytest openapi bench bench-quick clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xent needs Python 3.11 or newer: set PYTHON=/path/to/python3.11")'
@@ -27,8 +27,8 @@ run: $(VENV)/.installed-run
 test: lint typecheck manifests pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests benchmarks
+	$(BIN)/ruff format --check service tests benchmarks
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
@@ -43,6 +43,16 @@ pytest: $(VENV)/.installed-test
 
 openapi: $(VENV)/.installed-run
 	$(BIN)/xent openapi openapi/openapi.json
+
+# Benchmarks (not part of `make test`): xent against a plain FastAPI baseline on loopback,
+# every answer checked; `bench` rewrites benchmarks/RESULTS.md (about 5 minutes on 2 cores).
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
