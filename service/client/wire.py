@@ -103,9 +103,14 @@ def as_array(value: Any) -> np.ndarray:
     """
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor: drop autograd, keep the data
         value = value.detach().cpu()
-    array = np.asarray(value)
-    if array.dtype.kind == "O":
-        array = np.array(array.tolist())
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind == "O":
+            array = np.array(array.tolist())
+    except ValueError:
+        # Ragged rows: send them as they are (JSON), so that the service's 422 names the row.
+        array = np.empty(len(value), dtype=object)
+        array[:] = list(value)
     return array
 
 
@@ -138,6 +143,8 @@ class Request:
 
 def choose_npz(transport: TransportChoice, predictions: np.ndarray, npz_min_values: int) -> bool:
     """Whether to send (and ask for) NPZ."""
+    if predictions.dtype.kind == "O":
+        return False  # ragged rows fit no array: only JSON can carry them
     return transport == "npz" or (transport == "auto" and predictions.size >= npz_min_values)
 
 
