@@ -40,7 +40,7 @@ class Body:
     """A request body and the transport it came in."""
 
     kind: BodyKind
-    data: bytes
+    data: bytes | bytearray
 
 
 def _body_kind(content_type: str | None) -> BodyKind:
@@ -123,7 +123,9 @@ async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    chunks: list[bytes] = []
+    # One growing buffer rather than a list of chunks joined at the end: the join would hold
+    # the body twice at its peak (a large bytearray grows in place, by realloc).
+    data = bytearray()
     size = 0
     try:
         async with asyncio.timeout(timeout):
@@ -131,13 +133,13 @@ async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body
                 size += len(chunk)
                 if size > max_bytes:
                     raise _too_large(max_bytes)
-                chunks.append(gunzip.feed(chunk) if gunzip else chunk)
+                data += gunzip.feed(chunk) if gunzip else chunk
     except TimeoutError:
         detail = f"the request body did not arrive within {timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
         raise HttpProblem(408, "Request timeout", detail, "timeout", {"Connection": "close"}) from None
     if gunzip:
         gunzip.finish()
-    return Body(kind, b"".join(chunks))
+    return Body(kind, data)
 
 
 def accepts_gzip(request: Request) -> bool:
@@ -172,7 +174,7 @@ def decode(
     return _decode_json(model, body.data)
 
 
-def _decode_json(model: type[RequestModel], data: bytes) -> RequestModel:
+def _decode_json(model: type[RequestModel], data: bytes | bytearray) -> RequestModel:
     """Parse and validate a JSON body (400 if it is not JSON, 422 if it does not fit ``model``)."""
     if not data.strip():
         raise HttpProblem(400, "Malformed JSON", "the body is empty", "malformed-json")
@@ -195,7 +197,9 @@ def _malformed_npz(reason: str) -> HttpProblem:
     return HttpProblem(400, "Malformed NPZ", f"the body is not a readable .npz archive: {reason}", "malformed-npz")
 
 
-def _decode_npz(model: type[RequestModel], data: bytes, query: Mapping[str, str], max_bytes: int) -> RequestModel:
+def _decode_npz(
+    model: type[RequestModel], data: bytes | bytearray, query: Mapping[str, str], max_bytes: int
+) -> RequestModel:
     """Arrays from the archive, options from the query; pickled objects are refused, never loaded."""
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     try:
