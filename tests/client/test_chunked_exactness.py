@@ -1,14 +1,18 @@
 """score_many splits a dataset into chunks and merges the answers into exactly the one-request answer."""
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import asgi_transport
+from client_servers import (
+    asgi_transport,
+    assert_same_scores,
+    serve_in_thread,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_client_http import assert_same_scores
 
 from service.api.app import create_app
 from service.client import AsyncClient, Client
@@ -16,6 +20,12 @@ from service.client.command import score_locally
 from service.settings import Settings
 
 RELATIVE = 1e-12
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The real app on a real uvicorn server, for this module's tests."""
+    yield from serve_in_thread(create_app(Settings()))
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +135,7 @@ def test_chunks_merge_exactly_with_weights_ignored_rows_and_warnings(
 def test_binary_chunks_merge_exactly(
     server_url: str, n: int, k: int | None, chunks: int, seed: int, pos_weight: float | None, weighted: bool
 ) -> None:
+
     rng = np.random.default_rng(seed)
     shape = (n,) if k is None else (n, k)
     labels, predictions = rng.integers(0, 2, shape).astype(float), rng.random(shape)

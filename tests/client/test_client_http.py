@@ -1,20 +1,34 @@
 """The Python client against the real app: answers, transports, options, errors, retries, configuration."""
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from conftest import Flaky, asgi_transport, serve_in_thread
+from client_servers import Flaky, asgi_transport, assert_same_scores, serve_in_thread
 
 from service.api.app import create_app
-from service.client import AsyncClient, Client, ProblemError, Scores, TransportError
+from service.client import AsyncClient, Client, ProblemError, TransportError
 from service.client.command import score_locally
 from service.settings import Settings
 
 REFERENCE_CE = 0.47965000629754095
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The real app on a real uvicorn server, for this module's tests."""
+    yield from serve_in_thread(create_app(Settings()))
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[tuple[str, Flaky]]:
+    """A real uvicorn server whose first two scoring requests get 503."""
+    flaky = Flaky(create_app(Settings()), failures=2)
+    for url in serve_in_thread(flaky):
+        yield url, flaky
 
 
 @pytest.fixture
@@ -27,32 +41,6 @@ async def recorder() -> AsyncIterator[Flaky]:
 
 def _client(app: Any, **kwargs: Any) -> AsyncClient:
     return AsyncClient("http://test", transport=asgi_transport(app), **kwargs)
-
-
-def assert_same_scores(actual: Scores, expected: Scores, rel: float = 0.0) -> None:
-    """Two answers agree: every aggregate (to ``rel``), every per-sample value, mask, warning and setting."""
-    assert (actual.n, actual.n_scored, actual.unit, actual.classes) == (
-        expected.n,
-        expected.n_scored,
-        expected.unit,
-        expected.classes,
-    )
-    for group in ("mean", "sum"):
-        got, want = vars(getattr(actual, group)), vars(getattr(expected, group))
-        assert got.keys() == want.keys()
-        for name, value in want.items():
-            if value is None:
-                assert got[name] is None, (group, name)
-            else:
-                assert got[name] == pytest.approx(value, rel=rel, abs=1e-300), (group, name)
-    assert actual.warnings == expected.warnings
-    assert dict(actual.settings) == dict(expected.settings)
-    if expected.per_sample is None:
-        assert actual.per_sample is None
-    else:
-        assert actual.per_sample is not None
-        for name in ("cross_entropy", "kl_divergence", "entropy", "ignored"):
-            np.testing.assert_array_equal(getattr(actual.per_sample, name), getattr(expected.per_sample, name))
 
 
 def test_sync_client_scores_the_reference_example_on_a_real_server(server_url: str) -> None:

@@ -5,13 +5,25 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from client_servers import serve_in_thread
 
+from service.api.app import create_app
 from service.client import Client
+from service.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The real app on a real uvicorn server, for this module's tests."""
+    yield from serve_in_thread(create_app(Settings()))
+
+
 README_URL = "http://127.0.0.1:8000"
 
 

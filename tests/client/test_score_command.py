@@ -2,15 +2,25 @@
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from client_servers import serve_in_thread
 
+from service.api.app import create_app
 from service.cli import main
+from service.settings import Settings
 
 N, C = 257, 4
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The real app on a real uvicorn server, for this module's tests."""
+    yield from serve_in_thread(create_app(Settings()))
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +201,7 @@ def test_unreadable_files_exit_2(
 def test_parquet_without_pyarrow_says_what_to_install(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import fails, as where pyarrow is absent
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     (tmp_path / "p.parquet").write_bytes(b"PAR1")

@@ -1,4 +1,6 @@
-"""Servers for the client tests: the real app on a real uvicorn server (in a thread), and ASGI clients."""
+"""Helpers of the client tests: the real app on a real uvicorn server (in a thread), ASGI transports, and a
+comparison of whole answers. (Not a conftest.py: a second one would clash with tests/conftest.py under
+--doctest-modules, so each test module imports what it uses and defines its own server fixture.)"""
 
 import socket
 import threading
@@ -7,11 +9,11 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
-from service.api.app import create_app
-from service.settings import Settings
+from service.client import Scores
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -43,12 +45,6 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """The real app with default settings on a real uvicorn server, shared by the session."""
-    yield from serve_in_thread(create_app(Settings()))
-
-
 class Flaky:
     """An ASGI app that answers the first ``failures`` scoring requests with 503, then hands over to ``app``;
     it records the headers of every request."""
@@ -75,14 +71,32 @@ class Flaky:
         await self.app(scope, receive, send)
 
 
-@pytest.fixture
-def flaky_server() -> Iterator[tuple[str, Flaky]]:
-    """A real uvicorn server whose first two scoring requests get 503."""
-    flaky = Flaky(create_app(Settings()), failures=2)
-    for url in serve_in_thread(flaky):
-        yield url, flaky
-
-
 def asgi_transport(app: Any) -> httpx.ASGITransport:
     """An in-process transport to ``app`` (its lifespan must be entered by the caller)."""
     return httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+def assert_same_scores(actual: Scores, expected: Scores, rel: float = 0.0) -> None:
+    """Two answers agree: every aggregate (to ``rel``), every per-sample value, mask, warning and setting."""
+    assert (actual.n, actual.n_scored, actual.unit, actual.classes) == (
+        expected.n,
+        expected.n_scored,
+        expected.unit,
+        expected.classes,
+    )
+    for group in ("mean", "sum"):
+        got, want = vars(getattr(actual, group)), vars(getattr(expected, group))
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            if value is None:
+                assert got[name] is None, (group, name)
+            else:
+                assert got[name] == pytest.approx(value, rel=rel, abs=1e-300), (group, name)
+    assert actual.warnings == expected.warnings
+    assert dict(actual.settings) == dict(expected.settings)
+    if expected.per_sample is None:
+        assert actual.per_sample is None
+    else:
+        assert actual.per_sample is not None
+        for name in ("cross_entropy", "kl_divergence", "entropy", "ignored"):
+            np.testing.assert_array_equal(getattr(actual.per_sample, name), getattr(expected.per_sample, name))
