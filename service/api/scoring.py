@@ -51,7 +51,9 @@ def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]
             "in": "query",
             "required": False,
             "description": f"Only with an `application/x-npz` body: {schema.get('description', '')}",
-            "schema": {key: value for key, value in schema.items() if key not in ("description", "title")},
+            # No `default` here: Swagger UI would pre-fill it into every JSON "Try it out", and the
+            # server refuses query options beside a JSON body. The description names the default.
+            "schema": {key: value for key, value in schema.items() if key not in ("description", "title", "default")},
         }
         for name, schema in properties.items()
         if name not in members

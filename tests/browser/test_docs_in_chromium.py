@@ -149,15 +149,6 @@ def test_try_it_out_scores_the_reference_example_once_the_npz_query_options_are_
     assert json.loads(answer["body"])["mean"]["cross_entropy"] == REFERENCE_CROSS_ENTROPY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Swagger UI pre-fills every query parameter with its schema `default`, and the server refuses "
-        "query options with a JSON body (422). Fix in service/api/scoring.py openapi_extra: leave `default` "
-        "out of the NPZ-only query parameter schemas (their descriptions already name the defaults); "
-        "then this passes and strict xfail says to remove the mark."
-    ),
-)
 def test_try_it_out_scores_the_reference_example_as_is(browser_run: dict[str, Any]) -> None:
     answer = browser_run["as_is"]
 
