@@ -99,8 +99,10 @@ try {
   report.as_is = await execute(page, operation);
   report.timings.executed_as_is = elapsed();
 
-  // Swagger UI pre-fills each query parameter with its schema default; those options are for NPZ
-  // bodies only, so the second run empties them (the "--" choice) and executes the same body again.
+  // Swagger UI would pre-fill each query parameter that has a schema default, and those options are
+  // for NPZ bodies only (a 422 beside JSON; their schemas carry no default since 96f8b5c). The
+  // second run empties every query field (the "--" choice) and executes the same body again, so
+  // the scoring path is proven even if a default comes back.
   await operation.locator("button.btn-clear").click();
   const queryRows = operation.locator('tr[data-param-in="query"]');
   for (const row of await queryRows.all()) {
