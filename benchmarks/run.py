@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "xent settings",
             f"XENT_MAX_BODY_BYTES={MAX_BODY_BYTES} (the largest JSON body is over the 64 MiB default), "
+            "XENT_MAX_CELLS=10000000 (10,000 × 1,000 is over the default 8,000,000), "
             f"XENT_MAX_CONCURRENT_SCORING={MAX_CONCURRENT_SCORING} (the default 8 would answer 503 to most of "
             "the concurrency-32 load); every other setting is the default",
         ),

@@ -125,6 +125,8 @@ def xent_server(log_dir: Path, max_body_bytes: int) -> Server:
         env={
             # The 10,000 × 1,000 JSON body (~220 MB) is over the default 64 MiB limit.
             "XENT_MAX_BODY_BYTES": str(max_body_bytes),
+            # 10,000 × 1,000 is 10 M cells, over the default 8 M (XENT_MAX_CELLS).
+            "XENT_MAX_CELLS": "10000000",
             # The default (8 scoring requests at once, then 503) would turn most of the
             # concurrency-32 small-request load into fast 503s; the figure is of answered requests.
             "XENT_MAX_CONCURRENT_SCORING": str(MAX_CONCURRENT_SCORING),

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_rows: int = Field(2_000_000, ge=1, description="Most rows (samples) one request may score; more get 413.")
     max_classes: int = Field(100_000, ge=2, description="Most classes (or labels per sample) per request; 413 past it.")
     max_cells: int = Field(
-        20_000_000,
+        8_000_000,
         ge=1,
         description="Most rows × classes per request (each N×C float64 copy is 8 bytes a cell); 413 past it.",
     )
