@@ -55,9 +55,12 @@ class Settings(BaseSettings):
         description="Most rows × classes per request (each N×C float64 copy is 8 bytes a cell); 413 past it.",
     )
     max_concurrent_scoring: int = Field(
-        8,
+        64,
         ge=1,
-        description="Scoring requests handled at once per worker process; past it, 503 with Retry-After at once.",
+        description=(
+            "Scoring requests in progress at once per worker process (reading, queued for or in one of the "
+            "40 scoring threads); past it, 503 with Retry-After at once rather than an unbounded queue."
+        ),
     )
     body_timeout_seconds: float = Field(
         60.0,

@@ -135,9 +135,17 @@ async def _score(request: Request, settings: Settings, scorer: Scorer) -> Respon
     async with slots.slot():
         body = await read_body(request, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
         answer = Answer.for_request(request, settings.gzip_min_bytes)
+        query = dict(request.query_params)
+        if len(body.data) <= INLINE_MAX_BYTES:
+            # A small batch scores in well under a millisecond: the hop to a worker thread would
+            # cost more than it saves, and the event loop is not held for long.
+            return scorer(body, query, answer, settings)
         # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-        return await run_in_threadpool(scorer, body, dict(request.query_params), answer, settings)
+        return await run_in_threadpool(scorer, body, query, answer, settings)
 
+
+#: Bodies up to this size are scored on the event loop (a few hundred numbers: about 0.1-0.3 ms).
+INLINE_MAX_BYTES = 4096
 
 _ERRORS = problem_responses(400, 401, 408, 413, 415, 422, 503)
 
