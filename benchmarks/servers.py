@@ -15,8 +15,6 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-#: Above the small-request benchmark's highest concurrency (32).
-MAX_CONCURRENT_SCORING = 64
 
 
 def free_port() -> int:
@@ -127,9 +125,6 @@ def xent_server(log_dir: Path, max_body_bytes: int) -> Server:
             "XENT_MAX_BODY_BYTES": str(max_body_bytes),
             # 10,000 × 1,000 is 10 M cells, over the default 8 M (XENT_MAX_CELLS).
             "XENT_MAX_CELLS": "10000000",
-            # The default (8 scoring requests at once, then 503) would turn most of the
-            # concurrency-32 small-request load into fast 503s; the figure is of answered requests.
-            "XENT_MAX_CONCURRENT_SCORING": str(MAX_CONCURRENT_SCORING),
             "XENT_LOG_LEVEL": "info",
         },
     )
