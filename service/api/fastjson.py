@@ -108,8 +108,11 @@ def decode_fast(model: type[RequestModel], body: bytes | bytearray) -> RequestMo
                 # Something still holds a view into this parser's last document: use a fresh parser.
                 parser = simdjson.Parser()
                 document = parser.parse(body)
-        except ValueError:
-            return None  # not JSON by simdjson's reading (NaN tokens, 1e999, …): the reference path explains
+        except (ValueError, RuntimeError):
+            # Not JSON by simdjson's reading (NaN tokens, 1e999, …), or JSON it cannot hold: an integer
+            # past 64 bits (BIGINT_ERROR) or nesting past its depth limit (DEPTH_ERROR) are RuntimeErrors,
+            # raised again by the fresh parser above. The reference path explains either way.
+            return None
         try:
             return _decode(model, body, document)
         except _NotFast:
