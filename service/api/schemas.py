@@ -127,6 +127,10 @@ class CrossEntropyRequest(_Strict):
     sample_weights: Vector | None = Field(None, description=_SAMPLE_WEIGHTS)
     ignore_index: int | None = Field(
         None,
+        # An int64, as the labels it is compared with: a larger one could match no row, and could not
+        # be echoed in `settings` either (orjson writes at most 64-bit integers; it was a 500).
+        ge=-(2**63),
+        le=2**63 - 1,
         description=(
             "A class index whose rows are left out of every aggregate and get `null` per-sample values "
             "(e.g. -100, as in PyTorch). Only with class-index labels."
