@@ -83,15 +83,21 @@ def pydantic_errors(
     shown = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
         first = item["loc"][0] if item["loc"] else None
-        loc = ["body" if body_fields is not None and first in body_fields else prefix, *item["loc"]]
+        # A key the client invented (an unknown field) can be a megabyte long: name it, never echo it whole.
+        loc = ["body" if body_fields is not None and first in body_fields else prefix, *map(_shorten, item["loc"])]
         msg = item["msg"]
         if item["type"] == "extra_forbidden" and fields:
-            name = str(item["loc"][-1])
+            name = str(loc[-1])
             guess = difflib.get_close_matches(name, fields, n=1)
             msg = f"unknown field {name!r}" + (f"; did you mean {guess[0]!r}?" if guess else "")
             msg += f" (fields: {', '.join(fields)})"
         shown.append({"loc": loc, "msg": msg, "type": item["type"]})
     return shown
+
+
+def _shorten(part: str | int, limit: int = 40) -> str | int:
+    """A ``loc`` part cut to ``limit`` characters (with "...") when it is a long string."""
+    return part[: limit - 3] + "..." if isinstance(part, str) and len(part) > limit else part
 
 
 def _describe(errors: list[dict[str, Any]], total: int) -> str:
@@ -185,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     described = {
-        400: "The body is not valid JSON (or not a valid NPZ archive, or not valid gzip).",
+        400: "The body is not valid JSON (or not a valid NPZ archive, or not valid gzip), or it ended early.",
         401: "An API key is required (XENT_API_KEYS; for /metrics, XENT_METRICS_REQUIRE_KEY) and was missing or wrong.",
         408: "The body took longer than XENT_BODY_TIMEOUT_SECONDS to arrive.",
         413: "The body (or its decompressed size) is larger than the limit, or the batch has too many rows or classes.",
