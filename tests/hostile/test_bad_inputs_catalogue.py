@@ -1,0 +1,1299 @@
+"""The bad-input catalogue: hostile and broken requests against one real ``xent serve``.
+
+Each case names its request and the whole problem+json answer it must get: the exact status,
+``type``/``title``/``status``/``detail`` (and ``errors`` with ``loc`` for a 422), so the message
+that names what is wrong is checked word for word. Both endpoints, both transports (JSON and
+NPZ), the JSON fast path (bodies of 64 KiB or more) beside the reference path, and, over a raw
+socket, what only a real connection can do: lie about Content-Length, stream past the limit,
+stall or hang up halfway. After the whole catalogue the same server still scores the reference
+example exactly, and has not answered a single 500.
+"""
+
+import asyncio
+import gzip
+import io
+import json
+import pickle
+import socket
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from hostile_server import raw_exchange, running_server
+
+from service.api.app import create_app
+from service.settings import Settings
+
+CE = "/v1/cross-entropy"
+BCE = "/v1/binary-cross-entropy"
+JSON = "application/json"
+NPZ = "application/x-npz"
+PROBLEM = "application/problem+json"
+#: 4 MiB: a 10^6-character string fits, and over-the-limit bodies stay cheap to send.
+LIMIT = 4 * 2**20
+#: Seconds a body may take to arrive; short, so the stalled-body cases take seconds.
+BODY_TIMEOUT = 2
+REFERENCE = b'{"labels":[1],"predictions":[[0.228,0.619,0.153]]}'
+ROWS = [[0.228, 0.619, 0.153]]
+MEDIA_HINT = (
+    "send JSON with Content-Type: application/json (curl --json '{...}' does both), "
+    "or a NumPy .npz archive with Content-Type: application/x-npz"
+)
+CE_FIELDS = (
+    "predictions, labels, prediction_type, classes, label_smoothing, class_weights, sample_weights, ignore_index, "
+    "epsilon, normalization, tolerance, unit, per_sample"
+)
+BCE_FIELDS = (
+    "predictions, labels, prediction_type, pos_weight, label_smoothing, sample_weights, epsilon, unit, per_sample"
+)
+NOT_ZIP = (
+    "the body is not a readable .npz archive: it does not start with a zip signature (PK\\x03\\x04), as np.savez writes"
+)
+TOO_LARGE = f"the request body is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)"
+
+
+def problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+    """A problem document without ``errors``."""
+    return {"type": f"urn:xent:problem:{slug}", "title": title, "status": status, "detail": detail}
+
+
+def invalid(where: str, loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    """The whole 422 answer for one error at ``loc``; ``where`` is how the detail names it."""
+    return {
+        "type": "urn:xent:problem:invalid-input",
+        "title": "Invalid input",
+        "status": 422,
+        "detail": f"{where}: {msg}",
+        "errors": [{"loc": loc, "msg": msg, "type": kind}],
+    }
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """One request of the catalogue."""
+
+    path: str
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    query: str = ""
+
+
+def case(
+    name: str,
+    path: str,
+    body: bytes,
+    expected: dict[str, Any],
+    *,
+    content_type: str = JSON,
+    headers: dict[str, str] | None = None,
+    query: str = "",
+) -> Any:
+    """A catalogue entry: the request and the whole answer it must get."""
+    return pytest.param(BadRequest(path, body, content_type, headers or {}, query), expected, id=name)
+
+
+def npz(compressed: bool = False, **arrays: Any) -> bytes:
+    """An .npz archive of ``arrays`` (object arrays are pickled into it, as np.savez does)."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def npy(array: np.ndarray) -> bytes:
+    """One array in .npy format."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def zip_with(**members: bytes) -> bytes:
+    """A zip archive whose ``name.npy`` members hold the given raw bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name + ".npy", data)
+    return buffer.getvalue()
+
+
+def with_bad_crc() -> bytes:
+    """A valid archive with one byte of the predictions member flipped."""
+    data = bytearray(npz(labels=np.array([1]), predictions=np.array(ROWS)))
+    data[data.rfind(np.array(ROWS).tobytes())] ^= 0xFF
+    return bytes(data)
+
+
+def big_rows(n: int, last: bytes | None = None, extra: bytes = b"") -> bytes:
+    """A JSON body of ``n`` reference rows (88 kB for 4000: the fast path), ``last`` replacing the last row."""
+    rows = b",".join([b"[0.228,0.619,0.153]"] * (n - 1) + [last or b"[0.228,0.619,0.153]"])
+    return b'{"labels":[' + b",".join([b"1"] * n) + b'],"predictions":[' + rows + b"]" + extra + b"}"
+
+
+VALID_NPZ = npz(labels=np.array([1]), predictions=np.array(ROWS))
+BINARY_NPZ = npz(labels=np.array([1]), predictions=np.array([0.5]))
+M = 10**6
+
+CATALOGUE = [
+    # --- malformed and truncated JSON
+    case(
+        "json trailing comma",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],}',
+        problem(
+            400, "malformed-json", "Malformed JSON", "the body is not valid JSON: trailing comma at line 1 column 41"
+        ),
+    ),
+    case(
+        "json single quotes",
+        BCE,
+        b"{'labels':[1],'predictions':[0.5]}",
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: key must be a string at line 1 column 2",
+        ),
+    ),
+    case(
+        "json comment",
+        CE,
+        b'{"labels":[1] /* one */,"predictions":[[0.5,0.5]]}',
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: expected `,` or `}` at line 1 column 15",
+        ),
+    ),
+    case(
+        "json truncated mid-number",
+        BCE,
+        b'{"labels":[1],"predictions":[0.',
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: EOF while parsing a value at line 1 column 31",
+        ),
+    ),
+    case(
+        "json truncated large body on the fast path",
+        CE,
+        big_rows(4000)[:-7],
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: EOF while parsing a list at line 1 column 88021",
+        ),
+    ),
+    case(
+        "json two documents",
+        CE,
+        REFERENCE + REFERENCE,
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: trailing characters at line 1 column 51",
+        ),
+    ),
+    case(
+        "json bare NaN body",
+        BCE,
+        b"NaN",
+        problem(422, "invalid-input", "Invalid input", "the body must be a JSON object with the request's fields"),
+    ),
+    # --- non-UTF-8 and byte order marks
+    case(
+        "latin-1 byte in a class name",
+        CE,
+        b'{"labels":["caf\xe9"],"classes":["caf\xe9","tea"],"predictions":[[0.5,0.5]]}',
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: invalid unicode code point at line 1 column 16",
+        ),
+    ),
+    case(
+        "lone surrogate escape in a class name",
+        CE,
+        b'{"labels":["\\ud800"],"classes":["\\ud800","b"],"predictions":[[0.5,0.5]]}',
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: unexpected end of hex escape at line 1 column 19",
+        ),
+    ),
+    case(
+        "UTF-8 byte order mark",
+        CE,
+        b"\xef\xbb\xbf" + REFERENCE,
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body starts with a UTF-8 byte order mark; send JSON as UTF-8 without one",
+        ),
+    ),
+    case(
+        "UTF-8 byte order mark on the fast path",
+        CE,
+        b"\xef\xbb\xbf" + big_rows(4000),
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body starts with a UTF-8 byte order mark; send JSON as UTF-8 without one",
+        ),
+    ),
+    case(
+        "UTF-16 body",
+        BCE,
+        '{"labels":[1],"predictions":[0.5]}'.encode("utf-16"),
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body starts with a UTF-16 byte order mark; send JSON as UTF-8 without one",
+        ),
+    ),
+    # --- huge exponents, NaN and Infinity tokens
+    case(
+        "1e999 in binary predictions",
+        BCE,
+        b'{"labels":[1,0],"predictions":[0.5,1e999]}',
+        invalid(
+            "predictions row 1",
+            ["body", "predictions", 1],
+            "Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "-1e999 in logits",
+        CE,
+        b'{"labels":[0],"predictions":[[-1e999,0]],"prediction_type":"logits"}',
+        invalid(
+            "predictions row 0, column 0",
+            ["body", "predictions", 0, 0],
+            "-Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "1e999 in sample_weights",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"sample_weights":[1e999]}',
+        invalid(
+            "sample_weights row 0",
+            ["body", "sample_weights", 0],
+            "Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "1e999 in label_smoothing",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"label_smoothing":1e999}',
+        invalid(
+            "label_smoothing", ["body", "label_smoothing"], "Input should be less than or equal to 1", "less_than_equal"
+        ),
+    ),
+    case(
+        "1e999 in soft labels",
+        CE,
+        b'{"labels":[[1e999,0]],"predictions":[[0.5,0.5]]}',
+        invalid(
+            "labels row 0, column 0",
+            ["body", "labels", 0, 0],
+            "Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "NaN in binary labels",
+        BCE,
+        b'{"labels":[NaN],"predictions":[0.5]}',
+        invalid("labels row 0", ["body", "labels", 0], "NaN is not allowed; every number must be finite", "not_finite"),
+    ),
+    case(
+        "Infinity in class_weights",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"class_weights":[1,Infinity]}',
+        invalid(
+            "class_weights row 1",
+            ["body", "class_weights", 1],
+            "Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "NaN epsilon",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"epsilon":NaN}',
+        invalid("epsilon", ["body", "epsilon"], 'must be "auto" or a number in [0, 0.5)', "epsilon"),
+    ),
+    case(
+        "Infinity tolerance",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"tolerance":Infinity}',
+        invalid("tolerance", ["body", "tolerance"], "Input should be less than 1", "less_than"),
+    ),
+    case(
+        "NaN on the fast path in the last row",
+        CE,
+        big_rows(4000, last=b"[0.228,NaN,0.153]"),
+        invalid(
+            "predictions row 3999, column 1",
+            ["body", "predictions", 3999, 1],
+            "NaN is not allowed; every number must be finite",
+            "not_finite",
+        ),
+    ),
+    # --- deep nesting and long strings
+    case(
+        "10000-deep nesting",
+        CE,
+        b'{"labels":[1],"predictions":' + b"[" * 10000 + b"]" * 10000 + b"}",
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: recursion limit exceeded at line 1 column 229",
+        ),
+    ),
+    case(
+        "10000-deep nesting on the fast path",
+        BCE,
+        b'{"labels":[1],"pad":"' + b"x" * 70000 + b'","predictions":' + b"[" * 10000 + b"]" * 10000 + b"}",
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: recursion limit exceeded at line 1 column 70238",
+        ),
+    ),
+    case(
+        "a third level of nesting",
+        CE,
+        b'{"labels":[1],"predictions":[[[0.5],[0.5]]]}',
+        invalid(
+            "predictions row 0, column 0",
+            ["body", "predictions", 0, 0],
+            "expected a number, got an array",
+            "not_a_number",
+        ),
+    ),
+    case(
+        "binary predictions nested three deep",
+        BCE,
+        b'{"labels":[[1]],"predictions":[[[0.5]]]}',
+        invalid(
+            "predictions row 0, column 0",
+            ["body", "predictions", 0, 0],
+            "expected a number, got an array",
+            "not_a_number",
+        ),
+    ),
+    case(
+        "10^6-character class name label",
+        CE,
+        b'{"labels":["' + b"a" * M + b'"],"classes":["a","b"],"predictions":[[0.5,0.5]]}',
+        invalid(
+            "labels row 0",
+            ["body", "labels", 0],
+            "unknown class 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; classes are ['a', 'b']",
+            "unknown_class",
+        ),
+    ),
+    case(
+        "10^6-character unknown field name",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"' + b"a" * M + b'":1}',
+        invalid(
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...",
+            ["body", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..."],
+            f"unknown field 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' (fields: {CE_FIELDS})",
+            "extra_forbidden",
+        ),
+    ),
+    case(
+        "10^6-character unit",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"unit":"' + b"n" * M + b'"}',
+        invalid("unit", ["body", "unit"], "Input should be 'nats', 'bits' or 'hartleys'", "literal_error"),
+    ),
+    case(
+        "10^6-character string for a number",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,"' + b"1" * M + b'"]]}',
+        invalid(
+            "predictions row 0, column 1",
+            ["body", "predictions", 0, 1],
+            "expected a number, got the string '1111111111111111111111111111111111111...'",
+            "not_a_number",
+        ),
+    ),
+    case(
+        "10^6-digit integer",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,' + b"1" * M + b"]]}",
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: number out of range at line 1 column 4336",
+        ),
+    ),
+    case(
+        "10^6-digit integer on the fast path",
+        BCE,
+        b'{"labels":[1],"predictions":[' + b"9" * 70000 + b"]}",
+        problem(
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            "the body is not valid JSON: number out of range at line 1 column 4331",
+        ),
+    ),
+    # --- duplicated keys, unknown fields, wrong types
+    case(
+        "duplicated key: the last one wins",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"labels":[2]}',
+        invalid("labels row 0", ["body", "labels", 0], "class index 2 is out of range [0, 2)", "unknown_class"),
+    ),
+    case(
+        "duplicated key on the fast path: the last one wins",
+        CE,
+        big_rows(4000, extra=b',"unit":"nats","unit":"furlongs"'),
+        invalid("unit", ["body", "unit"], "Input should be 'nats', 'bits' or 'hartleys'", "literal_error"),
+    ),
+    case(
+        "unknown field",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"threshold":0.5}',
+        invalid(
+            "threshold", ["body", "threshold"], f"unknown field 'threshold' (fields: {BCE_FIELDS})", "extra_forbidden"
+        ),
+    ),
+    case(
+        "classes on the binary endpoint",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"classes":["no","yes"]}',
+        invalid(
+            "classes",
+            ["body", "classes"],
+            f"unknown field 'classes'; did you mean 'labels'? (fields: {BCE_FIELDS})",
+            "extra_forbidden",
+        ),
+    ),
+    case(
+        "boolean in binary labels",
+        BCE,
+        b'{"labels":[true,false],"predictions":[0.5,0.5]}',
+        invalid("labels row 0", ["body", "labels", 0], "expected a number, got true", "not_a_number"),
+    ),
+    case(
+        "boolean sample weight",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"sample_weights":[true]}',
+        invalid("sample_weights row 0", ["body", "sample_weights", 0], "expected a number, got true", "not_a_number"),
+    ),
+    case(
+        "boolean tolerance",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"tolerance":true}',
+        invalid("tolerance", ["body", "tolerance"], "Input should be a valid number", "float_type"),
+    ),
+    case(
+        "boolean in the last prediction row",
+        CE,
+        b'{"labels":[1,1,1],"predictions":[[0.5,0.5],[0.5,0.5],[0.5,false]]}',
+        invalid(
+            "predictions row 2, column 1", ["body", "predictions", 2, 1], "expected a number, got false", "not_a_number"
+        ),
+    ),
+    case(
+        "number for per_sample",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"per_sample":"yes"}',
+        invalid("per_sample", ["body", "per_sample"], "Input should be a valid boolean", "bool_type"),
+    ),
+    case(
+        "null predictions",
+        CE,
+        b'{"labels":[1],"predictions":null}',
+        invalid(
+            "predictions",
+            ["body", "predictions"],
+            "expected an array of rows (arrays of numbers), got null",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "numbers for class names",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"classes":[0,1]}',
+        {
+            "type": "urn:xent:problem:invalid-input",
+            "title": "Invalid input",
+            "status": 422,
+            "detail": "classes → 0: Input should be a valid string (and 1 more)",
+            "errors": [
+                {"loc": ["body", "classes", 0], "msg": "Input should be a valid string", "type": "string_type"},
+                {"loc": ["body", "classes", 1], "msg": "Input should be a valid string", "type": "string_type"},
+            ],
+        },
+    ),
+    # --- negative zero and denormals
+    case(
+        "negative zero as a class index",
+        CE,
+        b'{"labels":[-0.0],"predictions":[[0.5,0.5]]}',
+        invalid(
+            "labels row 0",
+            ["body", "labels", 0],
+            "expected a class index, a class name or a row of probabilities, got -0.0",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "denormal as a class index",
+        CE,
+        b'{"labels":[5e-324],"predictions":[[0.5,0.5]]}',
+        invalid(
+            "labels row 0",
+            ["body", "labels", 0],
+            "expected a class index, a class name or a row of probabilities, got 5e-324",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "denormal below zero as a probability",
+        BCE,
+        b'{"labels":[1],"predictions":[-5e-324]}',
+        invalid(
+            "predictions row 0",
+            ["body", "predictions", 0],
+            'probability -5e-324 is outside [0, 1] (for scores, set prediction_type to "logits")',
+            "out_of_range",
+        ),
+    ),
+    case(
+        "denormal below zero as a sample weight",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"sample_weights":[-5e-324]}',
+        invalid(
+            "sample_weights row 0",
+            ["body", "sample_weights", 0],
+            "weight -5e-324 is negative; weights must be >= 0",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "ignore_index past int64",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"ignore_index":100000000000000000000}',
+        invalid(
+            "ignore_index",
+            ["body", "ignore_index"],
+            "Input should be less than or equal to 9223372036854775807",
+            "less_than_equal",
+        ),
+    ),
+    # --- shapes: ragged at the last row, mismatched lengths, out of range by one
+    case(
+        "ragged at the last row",
+        CE,
+        b'{"labels":[0,1,2,0],"predictions":[[0.2,0.3,0.5],[0.2,0.3,0.5],[0.2,0.3,0.5],[0.2,0.3]]}',
+        invalid(
+            "predictions row 3",
+            ["body", "predictions", 3],
+            "row has 2 values but row 0 has 3; every row needs the same length",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "ragged at the last row on the fast path",
+        CE,
+        big_rows(4000, last=b"[0.228,0.619]"),
+        invalid(
+            "predictions row 3999",
+            ["body", "predictions", 3999],
+            "row has 2 values but row 0 has 3; every row needs the same length",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "binary ragged at the last row",
+        BCE,
+        b'{"labels":[[1,0],[0,1],[1,0]],"predictions":[[0.5,0.5],[0.5,0.5],[0.5,0.5,0.5]]}',
+        invalid(
+            "predictions row 2",
+            ["body", "predictions", 2],
+            "row has 3 values but row 0 has 2; every row needs the same length",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "one label more than rows",
+        CE,
+        b'{"labels":[1,1],"predictions":[[0.5,0.5]]}',
+        invalid("labels", ["body", "labels"], "has 2 entries but predictions have 1 rows", "bad_shape"),
+    ),
+    case(
+        "one label fewer than rows on the fast path",
+        CE,
+        big_rows(4000).replace(b'"labels":[1,', b'"labels":[', 1),
+        invalid("labels", ["body", "labels"], "has 3999 entries but predictions have 4000 rows", "bad_shape"),
+    ),
+    case(
+        "binary labels one column short",
+        BCE,
+        b'{"labels":[[1,0]],"predictions":[[0.5,0.5,0.5]]}',
+        invalid("labels", ["body", "labels"], "has shape (1, 2) but predictions have shape (1, 3)", "bad_shape"),
+    ),
+    case(
+        "label C, out of range by one",
+        CE,
+        b'{"labels":[0,3],"predictions":[[0.2,0.3,0.5],[0.2,0.3,0.5]]}',
+        invalid("labels row 1", ["body", "labels", 1], "class index 3 is out of range [0, 3)", "unknown_class"),
+    ),
+    case(
+        "label -1, out of range by one",
+        CE,
+        b'{"labels":[-1,0],"predictions":[[0.2,0.3,0.5],[0.2,0.3,0.5]]}',
+        invalid("labels row 0", ["body", "labels", 0], "class index -1 is out of range [0, 3)", "unknown_class"),
+    ),
+    case(
+        "label C on the fast path, last row",
+        CE,
+        big_rows(4000).replace(b",1],", b",3],", 1),
+        invalid("labels row 3999", ["body", "labels", 3999], "class index 3 is out of range [0, 3)", "unknown_class"),
+    ),
+    case(
+        "binary label 2",
+        BCE,
+        b'{"labels":[0,1,2],"predictions":[0.5,0.5,0.5]}',
+        invalid("labels row 2", ["body", "labels", 2], "label 2.0 is outside [0, 1]", "out_of_range"),
+    ),
+    case(
+        "soft label above 1 by a hair",
+        BCE,
+        b'{"labels":[1.0000000000000002],"predictions":[0.5]}',
+        invalid("labels row 0", ["body", "labels", 0], "label 1.0000000000000002 is outside [0, 1]", "out_of_range"),
+    ),
+    # --- content types and encodings
+    case(
+        "text/csv",
+        CE,
+        b"1,0.228,0.619,0.153",
+        problem(415, "unsupported-media-type", "Unsupported media type", f"{MEDIA_HINT}; got 'text/csv'"),
+        content_type="text/csv",
+    ),
+    case(
+        "multipart form",
+        BCE,
+        b"--x\r\n\r\n--x--",
+        problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"{MEDIA_HINT}; got 'multipart/form-data; boundary=x'",
+        ),
+        content_type="multipart/form-data; boundary=x",
+    ),
+    case(
+        "application/xml",
+        CE,
+        b"<labels/>",
+        problem(415, "unsupported-media-type", "Unsupported media type", f"{MEDIA_HINT}; got 'application/xml'"),
+        content_type="application/xml",
+    ),
+    case(
+        "empty Content-Type",
+        CE,
+        REFERENCE,
+        problem(415, "unsupported-media-type", "Unsupported media type", f"{MEDIA_HINT}; no Content-Type was sent"),
+        content_type="",
+    ),
+    case(
+        "NPZ sent as JSON",
+        CE,
+        VALID_NPZ,
+        problem(
+            400, "malformed-json", "Malformed JSON", "the body is not valid JSON: expected value at line 1 column 1"
+        ),
+    ),
+    case(
+        "JSON sent as NPZ",
+        CE,
+        REFERENCE,
+        problem(
+            400,
+            "malformed-npz",
+            "Malformed NPZ",
+            NOT_ZIP + "; it looks like JSON: send it with Content-Type: application/json",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "Content-Encoding br",
+        CE,
+        REFERENCE,
+        problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Content-Encoding 'br' is not supported; send the body as is or gzip-compressed",
+        ),
+        headers={"content-encoding": "br"},
+    ),
+    case(
+        "Content-Encoding gzip, body not gzip",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5]}',
+        problem(
+            400,
+            "malformed-gzip",
+            "Malformed gzip",
+            "the body is not valid gzip: Error -3 while decompressing data: incorrect header check",
+        ),
+        headers={"content-encoding": "gzip"},
+    ),
+    case(
+        "gzip truncated",
+        CE,
+        gzip.compress(REFERENCE)[:-12],
+        problem(400, "malformed-gzip", "Malformed gzip", "the gzip body is truncated"),
+        headers={"content-encoding": "gzip"},
+    ),
+    case(
+        "gzip bomb",
+        CE,
+        gzip.compress(b" " * (64 * 2**20)),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            f"the decompressed request body is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)",
+        ),
+        headers={"content-encoding": "gzip"},
+    ),
+    case(
+        "gzip bomb of an NPZ",
+        CE,
+        gzip.compress(npz(labels=np.zeros(2**20, dtype=np.int64), predictions=np.zeros((2**20, 2)))),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            f"the decompressed request body is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)",
+        ),
+        content_type=NPZ,
+        headers={"content-encoding": "gzip"},
+    ),
+    case(
+        "an error answer stays problem+json when NPZ is asked for",
+        CE,
+        b'{"labels":[5],"predictions":[[0.5,0.5]]}',
+        invalid("labels row 0", ["body", "labels", 0], "class index 5 is out of range [0, 2)", "unknown_class"),
+        headers={"accept": NPZ},
+    ),
+    case(
+        "query options with a JSON body",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5]}',
+        invalid(
+            "unit",
+            ["query", "unit"],
+            "options of a JSON request go in the body; query parameters are only for application/x-npz bodies",
+            "invalid_query_parameter",
+        ),
+        query="unit=bits",
+    ),
+    # --- NPZ
+    case(
+        "NPZ truncated to half",
+        CE,
+        VALID_NPZ[: len(VALID_NPZ) // 2],
+        problem(
+            400, "malformed-npz", "Malformed NPZ", "the body is not a readable .npz archive: File is not a zip file"
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ cut before its central directory",
+        BCE,
+        npz(labels=np.array([1]), predictions=np.array([0.5]))[:-22],
+        problem(
+            400, "malformed-npz", "Malformed NPZ", "the body is not a readable .npz archive: File is not a zip file"
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ member with a bad CRC",
+        CE,
+        with_bad_crc(),
+        problem(
+            400,
+            "malformed-npz",
+            "Malformed NPZ",
+            "the body is not a readable .npz archive: member 'predictions': Bad CRC-32 for file 'predictions.npy'",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ member that is not .npy",
+        CE,
+        zip_with(labels=b"hello", predictions=npy(np.array(ROWS))),
+        problem(
+            400,
+            "malformed-npz",
+            "Malformed NPZ",
+            "the body is not a readable .npz archive: member 'labels' is not a .npy array (np.save format)",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with object predictions (pickle)",
+        CE,
+        npz(labels=np.array([1]), predictions=np.array([[0.2, "x"]], dtype=object)),
+        invalid(
+            "predictions",
+            ["body", "predictions"],
+            "holds Python objects (pickled); only numeric and string arrays are accepted",
+            "invalid_input",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with object labels (pickle)",
+        BCE,
+        npz(labels=np.array([1, None], dtype=object), predictions=np.array([0.5, 0.5])),
+        invalid(
+            "labels",
+            ["body", "labels"],
+            "holds Python objects (pickled); only numeric and string arrays are accepted",
+            "invalid_input",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "raw pickle body",
+        BCE,
+        pickle.dumps({"labels": [1], "predictions": [0.5]}),
+        problem(400, "malformed-npz", "Malformed NPZ", NOT_ZIP),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ missing labels",
+        CE,
+        npz(predictions=np.array(ROWS)),
+        invalid("labels", ["body", "labels"], "Field required", "missing"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ missing predictions",
+        BCE,
+        npz(labels=np.array([1])),
+        invalid("predictions", ["body", "predictions"], "Field required", "missing"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with an extra member",
+        CE,
+        npz(labels=np.array([1]), predictions=np.array(ROWS), weights=np.array([1.0])),
+        invalid(
+            "weights",
+            ["body", "weights"],
+            "unexpected member 'weights' in the archive; members are: "
+            "class_weights, classes, labels, predictions, sample_weights",
+            "invalid_input",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with unnamed arrays",
+        BCE,
+        npz(arr_0=np.array([1]), arr_1=np.array([0.5])),
+        invalid(
+            "arr_0",
+            ["body", "arr_0"],
+            "unexpected member 'arr_0' in the archive; members are: labels, pos_weight, predictions, sample_weights",
+            "invalid_input",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with 3-D predictions",
+        CE,
+        npz(labels=np.array([1]), predictions=np.zeros((1, 3, 1))),
+        invalid(
+            "predictions",
+            ["body", "predictions"],
+            "expected an array of rows (arrays of numbers), got 3 dimensions",
+            "bad_shape",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with complex predictions",
+        CE,
+        npz(labels=np.array([1]), predictions=np.array(ROWS, dtype=complex)),
+        invalid(
+            "predictions", ["body", "predictions"], "expected an array of numbers, got dtype complex128", "not_a_number"
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with string predictions",
+        BCE,
+        npz(labels=np.array([1]), predictions=np.array(["0.5"])),
+        invalid("predictions", ["body", "predictions"], "expected an array of numbers, got dtype <U3", "not_a_number"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with boolean binary labels",
+        BCE,
+        npz(labels=np.array([True]), predictions=np.array([0.5])),
+        invalid("labels", ["body", "labels"], "expected an array of numbers, got dtype bool", "not_a_number"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with float32 NaN in the last row",
+        CE,
+        npz(labels=np.array([1, 1]), predictions=np.array([ROWS[0], [0.2, np.nan, 0.8]], dtype=np.float32)),
+        invalid(
+            "predictions row 1, column 1",
+            ["body", "predictions", 1, 1],
+            "NaN is not allowed; every number must be finite",
+            "not_finite",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with float32 -inf logits",
+        BCE,
+        npz(labels=np.array([1]), predictions=np.array([-np.inf], dtype=np.float32)),
+        invalid(
+            "predictions row 0",
+            ["body", "predictions", 0],
+            "-Infinity is not allowed; every number must be finite",
+            "not_finite",
+        ),
+        content_type=NPZ,
+        query="prediction_type=logits",
+    ),
+    case(
+        "NPZ label C, out of range by one",
+        CE,
+        npz(labels=np.array([1, 3], dtype=np.int8), predictions=np.array(ROWS * 2)),
+        invalid("labels row 1", ["body", "labels", 1], "class index 3 is out of range [0, 3)", "unknown_class"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ label -1, out of range by one",
+        CE,
+        npz(labels=np.array([-1], dtype=np.int64), predictions=np.array(ROWS)),
+        invalid("labels row 0", ["body", "labels", 0], "class index -1 is out of range [0, 3)", "unknown_class"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with mismatched lengths",
+        BCE,
+        npz(labels=np.array([1, 0, 1]), predictions=np.array([0.5, 0.5])),
+        invalid("labels", ["body", "labels"], "has shape (3,) but predictions have shape (2,)", "bad_shape"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with ragged sample_weights",
+        CE,
+        npz(labels=np.array([1]), predictions=np.array(ROWS), sample_weights=np.array([1.0, 2.0])),
+        invalid("sample_weights", ["body", "sample_weights"], "has 2 values but there are 1 rows", "bad_shape"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ uncompressed size over the limit",
+        CE,
+        npz(True, labels=np.array([1]), predictions=np.zeros((300_000, 2))),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            f"the uncompressed archive is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ unknown query option",
+        CE,
+        VALID_NPZ,
+        invalid(
+            "smoothing",
+            ["query", "smoothing"],
+            f"unknown field 'smoothing'; did you mean 'label_smoothing'? (fields: {CE_FIELDS})",
+            "extra_forbidden",
+        ),
+        content_type=NPZ,
+        query="smoothing=0.1",
+    ),
+    case(
+        "NPZ array in the query",
+        BCE,
+        BINARY_NPZ,
+        invalid(
+            "sample_weights",
+            ["query", "sample_weights"],
+            "is an array: send it as a member of the .npz archive, not in the query",
+            "invalid_query_parameter",
+        ),
+        content_type=NPZ,
+        query="sample_weights=1",
+    ),
+    case(
+        "NPZ query number that is not one",
+        CE,
+        VALID_NPZ,
+        invalid("tolerance", ["query", "tolerance"], "Input should be less than 1", "less_than"),
+        content_type=NPZ,
+        query="tolerance=1e999",
+    ),
+    case(
+        "NPZ query boolean that is not one",
+        BCE,
+        BINARY_NPZ,
+        invalid(
+            "per_sample",
+            ["query", "per_sample"],
+            "Input should be a valid boolean, unable to interpret input",
+            "bool_parsing",
+        ),
+        content_type=NPZ,
+        query="per_sample=maybe",
+    ),
+    case(
+        "NPZ query ignore_index past int64",
+        CE,
+        VALID_NPZ,
+        invalid(
+            "ignore_index",
+            ["query", "ignore_index"],
+            "Input should be less than or equal to 9223372036854775807",
+            "less_than_equal",
+        ),
+        content_type=NPZ,
+        query="ignore_index=99999999999999999999",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """One real server for the whole catalogue (4 MiB limit, 2 s body timeout, no API keys)."""
+    settings = {"XENT_MAX_BODY_BYTES": str(LIMIT), "XENT_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT)}
+    with running_server(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(server: str) -> Iterator[httpx.Client]:
+    """An HTTP client of that server."""
+    with httpx.Client(base_url=server, timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("request_", "expected"), CATALOGUE)
+def test_each_bad_request_gets_its_exact_problem(
+    http: httpx.Client, request_: BadRequest, expected: dict[str, Any]
+) -> None:
+    headers = {"content-type": request_.content_type, **request_.headers}
+    url = request_.path + (f"?{request_.query}" if request_.query else "")
+
+    response = http.post(url, content=request_.body, headers=headers)
+
+    assert response.status_code == expected["status"], response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == expected
+
+
+def _head(path: str, content_type: str = JSON, *, length: int | None = None, chunked: bool = False) -> bytes:
+    """Request line and headers of a POST, with Content-Length ``length`` or chunked transfer coding."""
+    lines = [f"POST {path} HTTP/1.1", "Host: xent", f"Content-Type: {content_type}"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _metric(http: httpx.Client, status: int) -> float:
+    """How many scoring answers with ``status`` the server has counted."""
+    total = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("xent_http_requests_total{") and f'status="{status}"' in line and '"/v1/' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.parametrize(("path", "content_type"), [(CE, JSON), (BCE, NPZ)])
+def test_a_declared_length_over_the_limit_is_a_413_before_any_body_is_sent(
+    server: str, path: str, content_type: str
+) -> None:
+    response = raw_exchange(server, _head(path, content_type, length=100 * LIMIT), [])
+
+    assert response.status == 413, response.body
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == problem(413, "too-large", "Payload too large", TOO_LARGE)
+
+
+@pytest.mark.parametrize(("path", "content_type"), [(BCE, JSON), (CE, NPZ)])
+def test_a_chunked_body_over_the_limit_without_content_length_is_a_413(
+    server: str, path: str, content_type: str
+) -> None:
+    parts = [_chunk(b" " * 2**16)] * (LIMIT // 2**16 + 8) + [b"0\r\n\r\n"]
+
+    response = raw_exchange(server, _head(path, content_type, chunked=True), parts)
+
+    assert response.status == 413, response.body
+    assert response.json() == problem(413, "too-large", "Payload too large", TOO_LARGE)
+
+
+def test_a_chunked_npz_that_ends_halfway_is_a_400(server: str) -> None:
+    half = VALID_NPZ[: len(VALID_NPZ) // 2]
+
+    response = raw_exchange(server, _head(CE, NPZ, chunked=True), [_chunk(half), b"0\r\n\r\n"])
+
+    assert response.status == 400, response.body
+    detail = "the body is not a readable .npz archive: File is not a zip file"
+    assert response.json() == problem(400, "malformed-npz", "Malformed NPZ", detail)
+
+
+def test_a_body_that_stops_halfway_is_a_408_after_the_body_timeout(server: str) -> None:
+    response = raw_exchange(server, _head(CE, length=len(REFERENCE)), [REFERENCE[:20]])
+
+    assert response.status == 408, response.body
+    assert response.headers["connection"] == "close"
+    detail = f"the request body did not arrive within {BODY_TIMEOUT} seconds (XENT_BODY_TIMEOUT_SECONDS)"
+    assert response.json() == problem(408, "timeout", "Request timeout", detail)
+
+
+def test_a_body_trickling_in_past_the_body_timeout_is_a_408(server: str) -> None:
+    parts = [bytes([byte]) for byte in REFERENCE[: 4 * BODY_TIMEOUT + 4]]
+
+    response = raw_exchange(server, _head(BCE, length=len(REFERENCE)), parts, pause=0.25)
+
+    assert response.status == 408, response.body
+    detail = f"the request body did not arrive within {BODY_TIMEOUT} seconds (XENT_BODY_TIMEOUT_SECONDS)"
+    assert response.json() == problem(408, "timeout", "Request timeout", detail)
+
+
+def test_a_client_that_hangs_up_halfway_is_counted_as_a_400_not_a_500(server: str, http: httpx.Client) -> None:
+    before = _metric(http, 400)
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(_head(CE, length=len(REFERENCE)) + REFERENCE[:20])
+        sock.shutdown(socket.SHUT_WR)  # the body ends here: 20 of the 51 bytes declared
+        answer = sock.recv(65536)
+
+    # Nobody is left to read an answer; the server closes the connection and counts a 400.
+    assert answer == b""
+    for _ in range(50):
+        if _metric(http, 400) == before + 1:
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    assert _metric(http, 400) == before + 1
+
+
+async def _post_then_hang_up(app: Any, body: bytes) -> tuple[int, bytes]:
+    """Drive the ASGI app directly: part of the body, then http.disconnect; return what it answered."""
+    events = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return events.pop(0) if events else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(REFERENCE)).encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CE,
+        "raw_path": CE.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_the_answer_to_a_client_that_hung_up_is_an_incomplete_body_problem() -> None:
+    status, body = asyncio.run(_post_then_hang_up(create_app(Settings()), REFERENCE[:20]))
+
+    assert status == 400
+    detail = f"the connection closed after 20 bytes of the body of the {len(REFERENCE)} it declared"
+    assert json.loads(body) == problem(400, "incomplete-body", "Incomplete body", detail)
+
+
+def test_after_the_whole_catalogue_the_same_server_scores_the_reference_example_exactly(http: httpx.Client) -> None:
+    response = http.post(CE, content=REFERENCE, headers={"content-type": JSON})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "n": 1,
+        "n_scored": 1,
+        "unit": "nats",
+        "classes": None,
+        "mean": {
+            "cross_entropy": 0.47965000629754095,
+            "kl_divergence": 0.47965000629754095,
+            "entropy": 0.0,
+            "perplexity": 1.615508885298869,
+            "accuracy": 1.0,
+        },
+        "sum": {"cross_entropy": 0.47965000629754095, "kl_divergence": 0.47965000629754095, "entropy": 0.0},
+        "per_sample": {
+            "cross_entropy": [0.47965000629754095],
+            "kl_divergence": [0.47965000629754095],
+            "entropy": [0.0],
+        },
+        "warnings": [],
+        "settings": {
+            "prediction_type": "probabilities",
+            "label_type": "class_indices",
+            "unit": "nats",
+            "epsilon": 2.220446049250313e-16,
+            "epsilon_applies": True,
+            "label_smoothing": 0.0,
+            "normalization": "warn",
+            "tolerance": 0.001,
+            "ignore_index": None,
+            "class_weights": None,
+            "sample_weights": False,
+            "per_sample": True,
+        },
+    }
+    # Not one of the hostile requests above made the server fail.
+    assert _metric(http, 500) == 0
