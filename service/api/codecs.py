@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import orjson
 from fastapi import Request, Response
-from starlette.requests import ClientDisconnect
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from service.api.errors import BodyValidationError, HttpProblem, QueryParameterError
 from service.api.fastjson import decode_fast
