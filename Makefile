@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= $(or $(XENT_HOST),127.0.0.1)
 PORT   ?= $(or $(XENT_PORT),8000)
 
-.PHONY: run test lint typecheck manifests pytest openapi bench bench-quick clean
+.PHONY: run test lint typecheck manifests pytest openapi fuzz bench bench-quick clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xent needs Python 3.11 or newer: set PYTHON=/path/to/python3.11")'
@@ -43,6 +43,14 @@ pytest: $(VENV)/.installed-test
 
 openapi: $(VENV)/.installed-run
 	$(BIN)/xent openapi openapi/openapi.json
+
+# The long schema fuzz (not part of `make test`, which runs a short one with a fixed seed): schemathesis
+# against openapi/openapi.json and a real server, on both JSON paths, with a random seed it prints
+# (XENT_FUZZ_SEED=N replays a run). About 5 minutes for 1000 examples per operation.
+fuzz: $(VENV)/.installed-test
+	XENT_FUZZ_EXAMPLES=$${XENT_FUZZ_EXAMPLES:-1000} XENT_FUZZ_SEED=$${XENT_FUZZ_SEED:-random} \
+	XENT_FUZZ_SECONDS=$${XENT_FUZZ_SECONDS:-1800} \
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/hostile/test_schema_fuzz.py
 
 # Benchmarks (not part of `make test`): xent against a plain FastAPI baseline on loopback,
 # every answer checked; `bench` rewrites benchmarks/RESULTS.md (about 5 minutes on 2 cores).
