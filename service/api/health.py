@@ -26,7 +26,7 @@ async def readyz(request: Request) -> Health:
 
 
 @router.get("/v1/info", summary="Version, units and limits", tags=["scoring"])
-async def info(settings: SettingsDep) -> Info:
+async def info(request: Request, settings: SettingsDep) -> Info:
     """What this instance is and what it accepts."""
     return Info(
         name="xent",
@@ -37,5 +37,13 @@ async def info(settings: SettingsDep) -> Info:
             "/v1/binary-cross-entropy": [PredictionType.PROBABILITIES.value, PredictionType.LOGITS.value],
         },
         warning_codes=[code.value for code in WarningCode],
-        limits=Limits(max_body_bytes=settings.max_body_bytes),
+        limits=Limits(
+            max_body_bytes=settings.max_body_bytes,
+            max_rows=settings.max_rows,
+            max_classes=settings.max_classes,
+            max_cells=settings.max_cells,
+            max_concurrent_scoring=settings.max_concurrent_scoring,
+            body_timeout_seconds=settings.body_timeout_seconds,
+            api_keys_required=request.app.state.api_keys.enabled,
+        ),
     )

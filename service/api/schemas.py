@@ -336,7 +336,15 @@ class Health(BaseModel):
 class Limits(BaseModel):
     """Limits this instance enforces."""
 
-    max_body_bytes: int = Field(description="Largest request body accepted, in bytes.")
+    max_body_bytes: int = Field(
+        description="Largest request body accepted, in bytes (also after gzip decompression, and for an NPZ archive)."
+    )
+    max_rows: int = Field(description="Most rows one request may score.")
+    max_classes: int = Field(description="Most classes (or labels per sample) per request.")
+    max_cells: int = Field(description="Most rows × classes per request.")
+    max_concurrent_scoring: int = Field(description="Scoring requests in progress at once per worker; then 503.")
+    body_timeout_seconds: float = Field(description="Longest time a body may take to arrive; then 408.")
+    api_keys_required: bool = Field(description="Whether scoring endpoints need an API key.")
 
 
 class Info(BaseModel):

@@ -57,7 +57,7 @@ async def test_readyz_is_a_503_problem_again_after_shutdown(app: FastAPI, unstar
     assert response.json() == NOT_READY
 
 
-def _info(max_body_bytes: int) -> dict[str, object]:
+def _info(max_body_bytes: int, **limits: object) -> dict[str, object]:
     return {
         "name": "xent",
         "version": __version__,
@@ -67,7 +67,16 @@ def _info(max_body_bytes: int) -> dict[str, object]:
             "/v1/binary-cross-entropy": ["probabilities", "logits"],
         },
         "warning_codes": ["ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT"],
-        "limits": {"max_body_bytes": max_body_bytes},
+        "limits": {
+            "max_body_bytes": max_body_bytes,
+            "max_rows": 2_000_000,
+            "max_classes": 100_000,
+            "max_cells": 8_000_000,
+            "max_concurrent_scoring": 64,
+            "body_timeout_seconds": 60.0,
+            "api_keys_required": False,
+        }
+        | limits,
     }
 
 
@@ -79,9 +88,14 @@ async def test_info_names_version_units_and_the_default_limit(client: httpx.Asyn
     assert response.json() == _info(67108864)
 
 
-@pytest.mark.parametrize("settings", [Settings(max_body_bytes=4096)])
+@pytest.mark.parametrize(
+    "settings",
+    [Settings(max_body_bytes=4096, max_rows=10, max_classes=3, max_cells=30, max_concurrent_scoring=2, api_keys="k")],
+)
 async def test_info_limits_reflect_the_settings(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/info")
 
     assert response.status_code == 200, response.text
-    assert response.json() == _info(4096)
+    assert response.json() == _info(
+        4096, max_rows=10, max_classes=3, max_cells=30, max_concurrent_scoring=2, api_keys_required=True
+    )
