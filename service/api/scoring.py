@@ -1,7 +1,7 @@
 """Scoring routes: read the body, then decode → score → encode in a worker thread."""
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
@@ -19,8 +19,10 @@ from service.api.schemas import (
     CrossEntropyResponse,
 )
 from service.api.telemetry import record_rows
-from service.core import score_binary, score_multiclass
+from service.core import ScoreResult, score_binary, score_multiclass
 from service.settings import Settings
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)])
 
@@ -85,15 +87,22 @@ NPZ_RESPONSE = {
 }
 
 
-def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
+def _checked(model: type[RequestModel], body: Body, query: Mapping[str, str], settings: Settings) -> RequestModel:
+    """The decoded request, refused with 413 if the batch is over the size limits."""
     request = decode(
-        CrossEntropyRequest,
-        body,
-        query,
-        fast_json_min_bytes=settings.fast_json_min_bytes,
-        max_bytes=settings.max_body_bytes,
+        model, body, query, fast_json_min_bytes=settings.fast_json_min_bytes, max_bytes=settings.max_body_bytes
     )
-    check_batch_size(request.predictions, settings)
+    check_batch_size(getattr(request, "predictions", None), settings)
+    return request
+
+
+def _answer(result: ScoreResult, per_sample: bool, extra: dict[str, Any], answer: Answer) -> Response:
+    record_rows(result.n)
+    return encode(result, per_sample=per_sample, extra=extra, answer=answer)
+
+
+def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
+    request = _checked(CrossEntropyRequest, body, query, settings)
     result = score_multiclass(
         request.labels,
         request.predictions,
@@ -102,19 +111,11 @@ def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, setting
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    record_rows(result.n)
-    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, answer=answer)
+    return _answer(result, request.per_sample, {"classes": request.classes}, answer)
 
 
 def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
-    request = decode(
-        BinaryCrossEntropyRequest,
-        body,
-        query,
-        fast_json_min_bytes=settings.fast_json_min_bytes,
-        max_bytes=settings.max_body_bytes,
-    )
-    check_batch_size(request.predictions, settings)
+    request = _checked(BinaryCrossEntropyRequest, body, query, settings)
     result = score_binary(
         request.labels,
         request.predictions,
@@ -122,8 +123,7 @@ def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, 
         sample_weights=request.sample_weights,
         options=request.options(),
     )
-    record_rows(result.n)
-    return encode(result, per_sample=request.per_sample, extra={}, answer=answer)
+    return _answer(result, request.per_sample, {}, answer)
 
 
 Scorer = Callable[[Body, Mapping[str, str], Answer, Settings], Response]
