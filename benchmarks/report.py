@@ -285,3 +285,32 @@ def render(
     ]
     lines += _small_table(small)
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: benchmarks/soak.py writes its section of RESULTS.md between these markers; render() output does not hold it.
+SOAK_BEGIN = "<!-- soak: written by benchmarks/soak.py; benchmarks/run.py keeps it -->"
+SOAK_END = "<!-- /soak -->"
+
+
+def soak_section(text: str) -> str:
+    """The load, soak and faults section of a RESULTS.md (markers included, with a final newline), or ''."""
+    begin = text.find(SOAK_BEGIN)
+    end = text.find(SOAK_END, begin)
+    if begin < 0 or end < 0:
+        return ""
+    return text[begin : end + len(SOAK_END)] + "\n"
+
+
+def replace_soak_section(text: str, section: str) -> str:
+    """``text`` with its soak section replaced by ``section`` (appended if it had none)."""
+    old = soak_section(text)
+    if old:
+        begin = text.find(SOAK_BEGIN)
+        return text[:begin] + section + text[begin + len(old) :].lstrip("\n")
+    return (text.rstrip() + "\n\n" + section) if text.strip() else section
+
+
+def keep_soak_section(new_text: str, old_text: str) -> str:
+    """A freshly rendered RESULTS.md with the soak section of the previous one carried over."""
+    kept = soak_section(old_text)
+    return replace_soak_section(new_text, kept) if kept else new_text

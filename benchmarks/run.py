@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         small=small,
         found_targets=found,
     )
-    output.write_text(text, encoding="utf-8")
+    # The load, soak and faults section (benchmarks/soak.py) is measured separately: keep it.
+    previous = output.read_text(encoding="utf-8") if output.exists() else ""
+    output.write_text(report.keep_soak_section(text, previous), encoding="utf-8")
     say("")
     for target in found:
         figure = "—" if target.figure is None else f"{target.figure:.2f}×"
