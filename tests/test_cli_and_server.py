@@ -2,66 +2,26 @@
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import REPO, XENT, running_xent
 
 from service.cli import main, openapi_document
 
-ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-c", "from service.cli import main; raise SystemExit(main())", "serve", *args]
-    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.PIPE)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else "server exited"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not become ready in {seconds} s")
 
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[str]:
     """A real `xent serve` on a free loopback port; the port comes from a flag, overriding XENT_PORT."""
-    port = _free_port()
     workers = getattr(request, "param", 1)
-    process = _start(["--port", str(port), "--workers", str(workers)], {"XENT_PORT": "1", "XENT_HOST": "127.0.0.1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only on a hung server
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+    with running_xent("--workers", str(workers), env={"XENT_PORT": "1"}, port_flag=True) as live:
+        yield live.url
 
 
 @pytest.mark.parametrize("server", [1, 2], indirect=True, ids=["one-worker", "two-workers"])
@@ -89,7 +49,9 @@ def test_real_server_refuses_bad_input_and_keeps_answering(server: str) -> None:
 
 
 def test_serve_rejects_an_invalid_setting_with_exit_code_2() -> None:
-    process = _start([], {"XENT_WORKERS": "0"})
+    process = subprocess.Popen(
+        [*XENT, "serve"], env={**os.environ, "XENT_WORKERS": "0"}, cwd=REPO, stderr=subprocess.PIPE
+    )
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert b"XENT_WORKERS" in stderr

@@ -3,26 +3,21 @@ the request in flight gets its whole answer, and the process exits 0."""
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 
 import httpx
 import numpy as np
 import pytest
+from live_server import running_xent
 
 from service.api import create_app
 from service.core import score_multiclass
 from service.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_sigterm_turns_readiness_off_at_once_and_hands_the_signal_on() -> None:
@@ -52,38 +47,10 @@ def test_sigterm_turns_readiness_off_at_once_and_hands_the_signal_on() -> None:
         signal.signal(signal.SIGTERM, original)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    command = [sys.executable, "-c", "from service.cli import main; raise SystemExit(main())", "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "XENT_GRACEFUL_SHUTDOWN_SECONDS": "20"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    with running_xent(env={"XENT_GRACEFUL_SHUTDOWN_SECONDS": "20"}) as live:
+        yield live.url, live.process
 
 
 def test_sigterm_during_a_batch_lets_it_finish_whole_and_exits_zero(

@@ -1,9 +1,6 @@
 """A real `xent serve --workers 2`: /metrics adds up every worker's counts, whichever worker answers."""
 
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import running_xent
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
 TWO_ROWS = b'{"labels": [1, 0], "predictions": [[0.228, 0.619, 0.153], [0.5, 0.25, 0.25]]}'
 JSON = {"content-type": "application/json"}
 SCORING = {"endpoint": "/v1/cross-entropy", "method": "POST"}
@@ -25,13 +22,6 @@ class Server:
     url: str
     tmpdir: Path
     process: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -45,33 +35,8 @@ def _sample(text: str, name: str, **labels: str) -> float:
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[Server]:
     """`xent serve --workers 2` on a free loopback port, with $TMPDIR (where it puts the metrics) in tmp_path."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("XENT_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR")}
-    env |= {"TMPDIR": str(tmp_path), "XENT_HOST": "127.0.0.1", "XENT_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-c", "from service.cli import main; raise SystemExit(main())", "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--workers", "2"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
-    )
-    server = Server(f"http://127.0.0.1:{port}", tmp_path, process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "xent serve exited"
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "xent serve did not become ready in 30 s"
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only on a hung server
-            process.kill()
-            process.wait()
+    with running_xent("--workers", "2", env={"TMPDIR": str(tmp_path)}) as live:
+        yield Server(live.url, tmp_path, live.process)
 
 
 def _per_worker_scoring_counts(directory: Path) -> dict[str, float]:

@@ -10,16 +10,14 @@ does both. Locally the tests skip when something is missing; under CI=true they 
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from live_server import running_xent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -41,47 +39,15 @@ def _missing() -> list[str]:
     return missing
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """`xent serve` on a free loopback port, with default settings (no XENT_* from the caller).
 
     Its log goes to test-artifacts/docs-server.log (a file, so a chatty server never fills a pipe).
     """
-    port = _free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("XENT_")}
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "docs-server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"server exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{url} did not become ready in 30 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only on a hung server
-            process.kill()
-            process.wait()
-        log.close()
+    with running_xent(env={"XENT_LOG_LEVEL": "info"}, log=ARTIFACTS / "docs-server.log") as live:
+        yield live.url
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 comparison of whole answers. (Not a conftest.py: a second one would clash with tests/conftest.py under
 --doctest-modules, so each test module imports what it uses and defines its own server fixture.)"""
 
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -12,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from live_server import free_port
 
 from service.client import Scores
 
@@ -19,16 +19,9 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port until the generator is closed; yields the URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -9,60 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from live_server import running_xent
 
 
 @contextlib.contextmanager
 def running_server(env: dict[str, str] | None = None, *, log: Path | None = None) -> Iterator[str]:
     """``xent serve`` with ``XENT_*`` settings from ``env`` (no API keys), until the block ends; yields its URL."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("XENT_")}
-    environment |= {"XENT_HOST": "127.0.0.1", "XENT_PORT": str(port), "XENT_LOG_LEVEL": "warning", **(env or {})}
-    command = [sys.executable, "-c", "from service.cli import main; raise SystemExit(main())", "serve"]
-    with contextlib.ExitStack() as stack:
-        output = stack.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
-        process = subprocess.Popen(command, env=environment, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, process)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover - only on a hung server
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"xent serve exited with {process.returncode}"
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"xent serve at {url} was not ready within {seconds} s")
+    with running_xent(env=env, log=log) as server:
+        yield server.url
 
 
 @dataclass(frozen=True)

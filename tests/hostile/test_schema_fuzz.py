@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_server import REPO, running_server
+from hostile_server import running_server
+from live_server import REPO
 
 DOCUMENT = REPO / "openapi" / "openapi.json"
 CHECKS = (
