@@ -9,8 +9,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,24 +44,54 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         # Entered before any worker imports prometheus_client: several workers share one metrics directory.
         with metrics_directory(settings.metrics_dir, settings.workers):
-            uvicorn.run(
-                "service.api.app:create_app",
-                factory=True,
-                host=settings.host,
-                port=settings.port,
-                workers=settings.workers,
-                log_level=settings.log_level,
-                log_config=log_config(settings.log_level),  # JSON lines on stdout
-                access_log=False,  # the request middleware writes one richer line per request
-                timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            options: dict[str, Any] = {
+                "factory": True,
+                "host": settings.host,
+                "port": settings.port,
+                "workers": settings.workers,
+                "log_level": settings.log_level,
+                "log_config": log_config(settings.log_level),  # JSON lines on stdout
+                "access_log": False,  # the request middleware writes one richer line per request
+                "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
                 # Idle keep-alive connections close after 5 s (uvicorn's default, said out loud): slow
                 # or silent clients cannot hold a connection; a slow body is cut by XENT_BODY_TIMEOUT_SECONDS.
-                timeout_keep_alive=5,
-            )
+                "timeout_keep_alive": 5,
+            }
+            if settings.workers > 1:
+                _supervise(uvicorn.Config("service.api.app:create_app", **options))
+            else:
+                uvicorn.run("service.api.app:create_app", **options)
     except UnwritableMetricsDirectory as error:
         sys.stderr.write(f"xent: {error}\n")
         return 2
     return 0
+
+
+def _supervise(config: uvicorn.Config) -> None:
+    """Run ``config``'s workers under uvicorn's supervisor, which also stops listening when told to stop.
+
+    Each worker closes its copy of the listening socket when SIGTERM reaches it, but uvicorn's
+    supervisor keeps its own copy open until the last worker has drained. Meanwhile the kernel
+    still completes handshakes into a backlog nobody accepts from, and those clients hang until
+    the exit resets them. With the supervisor's copy closed first, new connections are refused
+    as soon as the workers have closed theirs, as with one worker.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_term(self) -> None:
+            self.stop_listening()
+            super().handle_term()
+
+        def handle_int(self) -> None:
+            self.stop_listening()
+            super().handle_int()
+
+        def stop_listening(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def openapi_document() -> str:

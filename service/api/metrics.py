@@ -8,6 +8,7 @@ and ``/metrics`` adds up all of them, whichever worker answers.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
@@ -117,10 +118,36 @@ class Metrics:
         """The Prometheus text format (0.0.4) of every metric, summed over the workers in multiprocess mode."""
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
+        forget_dead_workers(self.multiprocess_dir)
         # A fresh registry per scrape, as prometheus_client's multiprocess documentation prescribes.
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+def forget_dead_workers(directory: Path) -> None:
+    """Delete the live-gauge files (``livesum``) of worker processes that no longer exist.
+
+    prometheus_client adds up every worker's file. A worker that stops normally has brought its
+    gauges back to 0 first, but one killed outright (SIGKILL, the OOM killer) leaves its last
+    values behind, and ``xent_http_requests_in_flight`` would count its requests for ever.
+    Counters are left alone: what a dead worker counted did happen.
+    """
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this PID exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 router = APIRouter(tags=["operations"])
