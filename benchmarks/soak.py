@@ -333,6 +333,29 @@ def workers(pid: int) -> list[int]:
     return sorted(found)
 
 
+def established_connections(pid: int, port: int) -> int:
+    """How many established TCP connections to ``port`` process ``pid`` holds (its socket fds in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            count += local_port == port and state == "01" and inode in inodes
+    return count
+
+
 def rss(pid: int) -> int:
     """VmRSS of ``pid`` in bytes (0 if it has gone)."""
     try:
@@ -519,7 +542,7 @@ def latency_table(attempts: Sequence[Attempt]) -> list[str]:
                     _ms(max(ok)),
                 ]
             )
-    return _table(["Size (share)", "Transport", "Answered 200, checked", "p50", "p95", "p99", "max"], rows)
+    return _table(["Size", "Transport", "Answered 200, checked", "p50", "p95", "p99", "max"], rows)
 
 
 def error_table(attempts: Sequence[Attempt]) -> list[str]:
@@ -711,12 +734,15 @@ def phase_disconnects(
 def phase_kill(server: Server, cases: dict[str, list[Case]], plan: Plan, figures: Figures) -> None:
     """(a): SIGKILL one worker during load; only requests in flight at that moment may fail, and once."""
     before = wait_for_workers(server, 2)
-    victim = before[0]
     state: dict[str, float] = {}
     replaced: list[int] = []
+    held: dict[int, int] = {}
 
     async def kill_then_watch() -> None:
         await asyncio.sleep(plan.kill_phase_seconds / 3)
+        # The worker holding more of the clients' connections (the kernel does not share them out evenly).
+        held.update({pid: established_connections(pid, server.port) for pid in before})
+        state["victim"] = victim = max(before, key=lambda pid: held[pid])
         state["kill"] = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
@@ -728,10 +754,14 @@ def phase_kill(server: Server, cases: dict[str, list[Case]], plan: Plan, figures
                 return
             await asyncio.sleep(0.1)
 
-    say(f"Faults (a): load for {plan.kill_phase_seconds:g} s; SIGKILL worker {victim} a third of the way in…")
+    say(f"Faults (a): load for {plan.kill_phase_seconds:g} s; SIGKILL a worker a third of the way in…")
     load = Load(server.url, cases, plan.concurrency, seed=3)
     asyncio.run(load.run(plan.kill_phase_seconds, during=kill_then_watch))
     kill = state["kill"]
+    victim = int(state["victim"])
+    connections = (
+        f"worker {victim}, which held {held[victim]} of the clients' connections ({sum(held.values())} in all)"
+    )
     logged = logged_requests(server.log_path)
 
     def on_killed_worker(a: Attempt) -> bool:
@@ -760,7 +790,7 @@ def phase_kill(server: Server, cases: dict[str, list[Case]], plan: Plan, figures
     )
     figures.judge(
         "Faults (a): after SIGKILL of a worker the supervisor starts a replacement",
-        f"worker {victim} killed; new worker {replaced[0] if replaced else 'none'} after {delay:.1f} s",
+        f"{connections} killed; new worker {replaced[0] if replaced else 'none'} after {delay:.1f} s",
         bool(replaced),
     )
     figures.judge(
@@ -776,7 +806,7 @@ def phase_kill(server: Server, cases: dict[str, list[Case]], plan: Plan, figures
         "### Faults (a): SIGKILL of one worker during load",
         "",
         f"{plan.kill_phase_seconds:g} s of the mixed load at concurrency {plan.concurrency}; "
-        f"{plan.kill_phase_seconds / 3:g} s in, worker {victim} got SIGKILL. uvicorn's supervisor started "
+        f"{plan.kill_phase_seconds / 3:.1f} s in, {connections}, got SIGKILL. uvicorn's supervisor started "
         f"worker {replaced[0] if replaced else '(none)'} {delay:.1f} s later. Of the {len(in_window)} requests in "
         f"flight at that moment (on both workers), **{len(cut_in_flight)} were cut with a connection error**, and "
         f"**{len(cut) - len(cut_in_flight)}** more were written to one of the dead worker's kept-alive connections "
@@ -935,7 +965,9 @@ def phase_overload(
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def render(figures: Figures, *, command: str, date: str, duration: float, quick: bool, env: dict[str, str]) -> str:
+def render(
+    figures: Figures, *, command: str, date: str, duration: float, quick: bool, env: dict[str, str], bodies: int
+) -> str:
     """The RESULTS.md section (between ``report``'s markers)."""
     described = dict(machine.describe())
     lines = [
@@ -955,7 +987,8 @@ def render(figures: Figures, *, command: str, date: str, duration: float, quick:
         f"- Date: {date} (took {duration / 60:.1f} min); {described['Cores']}; xent tree {described['xent tree']}",
         f"- Server: `xent serve --workers 2`, defaults{''.join(f', {k}={v}' for k, v in env.items())}"
         " (64 scoring slots per worker, 25 s graceful shutdown, log level info)",
-        "- Workload: 80 % small (93–100 rows × 10), 15 % 10,000 × 10, 5 % 100,000 × 10; half JSON, half NPZ "
+        f"- Workload: 80 % small ({SIZES[0][2] - 7 * (bodies - 1)}–{SIZES[0][2]} rows × 10), 15 % 10,000 × 10, "
+        "5 % 100,000 × 10; half JSON, half NPZ "
         "(answered as NPZ with per-sample arrays); probabilities and logits; httpx.AsyncClient, 64 pooled "
         "connections, 60 s timeout; 503 → wait Retry-After and retry; a connection error is retried once",
         "",
@@ -1020,7 +1053,13 @@ def main(argv: list[str] | None = None) -> int:
     phase_overload(log_dir, cases, plan, env, figures)
 
     section = render(
-        figures, command=command, date=date, duration=time.monotonic() - started, quick=args.quick, env=env
+        figures,
+        command=command,
+        date=date,
+        duration=time.monotonic() - started,
+        quick=args.quick,
+        env=env,
+        bodies=plan.bodies_per_kind,
     )
     existing = output.read_text(encoding="utf-8") if output.exists() else ""
     output.write_text(report.replace_soak_section(existing, section), encoding="utf-8")
