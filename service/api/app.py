@@ -15,6 +15,7 @@ from service.api.docs import install_docs
 from service.api.drain import not_ready_on_stop_signal
 from service.api.errors import install_error_handlers, problem_responses
 from service.api.limits import ScoringSlots
+from service.api.memory import tune_allocator
 from service.api.metrics import Metrics
 from service.api.request_id import RequestIdMiddleware
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
@@ -48,6 +49,7 @@ def _self_test() -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Ready after the self-test; not ready again as soon as a stop signal arrives."""
+    tune_allocator()
     _self_test()
     if not app.state.api_keys.enabled:
         logger.warning(

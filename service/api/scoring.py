@@ -12,6 +12,7 @@ from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Answer, Body, de
 from service.api.errors import problem_responses
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
 from service.api.limits import ScoringSlots, check_batch_size
+from service.api.memory import give_back_free_memory
 from service.api.schemas import (
     BinaryCrossEntropyRequest,
     BinaryCrossEntropyResponse,
@@ -141,8 +142,16 @@ async def _score(request: Request, settings: Settings, scorer: Scorer) -> Respon
             # cost more than it saves, and the event loop is not held for long.
             return scorer(body, query, answer, settings)
         # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-        return await run_in_threadpool(scorer, body, query, answer, settings)
+        try:
+            return await run_in_threadpool(scorer, body, query, answer, settings)
+        finally:
+            if len(body.data) >= TRIM_MIN_BYTES:
+                del body
+                await run_in_threadpool(give_back_free_memory)
 
+
+#: After a request with a body this large, free heap memory is handed back to the system.
+TRIM_MIN_BYTES = 1 << 20
 
 #: Bodies up to this size are scored on the event loop (a few hundred numbers: about 0.1-0.3 ms).
 INLINE_MAX_BYTES = 4096
