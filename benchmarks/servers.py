@@ -104,20 +104,17 @@ def memory_measurable() -> bool:
     return sys.platform.startswith("linux") and Path("/proc/self/clear_refs").exists()
 
 
+def xent_command(workers: int) -> list[str]:
+    """``xent serve`` from this venv on HOST, with ``{port}`` to fill in."""
+    xent = str(Path(sys.executable).parent / "xent")
+    return [xent, "serve", "--host", HOST, "--port", "{port}", "--workers", str(workers)]
+
+
 def xent_server(log_dir: Path, max_body_bytes: int) -> Server:
     """``xent serve`` as shipped: one worker, uvicorn defaults (uvloop, httptools), log level info."""
     return Server(
         name="xent",
-        command=[
-            str(Path(sys.executable).parent / "xent"),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            "{port}",
-            "--workers",
-            "1",
-        ],
+        command=xent_command(workers=1),
         ready_path="/readyz",
         log_path=log_dir / "xent.log",
         env={

@@ -46,7 +46,7 @@ import httpx
 import numpy as np
 
 from benchmarks import machine, report
-from benchmarks.servers import HOST, Server
+from benchmarks.servers import HOST, Server, xent_command
 from benchmarks.workloads import Workload
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -403,16 +403,7 @@ def soak_server(log_dir: Path, name: str, env: dict[str, str]) -> Server:
     """``xent serve --workers 2`` as shipped (defaults but for ``env``)."""
     return Server(
         name=name,
-        command=[
-            str(Path(sys.executable).parent / "xent"),
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            "{port}",
-            "--workers",
-            "2",
-        ],
+        command=xent_command(workers=2),
         ready_path="/readyz",
         log_path=log_dir / f"{name}.log",
         env={"XENT_LOG_LEVEL": "info", **env},
