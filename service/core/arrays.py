@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.errors import BadShape, InvalidInput, NotANumber, NotFinite, OutOfRange
+from service.core.errors import BadShape, NotANumber, NotFinite, OutOfRange
 
 _NUMBER_TYPES = frozenset({int, float})
 _FLAT_NOT_ROWS = (
@@ -174,9 +174,3 @@ def nonnegative_weights(values: Any, field: str, length: int | None, what: str) 
 def first_rows(mask: np.ndarray, limit: int = 20) -> list[int]:
     """Indices of the first ``limit`` true entries of a 1-D mask."""
     return [int(i) for i in np.flatnonzero(mask)[:limit]]
-
-
-def require(condition: bool, field: str, message: str) -> None:
-    """Raise InvalidInput on ``field`` unless ``condition`` holds."""
-    if not condition:
-        raise InvalidInput(field, message)
