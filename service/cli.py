@@ -17,7 +17,33 @@ if TYPE_CHECKING:
     import uvicorn
 
 
+#: glibc's malloc asks the kernel for transparent huge pages for its large blocks (glibc 2.35+).
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+
+
+def _reexec_with_huge_pages() -> None:
+    """Start this same command again, once, with ``GLIBC_TUNABLES`` asking for huge pages.
+
+    Scoring a large batch touches tens of megabytes of fresh memory, and on a virtual machine
+    each 4 KiB page fault costs microseconds: parsing a 9 MB JSON body took half again as long
+    as with huge pages. glibc reads its tunables only when a process starts, hence the exec
+    (same PID, same arguments). A GLIBC_TUNABLES that already says anything about
+    glibc.malloc.hugetlb is left as it is; elsewhere than Linux with glibc nothing happens.
+    """
+    import platform
+
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or "glibc.malloc.hugetlb" in tunables:
+        return
+    os.environ["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGES_TUNABLE}" if tunables else HUGE_PAGES_TUNABLE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.whole_process:
+        _reexec_with_huge_pages()
     import uvicorn
 
     from service.settings import Settings
@@ -128,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_score_parser(commands)
     args = parser.parse_args(argv)
+    # Only a command run as its own process (not main([...]) called from Python) may exec itself anew.
+    args.whole_process = argv is None
     result: int = args.run(args)
     return result
 

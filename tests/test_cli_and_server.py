@@ -109,3 +109,45 @@ def test_a_large_request_in_flight_does_not_stall_health_checks(server: str) -> 
     # the rest of the work runs in a thread, so most health checks answer at once.
     assert len(latencies) >= 3, f"/healthz answered {len(latencies)} times during a {big['seconds']:.2f} s request"
     assert sorted(latencies)[len(latencies) // 2] < 0.25, latencies
+
+
+def _glibc_tunables_of(pid: int) -> str:
+    """GLIBC_TUNABLES as the process ``pid`` started with it.
+
+    glibc parses the variable in place at start-up, writing a NUL over each ':', so in
+    /proc/PID/environ the tunables after the first look like entries of their own.
+    """
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    start = next(i for i, entry in enumerate(entries) if entry.startswith("GLIBC_TUNABLES="))
+    tunables = [entries[start].removeprefix("GLIBC_TUNABLES=")]
+    tunables += [entry for entry in entries[start + 1 :] if entry.startswith("glibc.")]
+    return ":".join(tunables)
+
+
+glibc_linux = pytest.mark.skipif(
+    not Path("/proc/self/environ").exists() or os.confstr("CS_GNU_LIBC_VERSION") is None,
+    reason="GLIBC_TUNABLES matters only on Linux with glibc",
+)
+
+
+@glibc_linux
+def test_serve_runs_with_glibc_huge_pages_in_the_same_process() -> None:
+    environment = {"GLIBC_TUNABLES": ""}
+    with running_xent(env=environment) as live:
+        # The exec keeps the PID: the process we started is the server, now with the tunable.
+        assert _glibc_tunables_of(live.process.pid) == "glibc.malloc.hugetlb=1"
+        response = httpx.post(f"{live.url}/v1/cross-entropy", json=REFERENCE, timeout=10)
+        assert response.json()["mean"]["cross_entropy"] == 0.47965000629754095
+
+
+@glibc_linux
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),
+        ("glibc.malloc.arena_max=4", "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"),
+    ],
+)
+def test_serve_keeps_the_operators_glibc_tunables(given: str, kept: str) -> None:
+    with running_xent(env={"GLIBC_TUNABLES": given}) as live:
+        assert _glibc_tunables_of(live.process.pid) == kept

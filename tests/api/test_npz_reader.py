@@ -1,0 +1,192 @@
+"""The zero-copy .npz reader (service/api/npz.py) and large bodies read into their own memory map."""
+
+import asyncio
+import gzip
+import io
+import json
+import struct
+import zipfile
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.api import create_app
+from service.api.codecs import MAPPED_MIN_BYTES
+from service.api.npz import NotNpy, NpzArchive
+from service.core import score_multiclass
+from service.settings import Settings
+
+NPZ = {"content-type": "application/x-npz"}
+
+
+def _npz(compressed: bool = False, **arrays: Any) -> bytes:
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _post(path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    app = create_app(Settings())
+
+    async def send() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post(path, content=content, headers=headers)
+
+    return asyncio.run(send())
+
+
+def _read_all(body: bytes) -> dict[str, np.ndarray]:
+    with NpzArchive(body) as archive:
+        return {name: archive.read(info) for name, info in archive.members()}
+
+
+ARRAYS = {
+    "c_order": np.arange(12.0).reshape(3, 4),
+    "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4) / 7),
+    "big_endian": np.array([[0.25, 0.75], [0.5, 0.5]], dtype=">f8"),
+    "float32": np.array([[0.1, 0.9]], dtype=np.float32),
+    "uint8": np.array([3, 1, 2], dtype=np.uint8),
+    "names": np.array(["A", "B"]),
+    "scalar": np.array(2.5),
+    "empty": np.empty((0, 3)),
+}
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["savez", "savez_compressed"])
+def test_every_member_reads_as_np_load_reads_it(compressed: bool) -> None:
+    body = _npz(compressed, **ARRAYS)
+    got = _read_all(body)
+    with np.load(io.BytesIO(body), allow_pickle=False) as reference:
+        assert sorted(got) == sorted(reference.files)
+        for name in reference.files:
+            want = reference[name]
+            assert got[name].dtype == want.dtype, name
+            assert got[name].shape == want.shape, name
+            np.testing.assert_array_equal(got[name], want)
+
+
+def test_an_uncompressed_aligned_member_is_a_view_into_the_body_not_a_copy() -> None:
+    # Whether the data lands 8-byte aligned depends on the sizes before it; find a batch where it does.
+    for rows in range(1000, 1016):
+        predictions = np.random.default_rng(rows).random((rows, 10))
+        raw = _npz(labels=np.zeros(rows, dtype=np.int8), predictions=predictions)
+        body = np.frombuffer(raw, dtype=np.uint8).copy()  # NumPy's allocation: a 16-byte aligned base
+        got = _read_all(body.data)
+        np.testing.assert_array_equal(got["predictions"], predictions)
+        if np.shares_memory(got["predictions"], body):
+            assert got["predictions"].flags.aligned
+            return
+    raise AssertionError("no batch size put the member's data at an aligned offset")
+
+
+def _stored_archive(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["p.npy", "pp.npy", "ppp.npy", "pppp.npy", "ppppp.npy", "pppppp.npy", "ppppppp.npy"])
+def test_a_member_at_an_unaligned_offset_comes_back_aligned_and_equal(name: str) -> None:
+    # The member's data starts wherever the zip headers end: a name of each length mod 8 shifts it.
+    array = np.arange(10.0).reshape(5, 2)
+    got = _read_all(_stored_archive({name: _npy(array)}))[name[:-4]]
+    assert got.flags.aligned
+    np.testing.assert_array_equal(got, array)
+
+
+def test_a_member_that_is_not_npy_is_not_npy() -> None:
+    body = _stored_archive({"predictions.npy": b"just bytes, no magic"})
+    with NpzArchive(body) as archive, pytest.raises(NotNpy):
+        archive.read(archive.infolist()[0])
+
+
+def test_a_stored_object_array_is_refused_without_unpickling() -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    body = _stored_archive({"labels.npy": header.getvalue() + b"\x80\x04this would be a pickle"})
+    response = _post("/v1/cross-entropy", body, NPZ)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "labels"]
+    assert "holds Python objects" in response.json()["errors"][0]["msg"]
+
+
+def _flip_last_data_byte(body: bytes, member: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        info = archive.getinfo(member)
+    name_length, extra_length = struct.unpack("<2H", body[info.header_offset + 26 : info.header_offset + 30])
+    end = info.header_offset + 30 + name_length + extra_length + info.compress_size
+    damaged = bytearray(body)
+    damaged[end - 1] ^= 0xFF
+    return bytes(damaged)
+
+
+def test_a_damaged_member_fails_its_crc_and_is_a_400() -> None:
+    body = _npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
+    response = _post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("malformed-npz")
+    assert "Bad CRC-32" in response.json()["detail"]
+
+
+def test_a_member_shorter_than_its_header_says_is_a_400() -> None:
+    npy = _npy(np.arange(6.0).reshape(3, 2))
+    response = _post(
+        "/v1/cross-entropy", _stored_archive({"predictions.npy": npy[:-8], "labels.npy": _npy(np.ones(3))}), NPZ
+    )
+    assert response.status_code == 400
+    assert "expected 48 bytes got 40" in response.json()["detail"]
+
+
+def test_a_truncated_archive_is_a_400() -> None:
+    body = _npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
+    response = _post("/v1/cross-entropy", body[: len(body) // 2], NPZ)
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("malformed-npz")
+
+
+def _large_batch(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(rows, 10))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return rng.integers(0, 10, rows), probabilities
+
+
+def test_bodies_past_the_memory_map_threshold_score_exactly_on_every_transport() -> None:
+    labels, predictions = _large_batch(20_000)
+    expected = score_multiclass(labels, predictions).mean.cross_entropy
+    npz_body = _npz(labels=labels, predictions=predictions)
+    json_body = json.dumps({"labels": labels.tolist(), "predictions": predictions.tolist()}).encode()
+    assert min(len(npz_body), len(json_body)) >= MAPPED_MIN_BYTES
+    for body, headers in (
+        (npz_body, NPZ),
+        (json_body, {"content-type": "application/json"}),
+        (gzip.compress(json_body), {"content-type": "application/json", "content-encoding": "gzip"}),
+    ):
+        response = _post("/v1/cross-entropy", body, headers)
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["mean"]["cross_entropy"] == pytest.approx(expected, rel=1e-13)
+
+
+def test_a_large_json_body_that_leaves_the_fast_path_still_names_the_row() -> None:
+    labels, predictions = _large_batch(20_000)
+    text = json.dumps({"labels": labels.tolist(), "predictions": predictions.tolist()})
+    # NaN is not JSON: simdjson refuses the body and the reference path explains where it is.
+    rows = text.split("], [")
+    rows[15_000] = "NaN, " + rows[15_000].split(", ", 1)[1]
+    body = "], [".join(rows).encode()
+    assert len(body) >= MAPPED_MIN_BYTES
+    response = _post("/v1/cross-entropy", body, {"content-type": "application/json"})
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["errors"][0]["loc"][:3] == ["body", "predictions", 15_000]
