@@ -15,7 +15,7 @@ same errors by construction, and the fast one never has to reproduce a message.
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -99,24 +99,42 @@ def _convert(kind: str, array: Any) -> tuple[Any, int]:
     raise _NotFast
 
 
-def decode_fast(model: type[RequestModel], body: bytes | bytearray) -> RequestModel | None:
+def _count_byte(body: bytes | bytearray | memoryview, value: int) -> int:
+    """How many times the byte ``value`` occurs in ``body``: NumPy in cache-sized blocks (~4× bytes.count)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    block = 1 << 18
+    found = np.empty(min(block, data.shape[0]), dtype=bool)
+    count = 0
+    for start in range(0, data.shape[0], block):
+        piece = data[start : start + block]
+        hits = found[: piece.shape[0]]
+        np.equal(piece, value, out=hits)
+        count += int(np.count_nonzero(hits))
+    return count
+
+
+def decode_fast(model: type[RequestModel], body: bytes | bytearray | memoryview) -> RequestModel | None:
     """The request from a large JSON body, or None when the reference path must decide."""
     parser = _parsers.take()
     try:
         try:
+            outline = _outline(body, getattr(model, "array_kinds", {}))
+            sliced: dict[str, np.ndarray] = {}
+            if outline is not None:
+                body, sliced = _parse_sliced(parser, body, outline)
             try:
                 document = parser.parse(body)
             except RuntimeError:
                 # Something still holds a view into this parser's last document: use a fresh parser.
                 parser = simdjson.Parser()
                 document = parser.parse(body)
-        except (ValueError, RuntimeError):
+        except (ValueError, RuntimeError, _NotFast):
             # Not JSON by simdjson's reading (NaN tokens, 1e999, …), or JSON it cannot hold: an integer
             # past 64 bits (BIGINT_ERROR) or nesting past its depth limit (DEPTH_ERROR) are RuntimeErrors,
             # raised again by the fresh parser above. The reference path explains either way.
             return None
         try:
-            return _decode(model, body, document)
+            return _decode(model, body, document, sliced)
         except _NotFast:
             return None
         finally:
@@ -126,7 +144,9 @@ def decode_fast(model: type[RequestModel], body: bytes | bytearray) -> RequestMo
         _parsers.give_back(parser)
 
 
-def _decode(model: type[RequestModel], body: bytes | bytearray, document: Any) -> RequestModel:
+def _decode(
+    model: type[RequestModel], body: bytes | bytearray | memoryview, document: Any, sliced: dict[str, np.ndarray]
+) -> RequestModel:
     if not isinstance(document, simdjson.Object):
         raise _NotFast
     keys = list(document.keys())
@@ -138,7 +158,10 @@ def _decode(model: type[RequestModel], body: bytes | bytearray, document: Any) -
     brackets = 0
     for key in keys:
         value = document[key]
-        if kinds.get(key, "names") != "names" and isinstance(value, simdjson.Array):
+        if key in sliced:
+            arrays[key] = sliced[key]  # parsed slice by slice; here it is an empty placeholder array
+            brackets += 1
+        elif kinds.get(key, "names") != "names" and isinstance(value, simdjson.Array):
             arrays[key], count = _convert(kinds[key], value)
             brackets += count
         elif isinstance(value, simdjson.Array | simdjson.Object):
@@ -150,7 +173,7 @@ def _decode(model: type[RequestModel], body: bytes | bytearray, document: Any) -
             options[key] = value
     # as_buffer flattens: a row like [3, [4]] would pass unseen. Every '[' in the body must
     # be one we accounted for (a '[' inside a string also sends the body the reference way).
-    if body.count(b"[") != brackets:
+    if _count_byte(body, b"["[0]) != brackets:
         raise _NotFast
     placeholders: dict[str, list[Any]] = {key: [] for key in arrays}
     try:
@@ -158,3 +181,155 @@ def _decode(model: type[RequestModel], body: bytes | bytearray, document: Any) -
     except ValidationError:
         raise _NotFast from None  # let the reference path produce the very same error list
     return request.model_copy(update=arrays)
+
+
+# --- Large matrices, slice by slice -------------------------------------------------------------
+#
+# simdjson's document for a whole body takes about 4× the body in memory (a tape entry of 16 bytes
+# per number, 4 bytes per structural character, a padded copy of the text): 40 MB for the 9.3 MB of
+# 100,000 × 10 probabilities. So a large N×C field is located in the text first, with NumPy scans
+# for brackets, quotes and commas, and its rows are parsed by simdjson a slice of about
+# SLICE_BYTES at a time, straight into the float64 result. What is left of the body (the field
+# replaced by []) is parsed as before. Anything the scans cannot vouch for (a backslash anywhere,
+# a bracket or brace inside a string, nesting past rows, a row of another length, a key that is
+# not followed by ':') leaves the body to the whole-document parse, and so to the same checks.
+
+#: A rows field whose text is at least this long is parsed slice by slice.
+SLICED_MIN_BYTES = 1 << 20
+#: About this much text per simdjson parse of a slice of rows.
+SLICE_BYTES = 1 << 20
+
+
+class _Matrix(NamedTuple):
+    """Where a large rows field sits in the body: its key, its brackets, and its rows' brackets."""
+
+    key: str
+    open: int
+    close: int
+    row_opens: np.ndarray
+    row_closes: np.ndarray
+
+
+def _offsets(data: np.ndarray, value: int) -> np.ndarray:
+    """Offsets of the byte ``value`` in ``data``, found block by block (no body-sized temporary)."""
+    block = 1 << 18
+    found = [np.flatnonzero(data[start : start + block] == value) + start for start in range(0, data.shape[0], block)]
+    return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
+
+
+def _structure(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and values of every [ ] { } " and backslash in ``data``, in one blockwise scan."""
+    block = 1 << 18
+    found = []
+    for start in range(0, data.shape[0], block):
+        piece = data[start : start + block]
+        folded = piece | 0x20  # '[' and ']' fold onto '{' and '}'
+        hits = folded == 0x7B
+        hits |= folded == 0x7D
+        hits |= piece == 0x22
+        hits |= piece == 0x5C
+        found.append(np.flatnonzero(hits) + start)
+    offsets = np.concatenate(found)
+    return offsets, data[offsets]
+
+
+def _outline(body: bytes | bytearray | memoryview, kinds: dict[str, str]) -> list[_Matrix] | None:
+    """The large rows fields of a JSON object body, or None to parse the body whole."""
+    if len(body) < SLICED_MIN_BYTES:
+        return None
+    data = np.frombuffer(body, dtype=np.uint8)
+    offsets, values = _structure(data)
+    if np.any(values == 0x5C):
+        return None  # escapes: a quote might not end a string
+    quotes = offsets[values == 0x22]
+    marks = offsets[values != 0x22]  # brackets and braces
+    braces = np.count_nonzero((values == 0x7B) | (values == 0x7D))
+    if quotes.size % 2 or braces != 2:
+        return None
+    # Strings run from an even-numbered quote to the next: no bracket or brace may sit inside one.
+    if np.any(np.searchsorted(quotes, marks) % 2):
+        return None
+    brackets = (values == 0x5B) | (values == 0x5D)
+    events = offsets[brackets]  # already in order
+    steps = np.where(values[brackets] == 0x5B, 1, -1).astype(np.int8)
+    depth = np.cumsum(steps, dtype=np.int64)
+    if depth.size == 0 or depth.min() < 0 or depth.max() > 2 or depth[-1] != 0:
+        return None
+    matrices: list[_Matrix] = []
+    for start in np.flatnonzero((depth == 1) & (steps == 1)):
+        end = start + 1 + int(np.argmax(depth[start + 1 :] == 0))
+        open_, close = int(events[start]), int(events[end])
+        if close - open_ < SLICED_MIN_BYTES or end - start < 3:
+            continue
+        before = int(np.searchsorted(quotes, open_))
+        if before < 2:
+            return None
+        key_start, key_end = int(quotes[before - 2]), int(quotes[before - 1])
+        if bytes(data[key_end + 1 : open_]).strip() != b":":
+            return None
+        key = bytes(data[key_start + 1 : key_end]).decode("utf-8", "replace")
+        if kinds.get(key) not in ("rows", "numbers_or_rows", "labels"):
+            return None
+        inner = events[start + 1 : end]
+        matrices.append(_Matrix(key, open_, close, inner[0::2], inner[1::2]))
+    return matrices or None
+
+
+def _parse_sliced(
+    parser: Any, body: bytes | bytearray | memoryview, outline: list[_Matrix]
+) -> tuple[bytes, dict[str, np.ndarray]]:
+    """Each outlined field as an N×C float64 array, and the body with those fields emptied to []."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    view = memoryview(body).cast("B")
+    matrices: dict[str, np.ndarray] = {}
+    for matrix in outline:
+        matrices[matrix.key] = _rows(parser, data, view, matrix)
+    pieces, position = [], 0
+    for matrix in outline:
+        pieces.append(view[position : matrix.open + 1])
+        position = matrix.close
+    pieces.append(view[position:])
+    return b"".join(pieces), matrices
+
+
+def _rows(parser: Any, data: np.ndarray, view: memoryview, matrix: _Matrix) -> np.ndarray:
+    """The rows of ``matrix`` parsed a slice at a time; _NotFast unless every row holds C numbers."""
+    opens, closes = matrix.row_opens, matrix.row_closes
+    if not np.all(opens[1:] > closes[:-1]) or not np.all(closes > opens):
+        raise _NotFast
+    n = opens.shape[0]
+    # Only whitespace before the first row and after the last one; the text between rows is
+    # checked by simdjson within a slice, and here where one slice ends and the next begins.
+    if bytes(view[matrix.open + 1 : int(opens[0])]).strip() or bytes(view[int(closes[-1]) + 1 : matrix.close]).strip():
+        raise _NotFast
+    mean_row = max(1, (matrix.close - matrix.open) // n)
+    per_slice = max(1, SLICE_BYTES // mean_row)
+    width = -1
+    result: np.ndarray | None = None
+    for first in range(0, n, per_slice):
+        last = min(n, first + per_slice)
+        start, end = int(opens[first]), int(closes[last - 1]) + 1
+        commas = _offsets(data[start:end], ord(",")) + start
+        inside = np.searchsorted(commas, closes[first:last]) - np.searchsorted(commas, opens[first:last])
+        if width < 0:
+            width = int(inside[0]) + 1
+            if width < 2:
+                raise _NotFast  # [] and [x] rows look alike to a comma count; let the reference path decide
+            result = np.empty((n, width))
+        if np.any(inside != width - 1):
+            raise _NotFast
+        try:
+            document = parser.parse(b"".join((b"[", view[start:end], b"]")))
+            flat = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
+        except (ValueError, TypeError, RuntimeError):
+            raise _NotFast from None
+        finally:
+            document = None
+        if flat.shape[0] != (last - first) * width:
+            raise _NotFast
+        if last < n and bytes(view[end : int(opens[last])]).strip() != b",":
+            raise _NotFast
+        assert result is not None
+        result[first:last] = flat.reshape(last - first, width)
+    assert result is not None
+    return result

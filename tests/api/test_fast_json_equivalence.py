@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api import create_app
+from service.api import create_app, fastjson
 from service.api.fastjson import decode_fast
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
 from service.settings import Settings
@@ -136,15 +136,27 @@ def binary_body(draw: st.DrawFn) -> bytes:
     return ("{" + ",".join(f'"{key}":{value}' for key, value in fields.items()) + "}").encode()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(multiclass_body())
-def test_multiclass_fast_path_answers_exactly_like_the_reference_path(body: bytes) -> None:
+@pytest.fixture(params=["whole", "sliced"])
+def slicing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Whole-document parsing, or every rows field parsed slice by slice in slices of a row or two."""
+    if request.param == "sliced":
+        monkeypatch.setattr(fastjson, "SLICED_MIN_BYTES", 0)
+        monkeypatch.setattr(fastjson, "SLICE_BYTES", 16)
+    return str(request.param)
+
+
+FIXTURE_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(body=multiclass_body())
+def test_multiclass_fast_path_answers_exactly_like_the_reference_path(slicing: str, body: bytes) -> None:
     _assert_same("/v1/cross-entropy", body)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(binary_body())
-def test_binary_fast_path_answers_exactly_like_the_reference_path(body: bytes) -> None:
+@settings(max_examples=200, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(body=binary_body())
+def test_binary_fast_path_answers_exactly_like_the_reference_path(slicing: str, body: bytes) -> None:
     _assert_same("/v1/binary-cross-entropy", body)
 
 
@@ -201,7 +213,7 @@ def test_large_valid_bodies_take_the_fast_path_and_match() -> None:
         "truncated",
     ],
 )
-def test_fast_path_gives_way_on_anything_it_cannot_prove(body: bytes) -> None:
+def test_fast_path_gives_way_on_anything_it_cannot_prove(slicing: str, body: bytes) -> None:
     assert decode_fast(CrossEntropyRequest, body) is None
     _assert_same("/v1/cross-entropy", body)
 
@@ -214,3 +226,57 @@ def test_binary_fast_path_reads_flat_and_multi_label_arrays() -> None:
     rows = decode_fast(BinaryCrossEntropyRequest, b'{"labels":[[0,1]],"predictions":[[0.1,0.8]],"pos_weight":[1,2]}')
     assert rows is not None
     assert rows.pos_weight.tolist() == [1.0, 2.0]
+
+
+SLICED_CASES = {
+    "pretty-printed": None,  # json.dumps(indent=2): newlines and spaces everywhere
+    "number before the first row": ("[[", "[7, [", 1),
+    "number after the last row": ("]]", "], 7]", 1),
+    "number between two rows": ("], [", "], 7, [", 1),
+    "two commas between rows": ("], [", "], , [", 1),
+    "row one number short": ("], [", "], [0.5], [", 1),
+    "bracket inside a class name": ('"A"', '"A[0]"', 1),
+    "escaped quote in a class name": ('"A"', '"A\\"x"', 1),
+    "brace inside a string": ('"A"', '"{A}"', 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SLICED_CASES))
+def test_sliced_parsing_reads_exactly_what_the_reference_path_reads(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastjson, "SLICED_MIN_BYTES", 0)
+    monkeypatch.setattr(fastjson, "SLICE_BYTES", 64)  # several slices, ends at every kind of gap
+    rng = np.random.default_rng(3)
+    predictions = np.round(rng.dirichlet(np.ones(4), size=40), 6)
+    document = {
+        "classes": ["A", "B", "C", "D"],
+        "labels": [["A", "B", "C", "D"][i] for i in rng.integers(0, 4, 40)],
+        "predictions": predictions.tolist(),
+        "unit": "bits",
+    }
+    text = json.dumps(document, indent=2) if case == "pretty-printed" else json.dumps(document)
+    if SLICED_CASES[case] is not None:
+        old, new, count = SLICED_CASES[case]  # type: ignore[misc]
+        assert old in text
+        text = text.replace(old, new, count)
+    body = text.encode()
+    fast = _assert_same("/v1/cross-entropy", body)
+    if case == "pretty-printed":
+        assert fast.status_code == 200
+        request = decode_fast(CrossEntropyRequest, body)
+        assert request is not None
+        np.testing.assert_array_equal(request.predictions, predictions)
+
+
+def test_a_large_batch_is_parsed_slice_by_slice_into_the_same_arrays() -> None:
+    rng = np.random.default_rng(11)
+    predictions = np.round(rng.dirichlet(np.ones(10), size=40_000), 6)
+    labels = rng.integers(0, 10, 40_000)
+    body = json.dumps({"labels": labels.tolist(), "predictions": predictions.tolist()}).encode()
+    assert len(body) >= fastjson.SLICED_MIN_BYTES
+    outline = fastjson._outline(body, CrossEntropyRequest.array_kinds)
+    assert outline is not None
+    assert [matrix.key for matrix in outline] == ["predictions"]
+    request = decode_fast(CrossEntropyRequest, body)
+    assert request is not None
+    np.testing.assert_array_equal(request.predictions, predictions)
+    np.testing.assert_array_equal(request.labels, labels)
