@@ -25,6 +25,7 @@ from service.api.errors import BodyValidationError, HttpProblem, QueryParameterE
 from service.api.fastjson import decode_fast
 from service.api.npz import NotNpy, NpzArchive
 from service.core import InvalidInput, ScoreResult
+from service.core.result import PerSample
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -415,14 +416,34 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answ
     if answer.as_npz:
         return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
     if per_sample:
-        # orjson writes float64 arrays directly (shortest round-trip digits), and writes NaN (an
-        # ignored row) and +inf (flagged by a NON_FINITE warning) as null, as the contract says.
-        body["per_sample"] = {
-            "cross_entropy": values.cross_entropy,
-            "kl_divergence": values.kl_divergence,
-            "entropy": values.entropy,
-        }
+        body["per_sample"] = _per_sample_json(values)
     return answer.response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_MEDIA_TYPE)
+
+
+def _per_sample_json(values: PerSample) -> orjson.Fragment:
+    """``{"cross_entropy": [...], "kl_divergence": [...], "entropy": [...]}`` as JSON text.
+
+    orjson writes float64 arrays directly (shortest round-trip digits), and writes NaN (an
+    ignored row) and +inf (flagged by a NON_FINITE warning) as null, as the contract says.
+    With hard labels KL is the very array CE is, and the entropy is all zeros: the one is
+    written once and the other without formatting a number, the same bytes for less time.
+    """
+    written: dict[int, bytes] = {}
+    parts = []
+    for name in ("cross_entropy", "kl_divergence", "entropy"):
+        array = getattr(values, name)
+        text = written.get(id(array))
+        if text is None:
+            text = written[id(array)] = _array_json(array)
+        parts.append(b'"' + name.encode() + b'":' + text)
+    return orjson.Fragment(b"{" + b",".join(parts) + b"}")
+
+
+def _array_json(array: np.ndarray) -> bytes:
+    if array.ndim == 1 and array.dtype == np.float64 and array.size and not array.view(np.uint64).any():
+        return b"[" + b"0.0," * (array.size - 1) + b"0.0]"  # every entry +0.0, bit for bit
+    text: bytes = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)
+    return text
 
 
 def _npz_bytes(summary: dict[str, Any], result: ScoreResult, per_sample: bool) -> bytes:
