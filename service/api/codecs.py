@@ -12,7 +12,7 @@ import mmap
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from service.api.errors import BodyValidationError, HttpProblem, QueryParameterError
 from service.api.fastjson import decode_fast
-from service.api.npz import NotNpy, NpzArchive
+from service.api.npz import NotNpy, NpzArchive, StreamedChecksums
 from service.core import InvalidInput, ScoreResult
 from service.core.result import PerSample
 
@@ -45,6 +45,8 @@ class Body:
 
     kind: BodyKind
     data: bytes | bytearray | memoryview  # memoryview: a large body in its own memory map
+    #: CRC-32s of .npz members computed while the body arrived: (data offset, length) → CRC.
+    checksums: Mapping[tuple[int, int], int] = field(default_factory=dict)
 
 
 def _body_kind(content_type: str | None) -> BodyKind:
@@ -129,7 +131,7 @@ async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body
         raise _too_large(max_bytes)
     # One growing buffer rather than a list of chunks joined at the end: the join would hold
     # the body twice at its peak (a large bytearray grows in place, by realloc).
-    buffer = _BodyBuffer(int(declared) if declared is not None and declared.isdigit() and not gunzip else None)
+    buffer = _BodyBuffer(int(declared) if declared is not None and declared.isdigit() and not gunzip else None, kind)
     size = 0
     try:
         async with asyncio.timeout(timeout):
@@ -149,7 +151,7 @@ async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body
         raise HttpProblem(400, "Incomplete body", detail, "incomplete-body") from None
     if gunzip:
         gunzip.finish()
-    return Body(kind, buffer.contents())
+    return Body(kind, buffer.contents(), buffer.checksums.found if buffer.checksums is not None else {})
 
 
 #: A body declared at least this large is read into its own anonymous memory map.
@@ -167,30 +169,37 @@ class _BodyBuffer:
     bytearray in place.
     """
 
-    def __init__(self, declared: int | None) -> None:
+    def __init__(self, declared: int | None, kind: BodyKind) -> None:
         self._map: mmap.mmap | None = None
+        self._view: memoryview | None = None
         self._bytes = bytearray()
         self._filled = 0
+        #: An .npz's member checksums, computed as it arrives (large archives only).
+        self.checksums: StreamedChecksums | None = None
         if declared is not None and declared >= MAPPED_MIN_BYTES:
             self._map = mmap.mmap(-1, declared, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             with contextlib.suppress(AttributeError, OSError):  # not on every platform
                 self._map.madvise(mmap.MADV_HUGEPAGE)
+            self._view = memoryview(self._map)
+            self.checksums = StreamedChecksums() if kind == "npz" else None
 
     def add(self, chunk: bytes) -> None:
         end = self._filled + len(chunk)
-        if self._map is not None and end <= len(self._map):
-            self._map[self._filled : end] = chunk
+        if self._map is not None and self._view is not None and end <= len(self._map):
+            self._view[self._filled : end] = chunk
+            if self.checksums is not None:
+                self.checksums.feed(self._view, end)
         else:
             if self._map is not None:  # more than declared (the HTTP parser does not let this happen)
                 self._bytes = bytearray(self._map[: self._filled])
-                self._map = None
+                self._map = self._view = self.checksums = None
             self._bytes += chunk
         self._filled = end
 
     def contents(self) -> bytearray | memoryview:
-        if self._map is None:
+        if self._view is None:
             return self._bytes
-        return memoryview(self._map)[: self._filled]
+        return self._view[: self._filled]
 
 
 def accepts_gzip(request: Request) -> bool:
@@ -212,7 +221,7 @@ def decode(
     the reference path for anything it cannot prove well-formed.
     """
     if body.kind == "npz":
-        return _decode_npz(model, body.data, query, max_bytes)
+        return _decode_npz(model, body.data, query, max_bytes, body.checksums)
     if query:
         name = next(iter(query))
         raise QueryParameterError(
@@ -281,7 +290,11 @@ def _malformed_npz(reason: str) -> HttpProblem:
 
 
 def _decode_npz(
-    model: type[RequestModel], data: bytes | bytearray | memoryview, query: Mapping[str, str], max_bytes: int
+    model: type[RequestModel],
+    data: bytes | bytearray | memoryview,
+    query: Mapping[str, str],
+    max_bytes: int,
+    checksums: Mapping[tuple[int, int], int],
 ) -> RequestModel:
     """Arrays from the archive, options from the query; pickled objects are refused, never loaded."""
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
@@ -296,7 +309,7 @@ def _decode_npz(
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
     try:
-        archive = NpzArchive(data)
+        archive = NpzArchive(data, dict(checksums))
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:

@@ -64,15 +64,88 @@ class _ViewReader(io.RawIOBase):
         return size
 
 
+class StreamedChecksums:
+    """The CRC-32 of each uncompressed member, computed while the archive is still arriving.
+
+    Fed the body so far after every chunk, it walks the local file headers in order and runs
+    each member's checksum over the bytes as they come, so that checking an 80 MB archive
+    overlaps its upload instead of following it. It stops quietly at anything it does not
+    follow (a compressed member, sizes only in a trailing data descriptor, the central
+    directory); members it did not finish are checksummed when they are read.
+    """
+
+    def __init__(self) -> None:
+        #: (start of the data, its length) → CRC-32, for every member finished so far.
+        self.found: dict[tuple[int, int], int] = {}
+        self._next_header = 0  # offset of the next local header; -1 once lost
+        self._start = self._end = self._position = -1  # the member being checksummed
+        self._crc = 0
+
+    def feed(self, view: memoryview, filled: int) -> None:
+        """Advance over ``view[:filled]``, everything received so far."""
+        while True:
+            if self._start >= 0:
+                upto = min(filled, self._end)
+                if upto > self._position:
+                    self._crc = zlib.crc32(view[self._position : upto], self._crc)
+                    self._position = upto
+                if self._position < self._end:
+                    return
+                self.found[(self._start, self._end - self._start)] = self._crc
+                self._next_header, self._start = self._end, -1
+            if self._next_header < 0 or not self._enter_member(view, filled):
+                return
+
+    def _enter_member(self, view: memoryview, filled: int) -> bool:
+        """Read the local header at ``_next_header`` if it has arrived; False to wait (or when lost)."""
+        header = self._next_header
+        if filled < header + _LOCAL_HEADER.size:
+            return False
+        fields = _LOCAL_HEADER.unpack(view[header : header + _LOCAL_HEADER.size])
+        signature, flags, method, size, name_length, extra_length = (fields[i] for i in (0, 2, 3, 7, 9, 10))
+        if signature != _LOCAL_SIGNATURE or flags & 0x9 or method != zipfile.ZIP_STORED:
+            self._next_header = -1  # the central directory, or a member this does not follow
+            return False
+        start = header + _LOCAL_HEADER.size + name_length + extra_length
+        if filled < start:
+            return False
+        if size == 0xFFFFFFFF:
+            size = _zip64_compressed_size(bytes(view[start - extra_length : start]), fields[8] == 0xFFFFFFFF)
+            if size is None:
+                self._next_header = -1
+                return False
+        self._start, self._end, self._position, self._crc = start, start + size, start, 0
+        return True
+
+
+def _zip64_compressed_size(extra: bytes, uncompressed_too: bool) -> int | None:
+    """The compressed size from a local header's zip64 extra field (after the uncompressed one, if there)."""
+    position = 0
+    while position + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, position)
+        if kind == 0x0001:
+            offset = position + 4 + (8 if uncompressed_too else 0)
+            if offset + 8 <= position + 4 + length <= len(extra):
+                size: int = struct.unpack_from("<Q", extra, offset)[0]
+                return size
+            return None
+        position += 4 + length
+    return None
+
+
 class NpzArchive:
     """The members of an ``.npz`` held in ``data`` (bytes, bytearray or a memoryview).
 
+    ``checksums``: CRC-32s already computed while the body arrived (``StreamedChecksums``).
     Raises ``zipfile.BadZipFile`` (or OSError / EOFError / ValueError) for something
     that is not a readable zip archive, as ``np.load`` would.
     """
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+    def __init__(
+        self, data: bytes | bytearray | memoryview, checksums: dict[tuple[int, int], int] | None = None
+    ) -> None:
         self._view = memoryview(data).cast("B")
+        self._checksums = checksums or {}
         self.zip = zipfile.ZipFile(_ViewReader(self._view))
 
     def __enter__(self) -> NpzArchive:
@@ -129,7 +202,8 @@ class NpzArchive:
         content = self._view[start : start + info.compress_size]
         if len(content) != info.compress_size:
             raise EOFError(f"the archive ends inside member {info.filename!r}")
-        if zlib.crc32(content) != info.CRC:
+        checksum = self._checksums.get((start, info.compress_size))
+        if (zlib.crc32(content) if checksum is None else checksum) != info.CRC:
             raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
         return content
 

@@ -14,7 +14,7 @@ import pytest
 
 from service.api import create_app
 from service.api.codecs import MAPPED_MIN_BYTES
-from service.api.npz import NotNpy, NpzArchive
+from service.api.npz import NotNpy, NpzArchive, StreamedChecksums
 from service.core import score_multiclass
 from service.settings import Settings
 
@@ -190,3 +190,42 @@ def test_a_large_json_body_that_leaves_the_fast_path_still_names_the_row() -> No
     response = _post("/v1/cross-entropy", body, {"content-type": "application/json"})
     assert response.status_code == 422, response.text[:300]
     assert response.json()["errors"][0]["loc"][:3] == ["body", "predictions", 15_000]
+
+
+def _feed_in_chunks(body: bytes, sizes: list[int]) -> StreamedChecksums:
+    streamed = StreamedChecksums()
+    buffer = bytearray(len(body))
+    view = memoryview(buffer)
+    filled, turn = 0, 0
+    while filled < len(body):
+        size = sizes[turn % len(sizes)]
+        view[filled : filled + size] = body[filled : filled + size]
+        filled = min(len(body), filled + size)
+        streamed.feed(view, filled)
+        turn += 1
+    return streamed
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 3, 64], [4096], [10**9]], ids=["bytewise", "odd", "4k", "whole"])
+def test_member_checksums_computed_while_arriving_match_the_archive(sizes: list[int]) -> None:
+    rng = np.random.default_rng(5)
+    body = _npz(labels=rng.integers(0, 3, 500), predictions=rng.random((500, 3)), sample_weights=rng.random(500))
+    streamed = _feed_in_chunks(body, sizes)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        infos = archive.infolist()
+    assert sorted(streamed.found.values()) == sorted(info.CRC for info in infos)
+    assert {length for _, length in streamed.found} == {info.compress_size for info in infos}
+
+
+def test_checksums_stop_quietly_at_a_compressed_member() -> None:
+    body = _npz(True, labels=np.arange(100), predictions=np.ones((100, 2)))
+    assert _feed_in_chunks(body, [1000]).found == {}
+
+
+def test_a_damaged_large_archive_fails_the_checksum_taken_as_it_arrived() -> None:
+    labels, predictions = _large_batch(20_000)
+    body = _npz(labels=labels, predictions=predictions)
+    assert len(body) >= MAPPED_MIN_BYTES
+    response = _post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
+    assert response.status_code == 400
+    assert "Bad CRC-32 for file 'predictions.npy'" in response.json()["detail"]
