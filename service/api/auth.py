@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import Request, Security
@@ -64,17 +65,50 @@ def _unauthorized(detail: str) -> HttpProblem:
     return HttpProblem(401, "Unauthorized", detail, "unauthorized", {"WWW-Authenticate": 'Bearer realm="xent"'})
 
 
+def offered_key(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key a request offers: ``X-API-Key`` if sent (and not empty), else an ``Authorization: Bearer`` token.
+
+    One pass over the raw ASGI header list (names arrive lower-cased), reading each header's first
+    occurrence, exactly as FastAPI's ``APIKeyHeader`` and ``HTTPBearer`` (``auto_error=False``) would.
+    """
+    header: bytes | None = None
+    authorization: bytes | None = None
+    for name, value in raw_headers:
+        if name == b"x-api-key":
+            if header is None:
+                header = value
+        elif name == b"authorization" and authorization is None:
+            authorization = value
+    if header:
+        return header.decode("latin-1")
+    if authorization:
+        scheme, _, credentials = authorization.decode("latin-1").partition(" ")
+        credentials = credentials.strip()
+        if scheme and credentials and scheme.lower() == "bearer":
+            return credentials
+    return None
+
+
+def check_api_key(keys: ApiKeys, raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Return when keys are off or the request carries a configured key; raise the 401 problem otherwise."""
+    if not keys.enabled:
+        return
+    offered = offered_key(raw_headers)
+    if offered is None:
+        raise _unauthorized("this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>")
+    if not keys.accepts(offered):
+        raise _unauthorized("the API key is not valid")
+
+
 async def require_api_key(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - FastAPI's dependency idiom
     header: str | None = Security(_header),
 ) -> None:
-    """Let the request through when keys are off, or when it carries a configured key."""
-    keys: ApiKeys = request.app.state.api_keys
-    if not keys.enabled:
-        return
-    offered = header if header is not None else (bearer.credentials if bearer is not None else None)
-    if offered is None:
-        raise _unauthorized("this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>")
-    if not keys.accepts(offered):
-        raise _unauthorized("the API key is not valid")
+    """The key check as a FastAPI dependency (for ``/metrics``; the scoring routes call :func:`check_api_key`).
+
+    The two ``Security`` parameters put both schemes in the OpenAPI document; the check itself
+    reads the headers with :func:`offered_key`, so every protected route accepts the same keys.
+    """
+    del bearer, header
+    check_api_key(request.app.state.api_keys, request.scope["headers"])

@@ -5,8 +5,8 @@ from fastapi import APIRouter, Request
 from service import __version__
 from service.api.errors import HttpProblem, problem_responses
 from service.api.schemas import Health, Info, Limits
-from service.api.scoring import SettingsDep
 from service.core import PredictionType, Unit, WarningCode
+from service.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -26,8 +26,9 @@ async def readyz(request: Request) -> Health:
 
 
 @router.get("/v1/info", summary="Version, units and limits", tags=["scoring"])
-async def info(request: Request, settings: SettingsDep) -> Info:
+async def info(request: Request) -> Info:
     """What this instance is and what it accepts."""
+    settings: Settings = request.app.state.settings
     return Info(
         name="xent",
         version=__version__,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -96,23 +97,39 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # The labelled children, by label values: ``.labels(...)`` validates and joins its arguments on
+        # every call, a dict lookup does not. Filled on first use, so a series still appears only once
+        # it has been counted. The label values are bounded (route templates, METHODS, status codes).
+        self._children: dict[tuple[Any, ...], Any] = {}
         for reason in REFUSAL_REASONS.values():  # a zero, rather than no series, until the first refusal
             self.refusals.labels(reason=reason)
+
+    def _child(self, key: tuple[Any, ...]) -> Any:
+        """The child of the metric named by ``key[0]`` for the label values ``key[1:]``, created on first use."""
+        metric: Counter | Histogram = getattr(self, key[0])
+        child = self._children[key] = metric.labels(*(str(value) for value in key[1:]))
+        return child
 
     def observe(
         self, *, endpoint: str, method: str, status: int, seconds: float, bytes_in: int, rows: int | None
     ) -> None:
         """Count one finished request."""
         method = method if method in METHODS else "other"
-        self.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()
-        self.duration.labels(endpoint=endpoint, method=method).observe(seconds)
+        children = self._children
+        key: tuple[Any, ...] = ("requests", endpoint, method, status)
+        (children.get(key) or self._child(key)).inc()
+        key = ("duration", endpoint, method)
+        (children.get(key) or self._child(key)).observe(seconds)
         if bytes_in or method in ("POST", "PUT", "PATCH"):
-            self.body_bytes.labels(endpoint=endpoint).observe(bytes_in)
+            key = ("body_bytes", endpoint)
+            (children.get(key) or self._child(key)).observe(bytes_in)
         if rows is not None:
-            self.rows.labels(endpoint=endpoint).inc(rows)
+            key = ("rows", endpoint)
+            (children.get(key) or self._child(key)).inc(rows)
         reason = REFUSAL_REASONS.get(status)
         if reason is not None:
-            self.refusals.labels(reason=reason).inc()
+            key = ("refusals", reason)
+            (children.get(key) or self._child(key)).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric, summed over the workers in multiprocess mode."""

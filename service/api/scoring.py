@@ -1,13 +1,15 @@
-"""Scoring routes: read the body, then decode → score → encode in a worker thread."""
+"""Scoring routes: read the body, then decode → score → encode (in a worker thread unless the body is small)."""
 
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, params
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import require_api_key
+from service.api.auth import ApiKeys, check_api_key, require_api_key
 from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Answer, Body, decode, encode, read_body
 from service.api.errors import problem_responses
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
@@ -25,16 +27,51 @@ from service.settings import Settings
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
-router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Depends(require_api_key)])
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def get_settings(request: Request) -> Settings:
-    """The app's settings (built once in ``create_app``)."""
-    settings: Settings = request.app.state.settings
-    return settings
+class KeyedRoute(APIRoute):
+    """A route that needs the API key: documented by FastAPI like any other, run as a plain Starlette endpoint.
+
+    The endpoint takes the ``Request`` alone and returns a ``Response``, so there is nothing for
+    FastAPI to solve per request (no dependency tree, no parameters, no thread hop for a sync
+    dependency): the handler checks the key with a plain call, then awaits the endpoint.
+    ``Depends(require_api_key)`` is declared on the route only for the OpenAPI document, which
+    lists both key schemes on the operation from it; any other dependency is refused here, since
+    it would be documented but never run.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[params.Depends] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        unsupported = [d.dependency for d in dependencies or () if d.dependency is not require_api_key]
+        if unsupported:
+            raise TypeError(f"{path}: a KeyedRoute runs no dependencies, so it cannot take {unsupported}")
+        parameters = list(inspect.signature(endpoint).parameters.values())
+        if [parameter.annotation for parameter in parameters] != [Request]:
+            raise TypeError(f"{path}: a KeyedRoute endpoint takes the Request alone, not {parameters}")
+        super().__init__(path, endpoint, dependencies=[Depends(require_api_key)], **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint: Endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            keys: ApiKeys = request.app.state.api_keys
+            check_api_key(keys, request.scope["headers"])
+            return await endpoint(request)
+
+        return handler
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+#: The scoring routes. ``create_app`` puts them on the app's own router (not ``include_router``), so a
+#: request is matched against each route once, not against the included router and then again inside it.
+#: Hence the 500 here: what ``include_router(..., responses=...)`` adds to the other routers' operations.
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=KeyedRoute, responses=problem_responses(500))
 
 
 def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]) -> dict[str, Any]:
@@ -130,13 +167,15 @@ def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, 
 Scorer = Callable[[Body, Mapping[str, str], Answer, Settings], Response]
 
 
-async def _score(request: Request, settings: Settings, scorer: Scorer) -> Response:
-    """Hold a scoring slot, read the body, and run ``scorer`` off the event loop."""
-    slots: ScoringSlots = request.app.state.scoring_slots
+async def _score(request: Request, scorer: Scorer) -> Response:
+    """Hold a scoring slot, read the body, and run ``scorer`` (off the event loop unless the body is small)."""
+    state = request.app.state
+    settings: Settings = state.settings
+    slots: ScoringSlots = state.scoring_slots
     async with slots.slot():
         body = await read_body(request, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
         answer = Answer.for_request(request, settings.gzip_min_bytes)
-        query = dict(request.query_params)
+        query = dict(request.query_params) if request.scope["query_string"] else {}
         if len(body.data) <= INLINE_MAX_BYTES:
             # A small batch scores in well under a millisecond: the hop to a worker thread would
             # cost more than it saves, and the event loop is not held for long.
@@ -166,11 +205,11 @@ _ERRORS = problem_responses(400, 401, 408, 413, 415, 422, 503)
     responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
     openapi_extra=openapi_extra(CrossEntropyRequest, CROSS_ENTROPY_EXAMPLES),
 )
-async def cross_entropy(request: Request, settings: SettingsDep) -> Response:
+async def cross_entropy(request: Request) -> Response:
     """Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
-    return await _score(request, settings, _cross_entropy)
+    return await _score(request, _cross_entropy)
 
 
 @router.post(
@@ -180,7 +219,7 @@ async def cross_entropy(request: Request, settings: SettingsDep) -> Response:
     responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
     openapi_extra=openapi_extra(BinaryCrossEntropyRequest, BINARY_EXAMPLES),
 )
-async def binary_cross_entropy(request: Request, settings: SettingsDep) -> Response:
+async def binary_cross_entropy(request: Request) -> Response:
     """Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
-    return await _score(request, settings, _binary_cross_entropy)
+    return await _score(request, _binary_cross_entropy)

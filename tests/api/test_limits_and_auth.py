@@ -12,8 +12,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from service.api import create_app
+from service.api.auth import offered_key
+from service.api.scoring import KeyedRoute
 from service.settings import Settings
 
 REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
@@ -271,3 +276,92 @@ def test_openapi_declares_both_key_schemes_on_scoring_operations() -> None:
         assert {"APIKeyHeader": []} in operation["security"]
         assert {"401", "408", "413", "415", "422", "503"} <= set(operation["responses"])
     assert "security" not in document["paths"]["/healthz"]["get"]
+
+
+SCORING_PATHS = ("/v1/cross-entropy", "/v1/binary-cross-entropy")
+
+
+@pytest.mark.parametrize("path", SCORING_PATHS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Bearer alpha"},
+        {"authorization": "bearer   beta  "},  # the scheme in any case, the token stripped
+        {"x-api-key": "beta"},
+        {"x-api-key": "", "authorization": "Bearer alpha"},  # an empty X-API-Key counts as not sent
+    ],
+    ids=["bearer", "lower-case scheme", "x-api-key", "empty x-api-key"],
+)
+def test_both_key_forms_open_both_scoring_endpoints(path: str, headers: dict[str, str]) -> None:
+    body = {"labels": [1], "predictions": [0.7]} if "binary" in path else REFERENCE
+    response = _post(KEYED, json.dumps(body).encode(), headers, path=path)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", SCORING_PATHS)
+def test_a_wrong_x_api_key_is_not_rescued_by_a_good_bearer(path: str) -> None:
+    headers = {"x-api-key": "gamma", "authorization": "Bearer alpha"}
+    response = _post(KEYED, json.dumps(REFERENCE).encode(), headers, path=path)
+    assert _problem(response, 401, "unauthorized")["detail"] == "the API key is not valid"
+
+
+def test_the_key_is_checked_before_the_body_is_read() -> None:
+    response = _post(KEYED, b"not json at all", {"content-type": "text/plain"})
+    assert _problem(response, 401, "unauthorized")["detail"].startswith("this endpoint needs an API key")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"x-api-key", b"k1")],
+        [(b"x-api-key", b"")],
+        [(b"x-api-key", b""), (b"x-api-key", b"k2")],
+        [(b"x-api-key", b"k1"), (b"x-api-key", b"k2")],
+        [(b"authorization", b"Bearer k3")],
+        [(b"authorization", b"BEARER  k3 ")],
+        [(b"authorization", b"Bearer")],
+        [(b"authorization", b"Bearer ")],
+        [(b"authorization", b" Bearer k3")],
+        [(b"authorization", b"Basic k3")],
+        [(b"authorization", b"")],
+        [(b"authorization", b"Bearer k3"), (b"authorization", b"Bearer k4")],
+        [(b"authorization", b"Bearer k3"), (b"x-api-key", b"k1")],
+        [(b"x-api-key", "k\xe9y".encode("latin-1"))],
+    ],
+)
+def test_the_offered_key_is_what_fastapis_security_schemes_read(headers: list[tuple[bytes, bytes]]) -> None:
+    request = Request({"type": "http", "headers": headers})
+
+    async def fastapi_reads() -> str | None:
+        header = await APIKeyHeader(name="X-API-Key", auto_error=False)(request)
+        bearer = await HTTPBearer(auto_error=False)(request)
+        return header if header is not None else (bearer.credentials if bearer is not None else None)
+
+    assert offered_key(headers) == asyncio.run(fastapi_reads())
+
+
+def test_scoring_routes_are_plain_keyed_routes_on_the_app_itself() -> None:
+    app = create_app(KEYED)
+    routes = {route.path: route for route in app.router.routes if isinstance(route, APIRoute)}
+    for path in SCORING_PATHS:
+        assert isinstance(routes[path], KeyedRoute)
+        # Nothing for FastAPI to solve per request: the key dependency is there for the document only.
+        assert [sub.call for sub in routes[path].dependant.dependencies] == [routes[path].dependencies[0].dependency]
+        assert routes[path].dependant.query_params == routes[path].dependant.body_params == []
+
+
+def test_a_keyed_route_refuses_what_it_would_not_run() -> None:
+    async def endpoint(request: Request) -> Response:
+        return Response()
+
+    async def with_query(request: Request, n: int = 1) -> Response:
+        return Response()
+
+    def other() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="runs no dependencies"):
+        KeyedRoute("/x", endpoint, dependencies=[Depends(other)])
+    with pytest.raises(TypeError, match="takes the Request alone"):
+        KeyedRoute("/x", with_query)

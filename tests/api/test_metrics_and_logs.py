@@ -1,21 +1,27 @@
 """GET /metrics, X-Request-ID and the one JSON log line per request, through the real app in-process."""
 
+import dataclasses
 import io
 import json
 import logging
 import os
+import random
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Message, Receive, Scope, Send
 
 from service.api.metrics import REFUSAL_REASONS, Metrics
-from service.logs import REQUEST_LOGGER, TRACE, JsonFormatter, log_config
+from service.api.request_id import RequestIdMiddleware, new_request_id
+from service.logs import REQUEST_LOGGER, TRACE, JsonFormatter, dumps, log_config, utc_time
 from service.metrics_dir import PROMETHEUS_ENV, UnwritableMetricsDirectory, metrics_directory
 from service.settings import Settings
 
@@ -454,3 +460,107 @@ def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(UnwritableMetricsDirectory, match="XENT_METRICS_DIR"), metrics_directory(blocker / "x", 2):
         pass  # pragma: no cover - never entered
+
+
+# --- the cheap paths: same answers as the obvious code ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        0.0,
+        1.5,
+        1.0004999,
+        1.0005,
+        1.9994999,
+        1.9995,
+        1.9999994,
+        1.9999996,  # rounds up into the next second, as datetime does
+        1_700_000_000.9999996,
+        1_795_617_406.2068222,
+        4_102_444_799.999,
+    ],
+)
+def test_log_times_are_what_datetime_writes(timestamp: float) -> None:
+    expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert utc_time(timestamp) == expected
+
+
+def test_log_times_agree_with_datetime_on_many_instants() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        timestamp = rng.uniform(0, 4e9)
+        expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+        assert utc_time(timestamp) == expected.replace("+00:00", "Z")
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"text": 'é "quoted"\n\ttab', "n": 3, "f": 0.125, "none": None, "flag": True, "list": [1, "a", []]},
+        {"dataclass": _Point(1), "when": datetime(2026, 11, 25, tzinfo=UTC), "path": Path("/tmp/x")},
+        {"numpy float": np.float64(0.5), "numpy int": np.int64(3)},
+        {1: "an int key"},
+        {"huge": 2**70},
+    ],
+    ids=["plain", "str fallbacks", "numpy", "int key", "huge int"],
+)
+def test_log_lines_hold_what_json_would_write(line: dict[object, object]) -> None:
+    assert json.loads(dumps(line)) == json.loads(json.dumps(line, ensure_ascii=False, default=str))  # type: ignore[arg-type]
+
+
+def test_generated_request_ids_are_uuid4() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    for text in ids:
+        value = uuid.UUID(text)
+        assert (value.version, value.variant, str(value)) == (4, uuid.RFC_4122, text)
+    assert len(set(ids)) == len(ids)
+    assert {text[19] for text in ids} == set("89ab")
+
+
+async def test_the_request_id_replaces_one_the_app_set() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"x-request-id", b"inner"), (b"content-type", b"text/plain"), (b"x-request-id", b"again")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"x-request-id", b"outer-1")]}
+    await RequestIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+
+    assert sent[0]["headers"] == [(b"x-request-id", b"outer-1"), (b"content-type", b"text/plain")]
+
+
+async def test_a_get_adds_no_body_size_series(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    await client.get("/healthz")
+
+    text = await scrape(client)
+
+    assert sample(text, "xent_http_requests_total", endpoint="/healthz", method="GET", status="200") == 2
+    assert 'xent_http_request_body_bytes_count{endpoint="/healthz"}' not in text
+    assert 'xent_scored_rows_total{endpoint="/healthz"}' not in text
+
+
+async def test_no_log_record_is_made_when_the_level_is_off(
+    client: httpx.AsyncClient, request_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.getLogger(REQUEST_LOGGER)
+    logger.setLevel(logging.WARNING)
+    made: list[logging.LogRecord] = []
+    make_record = logger.makeRecord
+    monkeypatch.setattr(logger, "makeRecord", lambda *args: made.append(make_record(*args)) or made[-1])
+
+    assert (await client.post("/v1/cross-entropy", json=REFERENCE)).status_code == 200
+
+    assert made == []
+    assert request_log.getvalue() == ""

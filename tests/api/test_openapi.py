@@ -119,3 +119,24 @@ async def test_documentation_pages_are_html(client: httpx.AsyncClient, page: str
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert "/openapi.json" in response.text
+
+
+KEY_SECURITY = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+
+
+@pytest.mark.parametrize("metrics_require_key", [False, True])
+def test_every_keyed_operation_lists_both_schemes(metrics_require_key: bool) -> None:
+    document = create_app(Settings(metrics_require_key=metrics_require_key)).openapi()
+
+    secured = {
+        (path, method): operation.get("security")
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+
+    expected = {("/v1/cross-entropy", "post"), ("/v1/binary-cross-entropy", "post")}
+    if metrics_require_key:
+        expected.add(("/metrics", "get"))
+    assert {key for key, security in secured.items() if security is not None} == expected
+    assert all(secured[key] == KEY_SECURITY for key in expected)
+    assert list(document["components"]["securitySchemes"]) == ["HTTPBearer", "APIKeyHeader"]
