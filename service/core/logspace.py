@@ -6,6 +6,9 @@ probabilities of 1e-300) give exact finite answers instead of overflow or NaN.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -34,6 +37,16 @@ def log_clipped(probabilities: np.ndarray, epsilon: float) -> np.ndarray:
         return np.log(clipped)
 
 
+def log_clipped_moved(probabilities: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """``log_clipped``, and where the clip moved p (p < ε or p > 1 − ε); None when ε = 0."""
+    if epsilon <= 0:
+        return log_clipped(probabilities, epsilon), None
+    clipped = np.maximum(probabilities, epsilon)  # np.clip's min(max(p, ε), 1 − ε), as two plain ufunc calls
+    np.minimum(clipped, 1.0 - epsilon, out=clipped)
+    moved = clipped != probabilities
+    return np.log(clipped, out=clipped), moved  # clipped >= ε > 0: no log 0
+
+
 def log1m_clipped(probabilities: np.ndarray, epsilon: float) -> np.ndarray:
     """log(1 − clip(p, ε, 1 − ε)), through log1p so tiny p keeps its precision."""
     clipped = np.clip(probabilities, epsilon, 1.0 - epsilon) if epsilon > 0 else probabilities
@@ -46,3 +59,255 @@ def xlogx(values: np.ndarray) -> np.ndarray:
     positive = values > 0
     logs = np.log(values, where=positive, out=np.zeros_like(values))
     return values * logs
+
+
+#: Rows of at most this many classes are scanned transposed, one column at a time: NumPy's
+#: reductions along short rows (max, sum, argmax on axis 1) cost several ns per element.
+NARROW_CLASSES = 32
+#: Rows of at most this many classes hold a maximum (x − peak = 0) in a large share of the
+#: entries; exp(0) takes another branch of libm's exp than its neighbours, and mispredicting
+#: it costs more than moving those entries out of its way (see ``_exp_shifted``).
+_FEW_CLASSES = 4
+#: Bytes of float64 scratch per block of rows: the transposed copy of a narrow block, with
+#: its input, stays in the L2 cache; a wide block only needs to amortise per-call overheads.
+NARROW_BLOCK_BYTES = 384 * 1024
+WIDE_BLOCK_BYTES = 1024 * 1024
+#: Arrays of at most this many entries are scanned whole: fewer NumPy calls, a small temporary.
+SMALL_ENTRIES = 4096
+#: NumPy's pairwise summation sums runs of up to this many values with 8 accumulators.
+_PAIRWISE_BLOCK = 128
+
+
+class RowScan(NamedTuple):
+    """What one blocked pass over an N×C array found, row by row."""
+
+    peak: np.ndarray  # the largest entry of each row
+    total: np.ndarray  # Σ_c exp(x_c − peak), or Σ_c x_c; summed in the order of NumPy's ``sum(axis=1)``
+    picked: np.ndarray  # the entry at the given column of each row
+    hit: np.ndarray  # bool: the row's first maximum (its argmax) is at the given column
+    lowest: float  # the smallest entry of the whole array
+    highest: float  # the largest entry of the whole array
+
+    @property
+    def spread_overflows(self) -> bool:
+        """Whether x − peak can overflow to −inf (entries more than 1.8e308 apart)."""
+        return not self.highest - self.lowest < math.inf
+
+
+def scan_rows(values: np.ndarray, columns: np.ndarray, *, exponentiate: bool) -> RowScan | None:
+    """Row maxima, row sums (of exp(x − max) when ``exponentiate``), x at ``columns`` and argmax hits.
+
+    One pass over C-contiguous ``values`` in blocks of rows, with a small scratch reused from
+    block to block, so no N×C temporary is made. Every number equals what the dense NumPy
+    expressions give (``x.max(axis=1)``, ``np.exp(x − max).sum(axis=1)``, ``x.argmax(axis=1) == y``),
+    bit for bit. Returns None when a value is NaN or infinite (without exponentiate, probabilities
+    are also taken to be >= 0 unless ``lowest`` says otherwise): the caller's exact checks then
+    name the entry.
+    """
+    n, width = values.shape
+    if n * width <= SMALL_ENTRIES:
+        return _scan_small(values, columns, exponentiate)
+    # Overflow: a spread past 1.8e308 gives −inf, and exp(−inf) = 0 is right. Invalid: only from
+    # a NaN or an infinity, whose batch is rejected below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        peak = np.empty(n)
+        total = np.empty(n)
+        hit = np.empty(n, dtype=bool)
+        picked = np.empty(n)
+        scan = _scan_narrow if width <= NARROW_CLASSES else _scan_wide
+        lowest = scan(values, columns, exponentiate, peak, total, hit, picked)
+    if lowest is None:
+        return None
+    highest = float(peak.max())
+    if not _finite(lowest, highest):
+        return None
+    return RowScan(peak, total, picked, hit, lowest, highest)
+
+
+def _scan_small(values: np.ndarray, columns: np.ndarray, exponentiate: bool) -> RowScan | None:
+    """``scan_rows`` of a small array: the dense expressions themselves, in as few NumPy calls as can be."""
+    rows = np.arange(values.shape[0])
+    first_max = values.argmax(axis=1)
+    peak = values[rows, first_max]  # = values.max(axis=1) once every entry is finite
+    lowest, highest = float(values.min()), float(peak.max())
+    if not _finite(lowest, highest):
+        return None
+    if exponentiate:
+        if highest - lowest < math.inf:
+            shifted = values - peak[:, None]
+        else:
+            with np.errstate(over="ignore"):  # a spread past 1.8e308 gives −inf, and exp(−inf) = 0 is right
+                shifted = values - peak[:, None]
+        np.exp(shifted, out=shifted)
+        total = shifted.sum(axis=1)
+    else:
+        total = values.sum(axis=1)
+    return RowScan(peak, total, values[rows, columns], first_max == columns, lowest, highest)
+
+
+def block_rows(width: int) -> int:
+    """How many rows of ``width`` classes ``scan_rows`` takes at a time."""
+    return max(1, (NARROW_BLOCK_BYTES if width <= NARROW_CLASSES else WIDE_BLOCK_BYTES) // (8 * width))
+
+
+def _finite(low: float, high: float) -> bool:
+    return -math.inf < low and high < math.inf  # False for NaN too
+
+
+def _scan_narrow(
+    values: np.ndarray,
+    columns: np.ndarray,
+    exponentiate: bool,
+    peak: np.ndarray,
+    total: np.ndarray,
+    hit: np.ndarray,
+    picked: np.ndarray,
+) -> float | None:
+    """Few columns: copy each block transposed, so that every reduction runs along long contiguous rows."""
+    n, width = values.shape
+    size = min(n, block_rows(width))
+    scratch = np.empty((width, size))
+    zeros = np.empty((width, size), dtype=bool) if exponentiate and width <= _FEW_CLASSES else None
+    flat, where = _flat_positions(values, columns)
+    lowest = math.inf
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        rows = values[start:stop]
+        block = scratch[:, : stop - start]
+        np.copyto(block, rows.T)
+        np.take(flat, where[start:stop], out=picked[start:stop])  # x_y, read while the block is in cache
+        block_peak = peak[start:stop]
+        np.maximum.reduce(block, axis=0, out=block_peak)
+        low = float(rows.min())
+        if not low > -math.inf:  # −inf or NaN
+            return None
+        lowest = min(lowest, low)
+        if exponentiate:
+            np.subtract(block, block_peak, out=block)
+            _exp_shifted(block, None if zeros is None else zeros[:, : stop - start])
+        _pairwise_sum_columns(block, total[start:stop])
+    # Two maxima add exp(0) + exp(0) = 2 to the sum, or 2·peak to a sum of p >= 0 (rounding
+    # never takes a sum of non-negative terms below a partial sum): below that, the maximum is unique.
+    maybe_tied = total >= 2.0 if exponentiate else total >= 2.0 * peak
+    _first_max_hits(values, columns, picked, peak, maybe_tied, hit)
+    return lowest
+
+
+def _exp_shifted(block: np.ndarray, zeros: np.ndarray | None) -> None:
+    """exp in place of x − peak <= 0; with ``zeros`` scratch, the exact zeros go round libm's exp.
+
+    exp(−1) < 1, so max(exp(0 − 1), 1) = 1 = exp(0) on the zeros and max(exp(d), 0) = exp(d) elsewhere.
+    """
+    if zeros is None:
+        np.exp(block, out=block)
+        return
+    np.equal(block, 0.0, out=zeros)
+    np.subtract(block, zeros, out=block)
+    np.exp(block, out=block)
+    np.maximum(block, zeros, out=block)
+
+
+def _first_max_hits(
+    rows: np.ndarray,
+    columns: np.ndarray,
+    picked: np.ndarray,
+    peak: np.ndarray,
+    maybe_tied: np.ndarray,
+    hit: np.ndarray,
+) -> None:
+    """hit = (rows.argmax(axis=1) == columns), found without an argmax on most rows.
+
+    The first maximum is at the column when x at the column is the maximum and no earlier
+    entry equals it. Only rows that hold their maximum at the column and may hold it twice
+    (``maybe_tied``) need the argmax itself.
+    """
+    np.equal(picked, peak, out=hit)
+    unsure = np.flatnonzero(hit & maybe_tied)
+    if unsure.size:
+        hit[unsure] = rows[unsure].argmax(axis=1) == columns[unsure]
+
+
+def _scan_wide(
+    values: np.ndarray,
+    columns: np.ndarray,
+    exponentiate: bool,
+    peak: np.ndarray,
+    total: np.ndarray,
+    hit: np.ndarray,
+    picked: np.ndarray,
+) -> float | None:
+    """Many columns: NumPy's row reductions are fast; blocks keep the exp scratch in cache."""
+    n, width = values.shape
+    size = min(n, block_rows(width))
+    scratch = np.empty((size, width)) if exponentiate else None
+    offsets = np.arange(size)
+    flat, where = _flat_positions(values, columns)
+    lowest = math.inf
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        rows = values[start:stop]
+        first_max = rows.argmax(axis=1)
+        block_peak = peak[start:stop]
+        block_peak[...] = rows[offsets[: stop - start], first_max]  # the max, as argmax finds it first
+        low = float(rows.min())
+        if not low > -math.inf:  # −inf or NaN
+            return None
+        lowest = min(lowest, low)
+        np.take(flat, where[start:stop], out=picked[start:stop])
+        np.equal(first_max, columns[start:stop], out=hit[start:stop])
+        if scratch is None:
+            np.add.reduce(rows, axis=1, out=total[start:stop])
+            continue
+        shifted = scratch[: stop - start]
+        np.subtract(rows, block_peak[:, None], out=shifted)
+        np.exp(shifted, out=shifted)
+        np.add.reduce(shifted, axis=1, out=total[start:stop])
+    return lowest
+
+
+def _flat_positions(values: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """C-contiguous ``values`` flattened, and the flat position of (row i, columns[i])."""
+    where = np.arange(0, values.size, values.shape[1], dtype=np.intp)
+    where += columns
+    return values.reshape(-1), where
+
+
+def _pairwise_sum_columns(block: np.ndarray, out: np.ndarray) -> None:
+    """``out`` = block.sum(axis=0), adding in the order NumPy's pairwise ``sum`` uses along a row.
+
+    ``x.sum(axis=1)`` on C-contiguous rows starts from 0 and runs NumPy's pairwise summation
+    over each row; doing the same additions column by column gives the same bits. The sums
+    accumulate in place: ``block`` is scratch and is left holding partial sums.
+    """
+    np.add(_pairwise(block, 0, block.shape[0]), 0.0, out=out)  # the initial 0 turns −0.0 into +0.0, as NumPy does
+
+
+def _pairwise(block: np.ndarray, first: int, count: int) -> np.ndarray:
+    """NumPy's ``pairwise_sum`` over rows first … first + count − 1 of ``block``: a row of ``block`` holding it."""
+    if count < 8:
+        result = block[first]
+        for i in range(first + 1, first + count):
+            result += block[i]
+        return result
+    if count <= _PAIRWISE_BLOCK:
+        r = [block[first + j] for j in range(8)]
+        i = 8
+        while i < count - count % 8:
+            for j in range(8):
+                r[j] += block[first + i + j]
+            i += 8
+        r[0] += r[1]
+        r[2] += r[3]
+        r[4] += r[5]
+        r[6] += r[7]
+        r[0] += r[2]
+        r[4] += r[6]
+        r[0] += r[4]
+        for k in range(first + i, first + count):
+            r[0] += block[k]
+        return r[0]
+    half = count // 2
+    half -= half % 8
+    result = _pairwise(block, first, half)
+    result += _pairwise(block, first + half, count - half)
+    return result

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.core.arrays import describe, float_matrix, nonnegative_weights
+from service.core.arrays import check_finite, describe, float_matrix, nonnegative_weights
 from service.core.errors import BadShape, InvalidInput, InvalidOption, OutOfRange, RowsNotNormalized, UnknownClass
-from service.core.logspace import log_clipped, log_sum_exp_rows, xlogx
+from service.core.logspace import log_clipped, log_clipped_moved, log_sum_exp_rows, scan_rows, xlogx
 from service.core.options import MulticlassOptions, Normalization, PredictionType
 from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
 
 #: Below this a negative divergence is rounding noise, not a property of the input.
 _ROUNDING = 1e-12
+_DEFAULT_OPTIONS = MulticlassOptions()
 
 
-@dataclass(frozen=True)
-class _Targets:
+class _Targets(NamedTuple):
     """Labels in one of two forms: hard class indices, or N×C target distributions."""
 
     form: str  # "class_indices" | "class_names" | "distributions"
     scored: np.ndarray  # bool (N,): False on rows equal to ignore_index
     indices: np.ndarray | None = None  # int (N,), 0 on ignored rows
     distributions: np.ndarray | None = None  # float (N, C)
+    all_scored: bool = True  # scored.all()
 
 
 def score_multiclass(
@@ -67,24 +68,31 @@ def score_multiclass(
     >>> round(h, 6), round(kl, 6), round(ce, 6), abs(ce - (h + kl)) < 1e-12
     (0.693147, 0.143841, 0.836988, True)
     """
-    options = options or MulticlassOptions()
-    preds = float_matrix(predictions, "predictions")
-    n = preds.shape[0]
-    names = _class_names(classes)
-    n_classes = _number_of_classes(preds, names, class_weights)
-    targets = _targets(labels, n, n_classes, names, options)
-    weights_by_class = (
-        None if class_weights is None else nonnegative_weights(class_weights, "class_weights", n_classes, "classes")
-    )
-    weights_by_sample = (
-        np.ones(n) if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
-    )
+    options = options or _DEFAULT_OPTIONS
+    # The finite check of the predictions runs inside the blocked pass below (or before any
+    # other error is raised), so that a valid batch is read once, not once more for it.
+    preds = float_matrix(predictions, "predictions", finite=False)
+    try:
+        n = preds.shape[0]
+        names = _class_names(classes)
+        n_classes = _number_of_classes(preds, names, class_weights)
+        targets = _targets(labels, n, n_classes, names, options)
+        weights_by_class = (
+            None if class_weights is None else nonnegative_weights(class_weights, "class_weights", n_classes, "classes")
+        )
+        weights_by_sample = (
+            None if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
+        )
+    except Exception as error:
+        check_finite(preds, "predictions")  # a NaN or infinity in the predictions is reported first
+        raise error
+    kind = options.prediction_type
     settings = {
-        "prediction_type": options.prediction_type.value,
+        "prediction_type": kind.value,
         "label_type": targets.form,
         "unit": options.unit.value,
         "epsilon": options.resolved_epsilon,
-        "epsilon_applies": options.prediction_type is PredictionType.PROBABILITIES,
+        "epsilon_applies": kind is PredictionType.PROBABILITIES,
         "label_smoothing": options.label_smoothing,
         "normalization": options.normalization.value,
         "tolerance": options.tolerance,
@@ -96,45 +104,109 @@ def score_multiclass(
         return empty(options.unit, settings)
 
     warnings: list[ScoringWarning] = []
-    log_predictions = _log_predictions(preds, targets.scored, options, warnings)
-    if targets.indices is not None and options.label_smoothing == 0:
+    hard = targets.indices is not None and options.label_smoothing == 0
+    scores = _hard_label_scores(preds, targets, options, warnings) if hard else None
+    if scores is not None:
         # A hard label needs only the true class's column: CE = KL = −log q_y, H = 0.
-        true_class = targets.indices
-        log_q_true, clipped_rows = log_predictions.at(true_class)
-        cross_entropy = -log_q_true
+        assert targets.indices is not None
+        log_q_true, clipped_rows, correct = scores
+        cross_entropy = np.negative(log_q_true, out=log_q_true)
         entropy = np.zeros(n)
         kl_divergence = cross_entropy
-        class_mass = np.ones(n) if weights_by_class is None else weights_by_class[true_class]
+        class_mass = None if weights_by_class is None else weights_by_class[targets.indices]
     else:
-        target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
-        log_q, clipped = log_predictions.everywhere()
-        true_class = target.argmax(axis=1)
-        entropy = -xlogx(target).sum(axis=1)
-        kl_divergence = _kl_rows(target, log_q)
-        cross_entropy = entropy + kl_divergence
-        # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
-        class_mass = np.ones(n) if weights_by_class is None else target @ weights_by_class
-        clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
+        check_finite(preds, "predictions")
+        log_predictions = _log_predictions(preds, targets.scored, options, warnings)
+        if hard:
+            assert targets.indices is not None
+            true_class = targets.indices
+            log_q_true, clipped_rows = log_predictions.at(true_class)
+            cross_entropy = -log_q_true
+            entropy = np.zeros(n)
+            kl_divergence = cross_entropy
+            class_mass = None if weights_by_class is None else weights_by_class[true_class]
+        else:
+            target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
+            log_q, clipped = log_predictions.everywhere()
+            true_class = target.argmax(axis=1)
+            entropy = -xlogx(target).sum(axis=1)
+            kl_divergence = _kl_rows(target, log_q)
+            cross_entropy = entropy + kl_divergence
+            # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
+            class_mass = None if weights_by_class is None else target @ weights_by_class
+            clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
+        correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
 
-    if clipped_rows is not None and (clipped_rows & targets.scored).any():
-        eps = options.resolved_epsilon
-        message = (
-            f"probabilities outside [epsilon, 1 - epsilon] (epsilon = {eps:.6g}) were clipped "
-            "before the logarithm where the target is non-zero"
-        )
-        warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows & targets.scored, message))
-    correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
+    if clipped_rows is not None:
+        if not targets.all_scored:
+            clipped_rows &= targets.scored
+        if clipped_rows.any():
+            eps = options.resolved_epsilon
+            message = (
+                f"probabilities outside [epsilon, 1 - epsilon] (epsilon = {eps:.6g}) were clipped "
+                "before the logarithm where the target is non-zero"
+            )
+            warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows, message))
+    # Weights multiply sᵢ·massᵢ; a missing factor is 1, and x·1 = x, so it is left out (None: all 1).
+    if weights_by_sample is None:
+        weights = class_mass
+    else:
+        weights = weights_by_sample if class_mass is None else weights_by_sample * class_mass
     return finish(
         cross_entropy=cross_entropy,
         kl_divergence=kl_divergence,
         entropy=entropy,
         correct=correct,
         scored=targets.scored,
-        weights=weights_by_sample * class_mass,
+        weights=weights,
         unit=options.unit,
         warnings=warnings,
         settings=settings,
+        all_scored=targets.all_scored,
     )
+
+
+def _hard_label_scores(
+    preds: np.ndarray, targets: _Targets, options: MulticlassOptions, warnings: list[ScoringWarning]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
+    """log q_y, the rows whose q_y was clipped, and whether argmax = y, from one blocked pass.
+
+    The numbers are those of ``_LogPredictions.at`` and ``preds.argmax(axis=1) == y``, bit for
+    bit, without an N×C temporary. None when a prediction is not finite or out of range (the
+    exact path then raises the very error it always did) or when the array is not C-contiguous.
+    """
+    assert targets.indices is not None
+    if not preds.flags.c_contiguous:
+        return None
+    kind = options.prediction_type
+    scan = scan_rows(preds, targets.indices, exponentiate=kind is not PredictionType.PROBABILITIES)
+    if scan is None:
+        return None
+    correct = scan.hit.astype(np.float64)
+    if kind is PredictionType.PROBABILITIES:
+        if scan.lowest < 0 or scan.highest > 1:
+            return None
+        values, sums = scan.picked, scan.total
+        if _normalize(sums, targets.scored, options, warnings):
+            # Ignored rows are not checked and may sum to 0: leave those as they are.
+            values = values / np.where(sums > 0, sums, 1.0)
+        log_q, clipped = log_clipped_moved(values, options.resolved_epsilon)
+        return log_q, clipped, correct
+    if kind is PredictionType.LOG_PROBABILITIES and scan.highest > 0:
+        return None
+    log_sum = np.log(scan.total)
+    if kind is PredictionType.LOG_PROBABILITIES and not _normalize(
+        np.exp(scan.peak + log_sum), targets.scored, options, warnings
+    ):
+        return scan.picked, None, correct
+    # (x − peak) − log_sum, in that order: peak + log_sum would round log_sum away when peak is huge.
+    if scan.spread_overflows:
+        with np.errstate(over="ignore"):  # a spread past 1.8e308 gives −inf, the correctly rounded log q
+            log_q = np.subtract(scan.picked, scan.peak, out=scan.picked)
+    else:
+        log_q = np.subtract(scan.picked, scan.peak, out=scan.picked)
+    log_q -= log_sum
+    return log_q, None, correct
 
 
 def _kl_rows(target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
@@ -265,7 +337,7 @@ def _index_targets(labels: list[Any] | np.ndarray, n_classes: int | None, option
         if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
             row = int(np.argmax(labels > np.iinfo(np.int64).max))
             raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row)
-        indices = labels.astype(np.int64)
+        indices = labels.astype(np.int64, copy=False)  # read, never written
     else:
         _require_one_kind(labels, int, "a class index")
         try:
@@ -273,14 +345,23 @@ def _index_targets(labels: list[Any] | np.ndarray, n_classes: int | None, option
         except OverflowError:
             row = next(i for i, v in enumerate(labels) if not -(2**63) <= v < 2**63)
             raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row) from None
-    scored = np.ones(indices.shape[0], dtype=bool) if options.ignore_index is None else indices != options.ignore_index
     assert n_classes is not None
+    if options.ignore_index is None:
+        scored = np.ones(indices.shape[0], dtype=bool)
+        # The usual case, in one reduction: a negative index is huge as an unsigned one.
+        if indices.view(np.uint64).max() < n_classes:
+            return _Targets("class_indices", scored, indices=indices)
+    else:
+        scored = indices != options.ignore_index
     bad = scored & ((indices < 0) | (indices >= n_classes))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         hint = "" if options.ignore_index is None else f" (ignore_index is {options.ignore_index})"
         raise UnknownClass("labels", f"class index {indices[row]} is out of range [0, {n_classes}){hint}", row=row)
-    return _Targets("class_indices", scored, indices=np.where(scored, indices, 0))
+    all_scored = bool(scored.all())
+    return _Targets(
+        "class_indices", scored, indices=indices if all_scored else np.where(scored, indices, 0), all_scored=all_scored
+    )
 
 
 def _name_targets(labels: list[Any], names: list[str] | None, options: MulticlassOptions) -> _Targets:
@@ -407,8 +488,11 @@ def _normalize(
     sums: np.ndarray, scored: np.ndarray, options: MulticlassOptions, warnings: list[ScoringWarning]
 ) -> bool:
     """Apply the normalization policy to rows summing to ``sums``; True means "divide by them"."""
-    off = scored & (np.abs(sums - 1.0) > options.tolerance)
+    deviation = np.abs(sums - 1.0)
     policy = options.normalization
+    if policy is not Normalization.RENORMALIZE and deviation.max() <= options.tolerance:
+        return False  # every row sums to 1 within the tolerance: the usual case, in one reduction
+    off = scored & (deviation > options.tolerance)
     if policy is Normalization.RENORMALIZE:
         zero = scored & (sums == 0)
         if zero.any():

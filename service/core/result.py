@@ -18,6 +18,8 @@ from service.core.options import Unit
 
 #: How many row indices a warning lists.
 WARNING_ROWS_SHOWN = 20
+#: ``Unit.log_base`` of each unit, looked up once.
+_LOG_BASE = {unit: unit.log_base for unit in Unit}
 
 
 class WarningCode(StrEnum):
@@ -98,6 +100,20 @@ def _weighted(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) 
     return float(np.dot(weights[keep], values[keep]))
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity in ``values``: a finite sum proves it in one pass (an overflow only costs the exact test)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = values.sum()
+    return math.isfinite(total) or bool(np.isfinite(values).all())
+
+
+def _in_unit(values: np.ndarray, base: float, scored: np.ndarray, every_row: bool) -> np.ndarray:
+    """Per-sample values divided by ln(base), with NaN on the rows that were not scored."""
+    if every_row:
+        return values if base == 1.0 else values / base
+    return np.where(scored, values / base, np.nan)
+
+
 def empty(unit: Unit, settings: Mapping[str, object]) -> ScoreResult:
     """The result of scoring a batch of no rows."""
     nothing = np.empty(0)
@@ -121,24 +137,35 @@ def finish(
     entropy: np.ndarray,
     correct: np.ndarray,
     scored: np.ndarray,
-    weights: np.ndarray,
+    weights: np.ndarray | None,
     unit: Unit,
     warnings: list[ScoringWarning],
     settings: Mapping[str, object],
+    all_scored: bool | None = None,
 ) -> ScoreResult:
     """Reduce per-sample values (nats) to weighted means and sums, in ``unit``.
 
     mean = Σ wᵢℓᵢ / Σ wᵢ and sum = Σ wᵢℓᵢ over the scored rows; perplexity is
-    exp(mean cross-entropy in nats), whatever the unit.
+    exp(mean cross-entropy in nats), whatever the unit. ``weights=None`` weighs every row 1;
+    ``all_scored`` is ``scored.all()`` when the caller knows it; ``kl_divergence`` may be the
+    very array ``cross_entropy``.
     """
     n = int(scored.shape[0])
-    n_scored = int(np.count_nonzero(scored))
-    weights = np.where(scored, weights, 0.0)
-    total = float(weights.sum())
-    base = unit.log_base
-    positive = weights > 0
-    keep = None if positive.all() else positive
-    sums = [_weighted(v, weights, keep) for v in (cross_entropy, kl_divergence, entropy)]
+    every_row = bool(scored.all()) if all_scored is None else all_scored
+    n_scored = n if every_row else int(np.count_nonzero(scored))
+    if weights is None and every_row:
+        weights, total, keep = np.ones(n), float(n), None  # Σ 1 = n exactly, and every weight is > 0
+    else:
+        if weights is None:
+            weights = np.ones(n)
+        if not every_row:
+            weights = np.where(scored, weights, 0.0)
+        total = float(weights.sum())
+        keep = None if n == 0 or weights.min() > 0 else weights > 0
+    base = _LOG_BASE[unit]
+    same = kl_divergence is cross_entropy
+    ce_sum = _weighted(cross_entropy, weights, keep)
+    sums = [ce_sum, ce_sum if same else _weighted(kl_divergence, weights, keep), _weighted(entropy, weights, keep)]
     means: list[float | None] = [None] * 5
     if n_scored == 0:
         reason = "the batch is empty" if n == 0 else "every row is ignored"
@@ -151,20 +178,25 @@ def finish(
         # exp overflows float64 past ~709.78 nats: report +inf (then null) rather than raise.
         perplexity = math.exp(mean_nats) if mean_nats < 709.78 else math.inf
         means = [*(s / total / base for s in sums), perplexity, _weighted(correct, weights, keep) / total]
-    infinite_rows = scored & ~(np.isfinite(cross_entropy) & np.isfinite(kl_divergence))
     infinite_aggregates = [v for v in (*sums, *means) if v is not None and not math.isfinite(v)]
-    if infinite_rows.any() or infinite_aggregates:
+    if keep is None and not infinite_aggregates:
+        infinite_rows = None  # every row weighs > 0 in the finite sums, so no value is NaN or infinite
+    elif _all_finite(cross_entropy) and (same or _all_finite(kl_divergence)):
+        infinite_rows = None
+    else:
+        infinite_rows = scored & ~(np.isfinite(cross_entropy) & np.isfinite(kl_divergence))
+    if infinite_aggregates or (infinite_rows is not None and infinite_rows.any()):
         message = (
             "some values are +infinity (a zero probability on a non-zero target with epsilon 0, "
             "or an overflow); JSON cannot hold them, so they are reported as null"
         )
-        warnings.append(ScoringWarning.for_rows(WarningCode.NON_FINITE, infinite_rows, message))
-    every_row = bool(scored.all())
+        rows = np.zeros(n, dtype=bool) if infinite_rows is None else infinite_rows
+        warnings.append(ScoringWarning.for_rows(WarningCode.NON_FINITE, rows, message))
+    per_sample_ce = _in_unit(cross_entropy, base, scored, every_row)
     per_sample = PerSample(
-        *(
-            (v if base == 1.0 else v / base) if every_row else np.where(scored, v / base, np.nan)
-            for v in (cross_entropy, kl_divergence, entropy)
-        ),
+        per_sample_ce,
+        per_sample_ce if same else _in_unit(kl_divergence, base, scored, every_row),
+        _in_unit(entropy, base, scored, every_row),
     )
     return ScoreResult(
         n=n,
