@@ -39,7 +39,7 @@ _MEDIA_HINT = (
 BodyKind = Literal["json", "npz"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Body:
     """A request body and the transport it came in."""
 
@@ -47,6 +47,18 @@ class Body:
     data: bytes | bytearray | memoryview  # memoryview: a large body in its own memory map
     #: CRC-32s of .npz members computed while the body arrived: (data offset, length) → CRC.
     checksums: Mapping[tuple[int, int], int] = field(default_factory=dict)
+    #: Its length in bytes (kept after ``release``).
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.data)
+
+    def release(self) -> None:
+        """Let go of the bytes (a large body's memory map is unmapped) once nothing else needs them."""
+        data, self.data = self.data, b""
+        if isinstance(data, memoryview):
+            with contextlib.suppress(BufferError):  # something still views it: it goes when that does
+                data.release()
 
 
 def _body_kind(content_type: str | None) -> BodyKind:
@@ -228,11 +240,12 @@ def decode(
             name, "options of a JSON request go in the body; query parameters are only for application/x-npz bodies"
         )
     _refuse_byte_order_mark(body.data)
-    if len(body.data) >= fast_json_min_bytes:
-        fast = decode_fast(model, body.data)
-        if fast is not None:
-            return fast
-    return _decode_json(model, body.data)
+    request = decode_fast(model, body.data) if len(body.data) >= fast_json_min_bytes else None
+    if request is None:
+        request = _decode_json(model, body.data)
+    # The arrays are copies: the text can go now, before scoring and the answer need memory too.
+    body.release()
+    return request
 
 
 #: Byte order marks, longest first (UTF-32's starts with UTF-16's).
@@ -428,13 +441,22 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answ
     values = result.per_sample
     if answer.as_npz:
         return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
-    if per_sample:
-        body["per_sample"] = _per_sample_json(values)
-    return answer.response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_MEDIA_TYPE)
+    text = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not per_sample:
+        return answer.response(text, JSON_MEDIA_TYPE)
+    # The per-sample arrays are megabytes of text: written once each and put in place in one join,
+    # rather than copied again by every layer (Fragment, then the whole document).
+    # '"per_sample":null' occurs once: inside a JSON string its quotes would be escaped.
+    at = text.index(_NO_PER_SAMPLE)
+    parts = [text[:at], b'"per_sample":{', *_per_sample_parts(values), b"}", text[at + len(_NO_PER_SAMPLE) :]]
+    return answer.response(b"".join(parts), JSON_MEDIA_TYPE)
 
 
-def _per_sample_json(values: PerSample) -> orjson.Fragment:
-    """``{"cross_entropy": [...], "kl_divergence": [...], "entropy": [...]}`` as JSON text.
+_NO_PER_SAMPLE = b'"per_sample":null'
+
+
+def _per_sample_parts(values: PerSample) -> list[bytes]:
+    """``"cross_entropy":[...],"kl_divergence":[...],"entropy":[...]`` as pieces of JSON text.
 
     orjson writes float64 arrays directly (shortest round-trip digits), and writes NaN (an
     ignored row) and +inf (flagged by a NON_FINITE warning) as null, as the contract says.
@@ -442,14 +464,14 @@ def _per_sample_json(values: PerSample) -> orjson.Fragment:
     written once and the other without formatting a number, the same bytes for less time.
     """
     written: dict[int, bytes] = {}
-    parts = []
+    parts: list[bytes] = []
     for name in ("cross_entropy", "kl_divergence", "entropy"):
         array = getattr(values, name)
         text = written.get(id(array))
         if text is None:
             text = written[id(array)] = _array_json(array)
-        parts.append(b'"' + name.encode() + b'":' + text)
-    return orjson.Fragment(b"{" + b",".join(parts) + b"}")
+        parts += [b"," if parts else b"", b'"' + name.encode() + b'":', text]
+    return parts
 
 
 def _array_json(array: np.ndarray) -> bytes:

@@ -306,17 +306,23 @@ def _rows(parser: Any, data: np.ndarray, view: memoryview, matrix: _Matrix) -> n
     per_slice = max(1, SLICE_BYTES // mean_row)
     width = -1
     result: np.ndarray | None = None
+    scratch = np.empty(0, dtype=bool)  # one buffer for every slice's comma mask
     for first in range(0, n, per_slice):
         last = min(n, first + per_slice)
         start, end = int(opens[first]), int(closes[last - 1]) + 1
-        commas = _offsets(data[start:end], ord(",")) + start
-        inside = np.searchsorted(commas, closes[first:last]) - np.searchsorted(commas, opens[first:last])
+        # Commas from each row's '[' to the next row's: its own C − 1, and the one after it.
+        if scratch.shape[0] < end - start:
+            scratch = np.empty(end - start, dtype=bool)
+        is_comma = scratch[: end - start]
+        np.equal(data[start:end], ord(","), out=is_comma)
+        commas = np.add.reduceat(is_comma.view(np.uint8), opens[first:last] - start, dtype=np.int32)
+        commas[-1] += 1  # the last row of the slice has no comma after it here
         if width < 0:
-            width = int(inside[0]) + 1
+            width = int(commas[0])
             if width < 2:
                 raise _NotFast  # [] and [x] rows look alike to a comma count; let the reference path decide
             result = np.empty((n, width))
-        if np.any(inside != width - 1):
+        if np.any(commas != width):
             raise _NotFast
         try:
             document = parser.parse(b"".join((b"[", view[start:end], b"]")))

@@ -176,7 +176,7 @@ async def _score(request: Request, scorer: Scorer) -> Response:
         body = await read_body(request, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
         answer = Answer.for_request(request, settings.gzip_min_bytes)
         query = dict(request.query_params) if request.scope["query_string"] else {}
-        if len(body.data) <= INLINE_MAX_BYTES:
+        if body.size <= INLINE_MAX_BYTES:
             # A small batch scores in well under a millisecond: the hop to a worker thread would
             # cost more than it saves, and the event loop is not held for long.
             return scorer(body, query, answer, settings)
@@ -184,7 +184,7 @@ async def _score(request: Request, scorer: Scorer) -> Response:
         try:
             return await run_in_threadpool(scorer, body, query, answer, settings)
         finally:
-            if len(body.data) >= TRIM_MIN_BYTES:
+            if body.size >= TRIM_MIN_BYTES:
                 del body
                 await run_in_threadpool(give_back_free_memory)
 
