@@ -310,19 +310,21 @@ def _rows(parser: Any, data: np.ndarray, view: memoryview, matrix: _Matrix) -> n
     for first in range(0, n, per_slice):
         last = min(n, first + per_slice)
         start, end = int(opens[first]), int(closes[last - 1]) + 1
-        # Commas from each row's '[' to the next row's: its own C − 1, and the one after it.
         if scratch.shape[0] < end - start:
             scratch = np.empty(end - start, dtype=bool)
         is_comma = scratch[: end - start]
         np.equal(data[start:end], ord(","), out=is_comma)
-        commas = np.add.reduceat(is_comma.view(np.uint8), opens[first:last] - start, dtype=np.int32)
-        commas[-1] += 1  # the last row of the slice has no comma after it here
+        commas = np.flatnonzero(is_comma)
+        # Commas inside each row: its C − 1.
+        inside = np.searchsorted(commas, closes[first:last] - start) - np.searchsorted(
+            commas, opens[first:last] - start
+        )
         if width < 0:
-            width = int(commas[0])
+            width = int(inside[0]) + 1
             if width < 2:
                 raise _NotFast  # [] and [x] rows look alike to a comma count; let the reference path decide
             result = np.empty((n, width))
-        if np.any(commas != width):
+        if np.any(inside != width - 1):
             raise _NotFast
         try:
             document = parser.parse(b"".join((b"[", view[start:end], b"]")))
