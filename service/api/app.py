@@ -97,6 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "scoring", "description": "Score predictions against labels."},
             {"name": "operations", "description": "Health checks for orchestrators."},
         ],
+        # FastAPI's built-in OpenTelemetry hooks ask the OpenTelemetry API for its providers on every
+        # request (~10 µs, a twentieth of a small request); xent's observability is its Prometheus
+        # metrics and JSON logs (service/api/telemetry.py), so they are off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     settings = settings or Settings()
     app.state.settings = settings

@@ -441,9 +441,11 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answ
     values = result.per_sample
     if answer.as_npz:
         return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
+    if not per_sample or result.n <= SPLICE_MIN_ROWS:
+        if per_sample:
+            body["per_sample"] = {name: getattr(values, name) for name in _PER_SAMPLE}
+        return answer.response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_MEDIA_TYPE)
     text = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not per_sample:
-        return answer.response(text, JSON_MEDIA_TYPE)
     # The per-sample arrays are megabytes of text: written once each and put in place in one join,
     # rather than copied again by every layer (Fragment, then the whole document).
     # '"per_sample":null' occurs once: inside a JSON string its quotes would be escaped.
@@ -453,6 +455,9 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answ
 
 
 _NO_PER_SAMPLE = b'"per_sample":null'
+_PER_SAMPLE = ("cross_entropy", "kl_divergence", "entropy")
+#: Answers of more rows than this have their per-sample arrays spliced in; smaller ones are one orjson call.
+SPLICE_MIN_ROWS = 256
 
 
 def _per_sample_parts(values: PerSample) -> list[bytes]:
@@ -465,7 +470,7 @@ def _per_sample_parts(values: PerSample) -> list[bytes]:
     """
     written: dict[int, bytes] = {}
     parts: list[bytes] = []
-    for name in ("cross_entropy", "kl_divergence", "entropy"):
+    for name in _PER_SAMPLE:
         array = getattr(values, name)
         text = written.get(id(array))
         if text is None:
