@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= $(or $(XENT_HOST),127.0.0.1)
 PORT   ?= $(or $(XENT_PORT),8000)
 
-.PHONY: run test lint typecheck manifests pytest openapi fuzz bench bench-quick soak clean
+.PHONY: run test lint typecheck manifests pytest openapi fuzz bench bench-quick profile soak clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xent needs Python 3.11 or newer: set PYTHON=/path/to/python3.11")'
@@ -61,6 +61,12 @@ bench: $(VENV)/.installed-test
 bench-quick: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.run --quick
+
+# Where the time goes (not part of `make test`): the phases of a large request inside a server, the
+# floors under the core and the JSON path, a small request in process; writes benchmarks/PROFILE.md.
+profile: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.profile --write
 
 # Load, soak and faults (not part of `make test`): the mixed load at concurrency 64 for 60 s against
 # `xent serve --workers 2` on loopback, overload, SIGKILL of a worker, SIGTERM, clients that hang up;

@@ -196,8 +196,9 @@ def _decode(
 
 #: A rows field whose text is at least this long is parsed slice by slice.
 SLICED_MIN_BYTES = 1 << 20
-#: About this much text per simdjson parse of a slice of rows.
-SLICE_BYTES = 1 << 20
+#: About this much text per simdjson parse of a slice of rows: under the 1 MiB mmap threshold
+#: (service/api/memory.py), so the slice and simdjson's padded copy of it reuse heap memory.
+SLICE_BYTES = 1 << 18
 
 
 class _Matrix(NamedTuple):
