@@ -89,14 +89,24 @@ def torch_skip_reason() -> str | None:
     )
 
 
-def _median_seconds(function: Callable[[], object], repetitions: int) -> float:
-    function()  # warm-up: imports, caches, first-touch page faults
-    times = []
+def _interleaved_medians(functions: dict[str, Callable[[], object]], repetitions: int) -> dict[str, float]:
+    """Median seconds of each function, timed in turn, round after round.
+
+    Round-robin rather than one function's repetitions after another's: on a shared machine a
+    slow spell then slows every competitor alike instead of whichever was running. Within a
+    round each function is called twice and the second call is timed, so that it runs warm
+    (its own caches and freed memory), as in a loop of its own, not after another's temporaries.
+    """
+    for function in functions.values():
+        function()  # warm-up: imports, caches, first-touch page faults
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repetitions):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, function in functions.items():
+            function()
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _same(name: str, got: Any, want: Any) -> None:
@@ -117,8 +127,7 @@ def compare(workload: Workload, repetitions: int) -> CoreComparison:
     one_hot[np.arange(n), labels] = 1.0
     expected = workload.score()
     comparison = CoreComparison(workload)
-
-    comparison.seconds["xent"] = _median_seconds(workload.score, repetitions)
+    functions: dict[str, Callable[[], object]] = {"xent": workload.score}
 
     torch = _torch()
     if torch is None:
@@ -134,13 +143,13 @@ def compare(workload: Workload, repetitions: int) -> CoreComparison:
             return functional.nll_loss(torch.log(x.clamp(EPSILON, 1 - EPSILON)), y, reduction="none")
 
         _same("torch", torch_loss().numpy(), expected.per_sample.cross_entropy)
-        comparison.seconds["torch"] = _median_seconds(torch_loss, repetitions)
+        functions["torch"] = torch_loss
 
     def sklearn_loss() -> float:
         return float(log_loss(labels, probabilities, labels=np.arange(c)))
 
     _same("sklearn", sklearn_loss(), expected.mean.cross_entropy)
-    comparison.seconds["sklearn"] = _median_seconds(sklearn_loss, repetitions)
+    functions["sklearn"] = sklearn_loss
 
     def scipy_scores() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         log_q = special.log_softmax(predictions, axis=1) if logits else np.log(np.clip(predictions, EPSILON, 1))
@@ -151,5 +160,6 @@ def compare(workload: Workload, repetitions: int) -> CoreComparison:
     cross_entropy, kl, _ = scipy_scores()
     _same("scipy", cross_entropy, expected.per_sample.cross_entropy)
     _same("scipy", kl, expected.per_sample.kl_divergence)
-    comparison.seconds["scipy"] = _median_seconds(scipy_scores, repetitions)
+    functions["scipy"] = scipy_scores
+    comparison.seconds |= _interleaved_medians(functions, repetitions)
     return comparison

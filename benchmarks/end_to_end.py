@@ -92,48 +92,62 @@ def _post(client: LoopbackClient, server: Server, transport: str, workload: Work
 
 def measure(
     client: LoopbackClient,
-    server: Server,
-    transport: str,
+    configurations: list[tuple[Server, str]],
     workload: Workload,
     repetitions: int,
-    idle_rss: int | None,
-) -> Measurement:
-    """One warm-up request, then ``repetitions`` timed ones; every answer is checked against the core."""
+    idle: dict[str, int] | None,
+) -> tuple[list[Measurement], float]:
+    """Each (server, transport) on one workload, interleaved; then the in-process core on its own.
+
+    One warm-up request each, then ``repetitions`` rounds in which every configuration sends
+    one timed request: on a shared machine a slow spell then weighs on every server of the
+    round alike, and the ratios between them stay fair. Every answer is checked against the
+    core. The core is timed afterwards, call after call with nothing in between (its warm,
+    best case, against which the transports are judged). Returns the measurements and the
+    core's median seconds.
+    """
     expected: ScoreResult = workload.expected
-    check: Callable[[bytes], None]
-    if transport == "NPZ":
-        body_bytes = len(workload.npz_body)
+    checks: list[Callable[[bytes], None]] = []
+    for server, transport in configurations:
+        if transport == "NPZ":
 
-        def check(content: bytes) -> None:
-            check_npz_answer(content, expected)
-    else:
-        body_bytes = len(workload.json_body)
+            def check(content: bytes) -> None:
+                check_npz_answer(content, expected)
+        else:
+            full = server.name == "xent"  # the baseline answers CE, KL and entropy only
 
-        def check(content: bytes) -> None:
-            # The baseline answers CE, KL and entropy only; xent's accuracy is checked too.
-            check_json_answer(content, expected, full=server.name == "xent")
+            def check(content: bytes, full: bool = full) -> None:
+                check_json_answer(content, expected, full=full)
 
-    check(_post(client, server, transport, workload))
-    latencies: list[float] = []
-    peaks: list[int] | None = None if idle_rss is None else []
-    for _ in range(repetitions):
-        if peaks is not None:
-            server.reset_peak()
-        start = time.perf_counter()
-        content = _post(client, server, transport, workload)
-        latencies.append(time.perf_counter() - start)
-        if peaks is not None and idle_rss is not None:
-            peaks.append(server.peak_rss_bytes() - idle_rss)
-        check(content)
-    return Measurement(workload, server.name, transport, body_bytes, latencies, peaks)
-
-
-def core_time(workload: Workload, repetitions: int) -> float:
-    """Median seconds of the in-process core (decoded arrays in, ScoreResult out) on the same arrays."""
+        check(_post(client, server, transport, workload))
+        checks.append(check)
     workload.score()
-    times = []
+    latencies: list[list[float]] = [[] for _ in configurations]
+    peaks: list[list[int]] = [[] for _ in configurations]
+    core: list[float] = []
     for _ in range(repetitions):
+        for index, (server, transport) in enumerate(configurations):
+            if idle is not None:
+                server.reset_peak()
+            start = time.perf_counter()
+            content = _post(client, server, transport, workload)
+            latencies[index].append(time.perf_counter() - start)
+            if idle is not None:
+                peaks[index].append(server.peak_rss_bytes() - idle[server.name])
+            checks[index](content)
+    for _ in range(max(repetitions, 5)):
         start = time.perf_counter()
         workload.score()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        core.append(time.perf_counter() - start)
+    measurements = [
+        Measurement(
+            workload,
+            server.name,
+            transport,
+            len(workload.npz_body if transport == "NPZ" else workload.json_body),
+            latencies[index],
+            None if idle is None else peaks[index],
+        )
+        for index, (server, transport) in enumerate(configurations)
+    ]
+    return measurements, statistics.median(core)
