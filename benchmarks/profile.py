@@ -71,10 +71,8 @@ def _serve(port: int, log: Path) -> None:
 
         return timed_sync
 
-    scoring.read_body = timed("read_body", scoring.read_body)  # type: ignore[assignment]
-    scoring.decode = timed("decode", scoring.decode)  # type: ignore[assignment]
-    scoring.score_multiclass = timed("score", scoring.score_multiclass)  # type: ignore[assignment]
-    scoring.encode = timed("encode", scoring.encode)  # type: ignore[assignment]
+    for phase, name in zip(PHASES, ("read_body", "decode", "score_multiclass", "encode"), strict=True):
+        setattr(scoring, name, timed(phase, getattr(scoring, name)))
     os.environ.update(XENT_MAX_BODY_BYTES=str(1 << 30), XENT_LOG_LEVEL="warning")
     uvicorn.run(create_app(), host=HOST, port=port, log_level="warning", access_log=False)
 
@@ -121,17 +119,22 @@ def _phases() -> list[dict[str, Any]]:
 
 
 def _connect(port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server on ``port`` once its /readyz answers 200 (60 s at most)."""
     deadline = time.monotonic() + 60
     while True:
+        connection = http.client.HTTPConnection(HOST, port, timeout=120)
         try:
-            connection = http.client.HTTPConnection(HOST, port, timeout=120)
             connection.request("GET", "/readyz")
-            if connection.getresponse().read() and time.monotonic() < deadline:
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
                 return connection
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            pass
+        connection.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the profiled server on port {port} was not ready within 60 s")
+        time.sleep(0.2)
 
 
 def _post(connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> None:
@@ -216,6 +219,7 @@ def _small() -> list[tuple[str, float]]:
     import benchmarks.baseline_app as baseline
     import service.api.scoring as scoring
     from service.api.app import create_app
+    from service.core import score_multiclass
     from service.logs import REQUEST_LOGGER, log_config
 
     async def measure() -> list[tuple[str, float]]:
@@ -226,8 +230,7 @@ def _small() -> list[tuple[str, float]]:
             handler.setStream(devnull)  # type: ignore[attr-defined]
         app = create_app()
         requests = logging.getLogger(REQUEST_LOGGER)
-        answer = scoring.score_multiclass([1], [[0.228, 0.619, 0.153]])
-        real = scoring.score_multiclass
+        answer = score_multiclass([1], [[0.228, 0.619, 0.153]])
         rows: list[tuple[str, float]] = []
         async with app.router.lifespan_context(app):
             for _ in range(2):  # the first round warms everything up; the second is reported
@@ -235,12 +238,12 @@ def _small() -> list[tuple[str, float]]:
                 rows = [("xent, whole request", await _per_request(app, "/v1/cross-entropy"))]
                 requests.setLevel(logging.WARNING)
                 rows.append(("xent, without the request log line", await _per_request(app, "/v1/cross-entropy")))
-                scoring.score_multiclass = lambda *args, **kwargs: answer  # type: ignore[assignment]
+                setattr(scoring, "score_multiclass", lambda *args, **kwargs: answer)  # noqa: B010
                 try:
                     what = "xent, no log line, scoring core replaced by its answer"
                     rows.append((what, await _per_request(app, "/v1/cross-entropy")))
                 finally:
-                    scoring.score_multiclass = real  # type: ignore[assignment]
+                    setattr(scoring, "score_multiclass", score_multiclass)  # noqa: B010
                 rows.append(("bare FastAPI endpoint, constant body", await _per_request(baseline.app, "/constant")))
         devnull.close()
         return rows

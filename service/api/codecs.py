@@ -141,8 +141,8 @@ async def read_body(request: Request, *, max_bytes: int, timeout: float) -> Body
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    # One growing buffer rather than a list of chunks joined at the end: the join would hold
-    # the body twice at its peak (a large bytearray grows in place, by realloc).
+    # Filled in place as chunks arrive (see _BodyBuffer), never a list of chunks joined at the end:
+    # the join would hold the body twice at its peak.
     buffer = _BodyBuffer(int(declared) if declared is not None and declared.isdigit() and not gunzip else None, kind)
     size = 0
     try:
@@ -182,29 +182,28 @@ class _BodyBuffer:
     """
 
     def __init__(self, declared: int | None, kind: BodyKind) -> None:
-        self._map: mmap.mmap | None = None
-        self._view: memoryview | None = None
+        self._view: memoryview | None = None  # over the memory map, which it keeps alive
         self._bytes = bytearray()
         self._filled = 0
         #: An .npz's member checksums, computed as it arrives (large archives only).
         self.checksums: StreamedChecksums | None = None
         if declared is not None and declared >= MAPPED_MIN_BYTES:
-            self._map = mmap.mmap(-1, declared, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            mapped = mmap.mmap(-1, declared, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             with contextlib.suppress(AttributeError, OSError):  # not on every platform
-                self._map.madvise(mmap.MADV_HUGEPAGE)
-            self._view = memoryview(self._map)
+                mapped.madvise(mmap.MADV_HUGEPAGE)
+            self._view = memoryview(mapped)
             self.checksums = StreamedChecksums() if kind == "npz" else None
 
     def add(self, chunk: bytes) -> None:
         end = self._filled + len(chunk)
-        if self._map is not None and self._view is not None and end <= len(self._map):
+        if self._view is not None and end <= len(self._view):
             self._view[self._filled : end] = chunk
             if self.checksums is not None:
                 self.checksums.feed(self._view, end)
         else:
-            if self._map is not None:  # more than declared (the HTTP parser does not let this happen)
-                self._bytes = bytearray(self._map[: self._filled])
-                self._map = self._view = self.checksums = None
+            if self._view is not None:  # more than declared (the HTTP parser does not let this happen)
+                self._bytes = bytearray(self._view[: self._filled])
+                self._view = self.checksums = None
             self._bytes += chunk
         self._filled = end
 
@@ -294,8 +293,9 @@ def _decode_json(model: type[RequestModel], data: bytes | bytearray | memoryview
 
 
 #: How a zip archive starts: a local file header, or the end record of an empty archive (np.savez()).
-#: A single .npy array (its own magic) is let through to np.load, which the caller then explains.
-_ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+#: A single .npy array (its own magic) gets a message of its own.
+_NPY_MAGIC = b"\x93NUMPY"
+_ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", _NPY_MAGIC)
 
 
 def _malformed_npz(reason: str) -> HttpProblem:
@@ -318,11 +318,11 @@ def _decode_npz(
         looks_like_json = head.lstrip()[:1] in (b"{", b"[")
         hint = "; it looks like JSON: send it with Content-Type: application/json" if looks_like_json else ""
         raise _malformed_npz(f"it does not start with a zip signature (PK\\x03\\x04), as np.savez writes{hint}")
-    if head.startswith(b"\x93NUMPY"):
+    if head.startswith(_NPY_MAGIC):
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
     try:
-        archive = NpzArchive(data, dict(checksums))
+        archive = NpzArchive(data, checksums)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
@@ -441,11 +441,12 @@ def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answ
     values = result.per_sample
     if answer.as_npz:
         return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
-    if not per_sample or result.n <= SPLICE_MIN_ROWS:
-        if per_sample:
-            body["per_sample"] = {name: getattr(values, name) for name in _PER_SAMPLE}
-        return answer.response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON_MEDIA_TYPE)
+    splice = per_sample and result.n > SPLICE_MIN_ROWS
+    if per_sample and not splice:
+        body["per_sample"] = {name: getattr(values, name) for name in _PER_SAMPLE}
     text = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not splice:
+        return answer.response(text, JSON_MEDIA_TYPE)
     # The per-sample arrays are megabytes of text: written once each and put in place in one join,
     # rather than copied again by every layer (Fragment, then the whole document).
     # '"per_sample":null' occurs once: inside a JSON string its quotes would be escaped.

@@ -131,7 +131,8 @@ def decode_fast(model: type[RequestModel], body: bytes | bytearray | memoryview)
         except (ValueError, RuntimeError, _NotFast):
             # Not JSON by simdjson's reading (NaN tokens, 1e999, …), or JSON it cannot hold: an integer
             # past 64 bits (BIGINT_ERROR) or nesting past its depth limit (DEPTH_ERROR) are RuntimeErrors,
-            # raised again by the fresh parser above. The reference path explains either way.
+            # raised again by the fresh parser above; or rows a slice could not vouch for (_NotFast).
+            # The reference path explains either way.
             return None
         try:
             return _decode(model, body, document, sliced)
@@ -209,13 +210,6 @@ class _Matrix(NamedTuple):
     close: int
     row_opens: np.ndarray
     row_closes: np.ndarray
-
-
-def _offsets(data: np.ndarray, value: int) -> np.ndarray:
-    """Offsets of the byte ``value`` in ``data``, found block by block (no body-sized temporary)."""
-    block = 1 << 18
-    found = [np.flatnonzero(data[start : start + block] == value) + start for start in range(0, data.shape[0], block)]
-    return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
 
 
 def _structure(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -142,7 +142,7 @@ class NpzArchive:
     """
 
     def __init__(
-        self, data: bytes | bytearray | memoryview, checksums: dict[tuple[int, int], int] | None = None
+        self, data: bytes | bytearray | memoryview, checksums: Mapping[tuple[int, int], int] | None = None
     ) -> None:
         self._view = memoryview(data).cast("B")
         self._checksums = checksums or {}

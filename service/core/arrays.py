@@ -63,17 +63,23 @@ def _raise_for_number(field: str, value: object, row: int | None, column: int | 
     raise error(field, problem, row=row, column=column)
 
 
-def check_finite(array: np.ndarray, field: str) -> None:
-    """Raise NotFinite at the first NaN or infinity of float64 ``array`` (1-D or 2-D)."""
-    # A NaN or an infinity makes the sum NaN or infinite; a finite sum proves there is none,
-    # in one fast pass and without an N×C mask. (An overflowing sum only costs the exact scan.)
+def all_finite(array: np.ndarray) -> bool:
+    """No NaN or infinity in float64 ``array``.
+
+    A NaN or an infinity makes the sum NaN or infinite; a finite sum proves there is none, in
+    one fast pass and without a mask as large as the array. (An overflowing sum only costs the
+    exact test.)
+    """
     with np.errstate(over="ignore", invalid="ignore"):  # inf − inf and 1e308 + 1e308 are only answers here
         total = array.sum()
-    if math.isfinite(total):
+    return math.isfinite(total) or bool(np.isfinite(array).all())
+
+
+def check_finite(array: np.ndarray, field: str) -> None:
+    """Raise NotFinite at the first NaN or infinity of float64 ``array`` (1-D or 2-D)."""
+    if all_finite(array):
         return
     finite = np.isfinite(array)
-    if finite.all():
-        return
     first = tuple(int(i) for i in np.argwhere(~finite)[0])
     value = float(array[first])
     what = "NaN" if value != value else ("-Infinity" if value < 0 else "Infinity")

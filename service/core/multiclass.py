@@ -83,9 +83,9 @@ def score_multiclass(
         weights_by_sample = (
             None if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
         )
-    except Exception as error:
+    except Exception:
         check_finite(preds, "predictions")  # a NaN or infinity in the predictions is reported first
-        raise error
+        raise
     kind = options.prediction_type
     settings = {
         "prediction_type": kind.value,
@@ -104,38 +104,32 @@ def score_multiclass(
         return empty(options.unit, settings)
 
     warnings: list[ScoringWarning] = []
-    hard = targets.indices is not None and options.label_smoothing == 0
-    scores = _hard_label_scores(preds, targets, options, warnings) if hard else None
-    if scores is not None:
+    if targets.indices is not None and options.label_smoothing == 0:
         # A hard label needs only the true class's column: CE = KL = −log q_y, H = 0.
-        assert targets.indices is not None
-        log_q_true, clipped_rows, correct = scores
-        cross_entropy = np.negative(log_q_true, out=log_q_true)
+        true_class = targets.indices
+        scores = _hard_label_scores(preds, targets, options, warnings)
+        if scores is None:  # not finite, out of range or not C-contiguous: the exact path says which
+            check_finite(preds, "predictions")
+            log_q_true, clipped_rows = _log_predictions(preds, targets.scored, options, warnings).at(true_class)
+            correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
+        else:
+            log_q_true, clipped_rows, correct = scores
+        cross_entropy = np.negative(log_q_true, out=log_q_true)  # a fresh array either way
         entropy = np.zeros(n)
         kl_divergence = cross_entropy
-        class_mass = None if weights_by_class is None else weights_by_class[targets.indices]
+        class_mass = None if weights_by_class is None else weights_by_class[true_class]
     else:
         check_finite(preds, "predictions")
         log_predictions = _log_predictions(preds, targets.scored, options, warnings)
-        if hard:
-            assert targets.indices is not None
-            true_class = targets.indices
-            log_q_true, clipped_rows = log_predictions.at(true_class)
-            cross_entropy = -log_q_true
-            entropy = np.zeros(n)
-            kl_divergence = cross_entropy
-            class_mass = None if weights_by_class is None else weights_by_class[true_class]
-        else:
-            target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
-            log_q, clipped = log_predictions.everywhere()
-            true_class = target.argmax(axis=1)
-            entropy = -xlogx(target).sum(axis=1)
-            kl_divergence = _kl_rows(target, log_q)
-            cross_entropy = entropy + kl_divergence
-            # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
-            class_mass = None if weights_by_class is None else target @ weights_by_class
-            clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
-        correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
+        target = _dense_target(targets, n, n_classes or preds.shape[1], options.label_smoothing)
+        log_q, clipped = log_predictions.everywhere()
+        entropy = -xlogx(target).sum(axis=1)
+        kl_divergence = _kl_rows(target, log_q)
+        cross_entropy = entropy + kl_divergence
+        # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
+        class_mass = None if weights_by_class is None else target @ weights_by_class
+        clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
+        correct = (preds.argmax(axis=1) == target.argmax(axis=1)).astype(np.float64)
 
     if clipped_rows is not None:
         if not targets.all_scored:

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from service.core.arrays import first_rows
+from service.core.arrays import all_finite, first_rows
 from service.core.options import Unit
 
 #: How many row indices a warning lists.
@@ -100,13 +100,6 @@ def _weighted(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) 
     return float(np.dot(weights[keep], values[keep]))
 
 
-def _all_finite(values: np.ndarray) -> bool:
-    """No NaN or infinity in ``values``: a finite sum proves it in one pass (an overflow only costs the exact test)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = values.sum()
-    return math.isfinite(total) or bool(np.isfinite(values).all())
-
-
 def _in_unit(values: np.ndarray, base: float, scored: np.ndarray, every_row: bool) -> np.ndarray:
     """Per-sample values divided by ln(base), with NaN on the rows that were not scored."""
     if every_row:
@@ -181,7 +174,7 @@ def finish(
     infinite_aggregates = [v for v in (*sums, *means) if v is not None and not math.isfinite(v)]
     if keep is None and not infinite_aggregates:
         infinite_rows = None  # every row weighs > 0 in the finite sums, so no value is NaN or infinite
-    elif _all_finite(cross_entropy) and (same or _all_finite(kl_divergence)):
+    elif all_finite(cross_entropy) and (same or all_finite(kl_divergence)):
         infinite_rows = None
     else:
         infinite_rows = scored & ~(np.isfinite(cross_entropy) & np.isfinite(kl_divergence))
