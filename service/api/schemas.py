@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from pydantic_core import PydanticCustomError
 
 from service.core import BinaryOptions, MulticlassOptions, Normalization, PredictionType, Unit
+from service.core.contract import AUTO, BINARY, MULTICLASS, OPTIONS, Option, resolve_epsilon
 
 _NUMBER = {"type": "number"}
 _NUMBER_ROW = {"type": "array", "items": _NUMBER}
@@ -35,20 +36,32 @@ Labels = Annotated[
 ]
 
 
-def _check_epsilon(value: object) -> object:
-    """ "auto", or a number (not a boolean) in [0, 0.5)."""
-    if value == "auto" and isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 0.5:
-        return float(value)
-    raise PydanticCustomError("epsilon", 'must be "auto" or a number in [0, 0.5)')
+_MULTICLASS = OPTIONS[MULTICLASS]
+_BINARY = OPTIONS[BINARY]
+_EPSILON = _MULTICLASS["epsilon"]
 
+
+def _check_epsilon(value: object) -> object:
+    """ "auto", or a number (not a boolean) in the epsilon option's range."""
+    if value == AUTO and isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and _EPSILON.contains(value):
+        return float(value)
+    raise PydanticCustomError("epsilon", f'must be "auto" or a number in {_EPSILON.interval}')
+
+
+_JSON_SCHEMA_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
 
 Epsilon = Annotated[
     Any,
     PlainValidator(_check_epsilon),
     WithJsonSchema(
-        {"anyOf": [{"const": "auto", "type": "string"}, {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5}]}
+        {
+            "anyOf": [
+                {"const": AUTO, "type": "string"},
+                {"type": "number", **{_JSON_SCHEMA_BOUNDS[k]: v for k, v in _EPSILON.bounds.items()}},
+            ]
+        }
     ),
 ]
 PosWeight = Annotated[
@@ -60,18 +73,12 @@ PosWeight = Annotated[
 
 UnitName = Literal["nats", "bits", "hartleys"]
 
-_UNIT = "Unit of the results: `nats` (natural log, default), `bits` (log2) or `hartleys` (log10)."
-_EPSILON = (
-    'Clip for probabilities: each is clipped to [ε, 1 − ε] before the log. `"auto"` (default) is float64 '
-    "machine epsilon, 2.220446049250313e-16, as scikit-learn's `log_loss` does; `0` is exact math, where a zero "
-    "probability on a non-zero target gives +infinity, reported as `null` with a `NON_FINITE` warning. "
-    "Applies to `probabilities` only; logits and log-probabilities are never clipped."
-)
-_SAMPLE_WEIGHTS = (
-    "N non-negative weights, one per row. They change only the aggregates (mean, sum), never the per-sample values."
-)
-_LABEL_SMOOTHING = "Label smoothing ε_ls in [0, 1], applied to the target before every quantity"
-_PER_SAMPLE = "Return the per-sample arrays (default). `false` leaves them out, for very large batches."
+
+def _option(option: Option) -> Any:
+    """The Pydantic field of a contract option: its default, range and description."""
+    return Field(
+        option.default, description=option.description, ge=option.ge, gt=option.gt, le=option.le, lt=option.lt
+    )
 
 
 class _Strict(BaseModel):
@@ -103,60 +110,24 @@ class CrossEntropyRequest(_Strict):
             "or N×C target distributions (one-hot or soft rows, each ≥ 0 and summing to 1)."
         ),
     )
-    prediction_type: Literal["probabilities", "logits", "log_probabilities"] = Field(
-        "probabilities",
-        description=(
-            "`probabilities` (default, each in [0, 1]), `logits` (normalised with a stable log-softmax, "
-            "x − logsumexp x) or `log_probabilities` (each ≤ 0)."
-        ),
-    )
-    classes: list[str] | None = Field(
-        None,
-        description="C unique class names in column order. Required with class-name labels; echoed in the response.",
-    )
-    label_smoothing: float = Field(
-        0.0, ge=0, le=1, description=f"{_LABEL_SMOOTHING}: y' = (1 − ε_ls)·y + ε_ls/C. Default 0."
-    )
-    class_weights: Vector | None = Field(
-        None,
-        description=(
-            "C non-negative class weights. Row i then weighs sᵢ·Σ_c w_c·y'ᵢ_c in the aggregates "
-            "(for a hard label, sᵢ·w_yᵢ); per-sample values are unchanged."
-        ),
-    )
-    sample_weights: Vector | None = Field(None, description=_SAMPLE_WEIGHTS)
-    ignore_index: int | None = Field(
-        None,
-        # An int64, as the labels it is compared with: a larger one could match no row, and could not
-        # be echoed in `settings` either (orjson writes at most 64-bit integers; it was a 500).
-        ge=-(2**63),
-        le=2**63 - 1,
-        description=(
-            "A class index whose rows are left out of every aggregate and get `null` per-sample values "
-            "(e.g. -100, as in PyTorch). Only with class-index labels."
-        ),
-    )
-    epsilon: Epsilon = Field("auto", description=_EPSILON)
-    normalization: Literal["warn", "renormalize", "error"] = Field(
-        "warn",
-        description=(
-            "Prediction rows whose sum is off 1 by more than `tolerance`: `warn` (default: score as given and add a "
-            "`ROWS_NOT_NORMALIZED` warning), `renormalize` (divide every row by its sum, soft targets too) or "
-            "`error` (422 naming the rows). Soft targets off 1 are a 422 unless `renormalize`."
-        ),
-    )
-    tolerance: float = Field(
-        1e-3, gt=0, lt=1, description="How far a row sum may be from 1 and still count as normalised. Default 1e-3."
-    )
-    unit: UnitName = Field("nats", description=_UNIT)
-    per_sample: bool = Field(True, description=_PER_SAMPLE)
+    prediction_type: Literal["probabilities", "logits", "log_probabilities"] = _option(_MULTICLASS["prediction_type"])
+    classes: list[str] | None = _option(_MULTICLASS["classes"])
+    label_smoothing: float = _option(_MULTICLASS["label_smoothing"])
+    class_weights: Vector | None = _option(_MULTICLASS["class_weights"])
+    sample_weights: Vector | None = _option(_MULTICLASS["sample_weights"])
+    ignore_index: int | None = _option(_MULTICLASS["ignore_index"])
+    epsilon: Epsilon = _option(_MULTICLASS["epsilon"])
+    normalization: Literal["warn", "renormalize", "error"] = _option(_MULTICLASS["normalization"])
+    tolerance: float = _option(_MULTICLASS["tolerance"])
+    unit: UnitName = _option(_MULTICLASS["unit"])
+    per_sample: bool = _option(_MULTICLASS["per_sample"])
 
     def options(self) -> MulticlassOptions:
         """The core's options for this request."""
         return MulticlassOptions(
             prediction_type=PredictionType(self.prediction_type),
             label_smoothing=self.label_smoothing,
-            epsilon=None if self.epsilon == "auto" else self.epsilon,
+            epsilon=resolve_epsilon(self.epsilon),
             normalization=Normalization(self.normalization),
             tolerance=self.tolerance,
             unit=Unit(self.unit),
@@ -181,31 +152,20 @@ class BinaryCrossEntropyRequest(_Strict):
     labels: VectorOrMatrix = Field(
         description="Same shape as `predictions`, each in [0, 1]: hard 0/1 labels or soft ones.",
     )
-    prediction_type: Literal["probabilities", "logits"] = Field(
-        "probabilities",
-        description="`probabilities` (default, each in [0, 1]) or `logits` (through a stable log-sigmoid).",
-    )
-    pos_weight: PosWeight | None = Field(
-        None,
-        description=(
-            "A number, or K numbers, ≥ 0 multiplying the positive term: ℓ = −[pw·y·log q + (1 − y)·log(1 − q)]. "
-            "With it, CE no longer equals H + KL (those stay unweighted)."
-        ),
-    )
-    label_smoothing: float = Field(
-        0.0, ge=0, le=1, description=f"{_LABEL_SMOOTHING}: y' = y·(1 − ε_ls) + ε_ls/2. Default 0."
-    )
-    sample_weights: Vector | None = Field(None, description=_SAMPLE_WEIGHTS)
-    epsilon: Epsilon = Field("auto", description=_EPSILON)
-    unit: UnitName = Field("nats", description=_UNIT)
-    per_sample: bool = Field(True, description=_PER_SAMPLE)
+    prediction_type: Literal["probabilities", "logits"] = _option(_BINARY["prediction_type"])
+    pos_weight: PosWeight | None = _option(_BINARY["pos_weight"])
+    label_smoothing: float = _option(_BINARY["label_smoothing"])
+    sample_weights: Vector | None = _option(_BINARY["sample_weights"])
+    epsilon: Epsilon = _option(_BINARY["epsilon"])
+    unit: UnitName = _option(_BINARY["unit"])
+    per_sample: bool = _option(_BINARY["per_sample"])
 
     def options(self) -> BinaryOptions:
         """The core's options for this request."""
         return BinaryOptions(
             prediction_type=PredictionType(self.prediction_type),
             label_smoothing=self.label_smoothing,
-            epsilon=None if self.epsilon == "auto" else self.epsilon,
+            epsilon=resolve_epsilon(self.epsilon),
             unit=Unit(self.unit),
         )
 

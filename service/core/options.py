@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
+from service.core.contract import AUTO_EPSILON, BINARY, MULTICLASS, OPTIONS, Option
 from service.core.errors import InvalidOption
 
-#: float64 machine epsilon, the clip scikit-learn's ``log_loss`` uses for float64 input.
-MACHINE_EPSILON = float(np.finfo(np.float64).eps)
+#: float64 machine epsilon, the clip scikit-learn's ``log_loss`` uses for float64 input (``epsilon="auto"``).
+MACHINE_EPSILON = AUTO_EPSILON
+
+_MULTICLASS = OPTIONS[MULTICLASS]
+_BINARY = OPTIONS[BINARY]
 
 
 class Unit(StrEnum):
@@ -43,6 +46,13 @@ class Normalization(StrEnum):
     ERROR = "error"
 
 
+#: The enum options' defaults, from the contract (computed once: a dataclass default is a constant).
+_MULTICLASS_PREDICTION_TYPE = PredictionType(_MULTICLASS["prediction_type"].default)
+_BINARY_PREDICTION_TYPE = PredictionType(_BINARY["prediction_type"].default)
+_NORMALIZATION = Normalization(_MULTICLASS["normalization"].default)
+_UNIT = Unit(_MULTICLASS["unit"].default)
+
+
 def _coerce_enums(options: object) -> None:
     """Accept plain strings for the enum fields ("logits" for PredictionType.LOGITS)."""
     for name, kind in (("prediction_type", PredictionType), ("normalization", Normalization), ("unit", Unit)):
@@ -56,30 +66,34 @@ def _coerce_enums(options: object) -> None:
             object.__setattr__(options, name, coerced)  # frozen dataclass: set once, at construction
 
 
-def _check_common(label_smoothing: float, epsilon: float | None) -> None:
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise InvalidOption("label_smoothing", f"must lie in [0, 1], got {label_smoothing!r}")
-    if epsilon is not None and not 0.0 <= epsilon < 0.5:
-        raise InvalidOption("epsilon", f'must be "auto" or a number in [0, 0.5), got {epsilon!r}')
+def _check_range(option: Option, value: float) -> None:
+    """InvalidOption naming ``option`` unless ``value`` lies in its range."""
+    if not option.contains(value):
+        raise InvalidOption(option.name, f"must lie in {option.interval}, got {value!r}")
+
+
+def _check_common(options: Mapping[str, Option], label_smoothing: float, epsilon: float | None) -> None:
+    _check_range(options["label_smoothing"], label_smoothing)
+    if epsilon is not None and not options["epsilon"].contains(epsilon):
+        raise InvalidOption("epsilon", f'must be "auto" or a number in {options["epsilon"].interval}, got {epsilon!r}')
 
 
 @dataclass(frozen=True)
 class MulticlassOptions:
     """Options of multi-class cross-entropy; ``epsilon=None`` means "auto"."""
 
-    prediction_type: PredictionType = PredictionType.PROBABILITIES
-    label_smoothing: float = 0.0
+    prediction_type: PredictionType = _MULTICLASS_PREDICTION_TYPE
+    label_smoothing: float = _MULTICLASS["label_smoothing"].default
     epsilon: float | None = None
-    normalization: Normalization = Normalization.WARN
-    tolerance: float = 1e-3
-    unit: Unit = Unit.NATS
-    ignore_index: int | None = None
+    normalization: Normalization = _NORMALIZATION
+    tolerance: float = _MULTICLASS["tolerance"].default
+    unit: Unit = _UNIT
+    ignore_index: int | None = _MULTICLASS["ignore_index"].default
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
-        _check_common(self.label_smoothing, self.epsilon)
-        if not 0.0 < self.tolerance < 1.0:
-            raise InvalidOption("tolerance", f"must lie in (0, 1), got {self.tolerance!r}")
+        _check_common(_MULTICLASS, self.label_smoothing, self.epsilon)
+        _check_range(_MULTICLASS["tolerance"], self.tolerance)
 
     @property
     def resolved_epsilon(self) -> float:
@@ -91,14 +105,14 @@ class MulticlassOptions:
 class BinaryOptions:
     """Options of binary / multi-label cross-entropy; ``epsilon=None`` means "auto"."""
 
-    prediction_type: PredictionType = PredictionType.PROBABILITIES
-    label_smoothing: float = 0.0
+    prediction_type: PredictionType = _BINARY_PREDICTION_TYPE
+    label_smoothing: float = _BINARY["label_smoothing"].default
     epsilon: float | None = None
-    unit: Unit = Unit.NATS
+    unit: Unit = _UNIT
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
-        _check_common(self.label_smoothing, self.epsilon)
+        _check_common(_BINARY, self.label_smoothing, self.epsilon)
         if self.prediction_type is PredictionType.LOG_PROBABILITIES:
             raise InvalidOption("prediction_type", 'must be "probabilities" or "logits" for binary cross-entropy')
 

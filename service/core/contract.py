@@ -1,0 +1,208 @@
+"""The options of each scoring endpoint, each defined once: name, default, range and documentation.
+
+Everything else is derived from this table or checked against it by ``tests/test_contract.py``:
+the core's option dataclasses (defaults and range checks), the Pydantic request models (and so
+the OpenAPI document and the NPZ query parameters), the Python client's defaults and keyword
+arguments, and the flags of ``xent score``. Pure Python: the client imports it without the math.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+#: The scoring endpoints, by their path below ``/v1/``.
+Endpoint = Literal["cross-entropy", "binary-cross-entropy"]
+MULTICLASS: Endpoint = "cross-entropy"
+BINARY: Endpoint = "binary-cross-entropy"
+
+#: The media types of request and answer bodies.
+JSON_MEDIA_TYPE = "application/json"
+NPZ_MEDIA_TYPE = "application/x-npz"
+
+#: What ``epsilon`` takes to mean the float64 machine epsilon, the clip scikit-learn's ``log_loss`` uses.
+AUTO = "auto"
+AUTO_EPSILON = sys.float_info.epsilon
+
+UNITS = ("nats", "bits", "hartleys")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One request option: its name, default, allowed values and documentation.
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (kept as written, so the JSON Schema says ``0``, not
+    ``0.0``); ``choices`` lists the values of a string option; ``array`` marks a field that travels
+    as an NPZ member rather than a query parameter.
+    """
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    array: bool = False
+
+    @property
+    def bounds(self) -> dict[str, float]:
+        """The range as keyword arguments (``ge=0, le=1``), only those that are set."""
+        given = {"ge": self.ge, "gt": self.gt, "le": self.le, "lt": self.lt}
+        return {key: value for key, value in given.items() if value is not None}
+
+    @property
+    def interval(self) -> str:
+        """The range in interval notation: ``[0, 1]``, ``(0, 1)``, ``[0, 0.5)``."""
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})"
+        return f"{low}, {high}"
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies in the range (every bound that is set)."""
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+
+def resolve_epsilon(value: float | str | None) -> float | None:
+    """The core's ``epsilon`` for a request's: ``None`` (the automatic clip) for ``"auto"`` or ``None``."""
+    if value is None or (isinstance(value, str) and value == AUTO):
+        return None
+    return float(value)
+
+
+_LABEL_SMOOTHING = "Label smoothing ε_ls in [0, 1], applied to the target before every quantity"
+_SAMPLE_WEIGHTS = (
+    "N non-negative weights, one per row. They change only the aggregates (mean, sum), never the per-sample values."
+)
+
+_COMMON = {
+    "sample_weights": Option("sample_weights", None, _SAMPLE_WEIGHTS, array=True),
+    "epsilon": Option(
+        "epsilon",
+        AUTO,
+        'Clip for probabilities: each is clipped to [ε, 1 − ε] before the log. `"auto"` (default) is float64 '
+        "machine epsilon, 2.220446049250313e-16, as scikit-learn's `log_loss` does; `0` is exact math, where a zero "
+        "probability on a non-zero target gives +infinity, reported as `null` with a `NON_FINITE` warning. "
+        "Applies to `probabilities` only; logits and log-probabilities are never clipped.",
+        ge=0,
+        lt=0.5,
+    ),
+    "unit": Option(
+        "unit",
+        "nats",
+        "Unit of the results: `nats` (natural log, default), `bits` (log2) or `hartleys` (log10).",
+        choices=UNITS,
+    ),
+    "per_sample": Option(
+        "per_sample", True, "Return the per-sample arrays (default). `false` leaves them out, for very large batches."
+    ),
+}
+
+
+def _in_order(*options: Option) -> dict[str, Option]:
+    return {option.name: option for option in options}
+
+
+#: Every option of each endpoint (all but ``labels`` and ``predictions``), in the order the request lists them.
+OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
+    MULTICLASS: _in_order(
+        Option(
+            "prediction_type",
+            "probabilities",
+            "`probabilities` (default, each in [0, 1]), `logits` (normalised with a stable log-softmax, "
+            "x − logsumexp x) or `log_probabilities` (each ≤ 0).",
+            choices=("probabilities", "logits", "log_probabilities"),
+        ),
+        Option(
+            "classes",
+            None,
+            "C unique class names in column order. Required with class-name labels; echoed in the response.",
+            array=True,
+        ),
+        Option(
+            "label_smoothing",
+            0.0,
+            f"{_LABEL_SMOOTHING}: y' = (1 − ε_ls)·y + ε_ls/C. Default 0.",
+            ge=0,
+            le=1,
+        ),
+        Option(
+            "class_weights",
+            None,
+            "C non-negative class weights. Row i then weighs sᵢ·Σ_c w_c·y'ᵢ_c in the aggregates "
+            "(for a hard label, sᵢ·w_yᵢ); per-sample values are unchanged.",
+            array=True,
+        ),
+        _COMMON["sample_weights"],
+        Option(
+            "ignore_index",
+            None,
+            "A class index whose rows are left out of every aggregate and get `null` per-sample values "
+            "(e.g. -100, as in PyTorch). Only with class-index labels.",
+            # An int64, as the labels it is compared with: a larger one could match no row, and could not
+            # be echoed in `settings` either (orjson writes at most 64-bit integers).
+            ge=-(2**63),
+            le=2**63 - 1,
+        ),
+        _COMMON["epsilon"],
+        Option(
+            "normalization",
+            "warn",
+            "Prediction rows whose sum is off 1 by more than `tolerance`: `warn` (default: score as given and add a "
+            "`ROWS_NOT_NORMALIZED` warning), `renormalize` (divide every row by its sum, soft targets too) or "
+            "`error` (422 naming the rows). Soft targets off 1 are a 422 unless `renormalize`.",
+            choices=("warn", "renormalize", "error"),
+        ),
+        Option(
+            "tolerance",
+            1e-3,
+            "How far a row sum may be from 1 and still count as normalised. Default 1e-3.",
+            gt=0,
+            lt=1,
+        ),
+        _COMMON["unit"],
+        _COMMON["per_sample"],
+    ),
+    BINARY: _in_order(
+        Option(
+            "prediction_type",
+            "probabilities",
+            "`probabilities` (default, each in [0, 1]) or `logits` (through a stable log-sigmoid).",
+            choices=("probabilities", "logits"),
+        ),
+        Option(
+            "pos_weight",
+            None,
+            "A number, or K numbers, ≥ 0 multiplying the positive term: ℓ = −[pw·y·log q + (1 − y)·log(1 − q)]. "
+            "With it, CE no longer equals H + KL (those stay unweighted).",
+            array=True,
+        ),
+        Option(
+            "label_smoothing",
+            0.0,
+            f"{_LABEL_SMOOTHING}: y' = y·(1 − ε_ls) + ε_ls/2. Default 0.",
+            ge=0,
+            le=1,
+        ),
+        _COMMON["sample_weights"],
+        _COMMON["epsilon"],
+        _COMMON["unit"],
+        _COMMON["per_sample"],
+    ),
+}
+
+#: Options that are arrays: NPZ members rather than query parameters.
+ARRAY_OPTIONS = frozenset(name for options in OPTIONS.values() for name, option in options.items() if option.array)
+
+
+def defaults(endpoint: Endpoint) -> dict[str, Any]:
+    """Every option of ``endpoint`` with its default."""
+    return {name: option.default for name, option in OPTIONS[endpoint].items()}
