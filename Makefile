@@ -8,18 +8,12 @@ PORT   ?= $(or $(XENT_PORT),8000)
 
 .PHONY: run test lint typecheck manifests pytest openapi fuzz bench bench-quick profile soak clean
 
-$(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "xent needs Python 3.11 or newer: set PYTHON=/path/to/python3.11")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+# scripts/make_venv.py creates and updates .venv under a lock, so `make run &` and `make test` can start together.
+$(VENV)/.installed-run: pyproject.toml constraints.txt
+	$(PYTHON) scripts/make_venv.py $(VENV) run
 
-$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
-	@touch $@
-
-$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	@touch $@ $(VENV)/.installed-run
+$(VENV)/.installed-test: pyproject.toml constraints.txt
+	$(PYTHON) scripts/make_venv.py $(VENV) test
 
 run: $(VENV)/.installed-run
 	$(BIN)/xent serve --host $(HOST) --port $(PORT)
@@ -27,8 +21,8 @@ run: $(VENV)/.installed-run
 test: lint typecheck manifests pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check service tests benchmarks
-	$(BIN)/ruff format --check service tests benchmarks
+	$(BIN)/ruff check service tests benchmarks scripts
+	$(BIN)/ruff format --check service tests benchmarks scripts
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
