@@ -3,6 +3,10 @@
 ``score_multiclass`` and ``score_binary`` take decoded values (lists or arrays) and
 options, check them, and return a ``ScoreResult``; bad input raises a subclass of
 ``ScoringError`` that names the field, row and column.
+
+Inside: ``labels`` and ``predictions`` check the inputs, ``multiclass`` and ``binary`` hold the
+reference path of each formula, ``kernels`` the blocked fast path that must equal it, and
+``logspace`` the stable logarithms both use.
 """
 
 from service.core.binary import score_binary

@@ -1,8 +1,12 @@
-"""Binary and multi-label cross-entropy, with Bernoulli KL divergence and entropy."""
+"""Binary and multi-label cross-entropy, with Bernoulli KL divergence and entropy.
+
+``_bernoulli_rows`` is the reference path, the formulas written once; ``score_binary`` checks the
+inputs, takes the logs (``service.core.logspace``) and hands the rows to ``finish``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -86,32 +90,14 @@ def score_binary(
         predicted_positive = preds > 0.5
         clipped = eps > 0
 
-    smoothing = options.label_smoothing
-    smoothed = target * (1.0 - smoothing) + smoothing / 2.0 if smoothing else target
-    positive, negative = smoothed > 0, smoothed < 1
-    # 0·log 0 = 0: a term whose target weight is zero contributes nothing, even at log q = −inf.
-    pos_log = np.where(positive, log_q, 0.0)
-    neg_log = np.where(negative, log_1mq, 0.0)
-    entropy = -(xlogx(smoothed) + xlogx(1.0 - smoothed))
-    with np.errstate(invalid="ignore"):
-        gaps = smoothed * (np.log(smoothed, where=positive, out=np.zeros_like(smoothed)) - pos_log) + (
-            1.0 - smoothed
-        ) * (np.log1p(-smoothed, where=negative, out=np.zeros_like(smoothed)) - neg_log)
-    # Rounding can leave −1e-17 where q equals the target; a divergence is never negative.
-    kl_divergence = np.maximum(gaps.mean(axis=1), 0.0)
-    entropy_rows = entropy.mean(axis=1)
-    if weights_by_label is None:
-        cross_entropy = entropy_rows + kl_divergence
-    else:
-        weighted = weights_by_label * smoothed
-        # A zero weight times log q = −inf must give 0, not NaN: select before multiplying out.
-        with np.errstate(invalid="ignore"):
-            terms = np.where(weighted > 0, weighted * log_q, 0.0) + (1.0 - smoothed) * neg_log
-        cross_entropy = -terms.mean(axis=1)
+    smoothed = _smooth(target, options.label_smoothing)
+    cross_entropy, kl_divergence, entropy_rows = _bernoulli_rows(smoothed, log_q, log_1mq, weights_by_label)
 
     if clipped:
         # Only a clip under a term with non-zero weight changes the score.
-        clipped_rows = np.asarray(((positive & (preds < eps)) | (negative & (preds > 1.0 - eps))).any(axis=1))
+        clipped_rows = np.asarray(
+            ((smoothed.positive & (preds < eps)) | (smoothed.negative & (preds > 1.0 - eps))).any(axis=1)
+        )
         if clipped_rows.any():
             message = (
                 f"probabilities outside [epsilon, 1 - epsilon] (epsilon = {eps:.6g}) were clipped "
@@ -132,11 +118,64 @@ def score_binary(
     )
 
 
+class _Smoothed(NamedTuple):
+    """Labels y' = (1 − ε)·y + ε/2, and where y' > 0 and y' < 1: the terms that carry weight."""
+
+    y: np.ndarray
+    positive: np.ndarray
+    negative: np.ndarray
+
+
+def _smooth(target: np.ndarray, smoothing: float) -> _Smoothed:
+    """Label smoothing towards 1/2: y' = (1 − ε)·y + ε/2."""
+    smoothed = target * (1.0 - smoothing) + smoothing / 2.0 if smoothing else target
+    return _Smoothed(smoothed, smoothed > 0, smoothed < 1)
+
+
+def _bernoulli_rows(
+    labels: _Smoothed, log_q: np.ndarray, log_1mq: np.ndarray, pos_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CE, KL and H per row: the mean over its K labels of the Bernoulli terms, with 0·log 0 = 0.
+
+    H(y) = −[y·log y + (1 − y)·log(1 − y)];
+    KL(y ‖ q) = y·(log y − log q) + (1 − y)·(log(1 − y) − log(1 − q));
+    CE = −[pw·y·log q + (1 − y)·log(1 − q)], which is H + KL when ``pos_weight`` is not given.
+
+    Examples
+    --------
+    >>> q = np.array([[0.1], [0.8], [0.6]])
+    >>> ce, kl, h = _bernoulli_rows(_smooth(np.array([[0.0], [1.0], [1.0]]), 0.0), np.log(q), np.log1p(-q), None)
+    >>> ce.round(6).tolist(), h.tolist()
+    ([0.105361, 0.223144, 0.510826], [0.0, 0.0, 0.0])
+    """
+    smoothed, positive, negative = labels
+    # 0·log 0 = 0: a term whose target weight is zero contributes nothing, even at log q = −inf.
+    pos_log = np.where(positive, log_q, 0.0)
+    neg_log = np.where(negative, log_1mq, 0.0)
+    entropy = -(xlogx(smoothed) + xlogx(1.0 - smoothed))
+    with np.errstate(invalid="ignore"):
+        gaps = smoothed * (np.log(smoothed, where=positive, out=np.zeros_like(smoothed)) - pos_log) + (
+            1.0 - smoothed
+        ) * (np.log1p(-smoothed, where=negative, out=np.zeros_like(smoothed)) - neg_log)
+    # Rounding can leave −1e-17 where q equals the target; a divergence is never negative.
+    kl_divergence = np.maximum(gaps.mean(axis=1), 0.0)
+    entropy_rows = entropy.mean(axis=1)
+    if pos_weight is None:
+        return entropy_rows + kl_divergence, kl_divergence, entropy_rows
+    weighted = pos_weight * smoothed
+    # A zero weight times log q = −inf must give 0, not NaN: select before multiplying out.
+    with np.errstate(invalid="ignore"):
+        terms = np.where(weighted > 0, weighted * log_q, 0.0) + (1.0 - smoothed) * neg_log
+    return -terms.mean(axis=1), kl_divergence, entropy_rows
+
+
 def _shape(array: np.ndarray) -> str:
+    """An array's shape as Python writes it: ``(3,)``, ``(3, 2)``."""
     return "(" + ", ".join(str(d) for d in array.shape) + ("," if array.ndim == 1 else "") + ")"
 
 
 def _require_unit_interval(values: np.ndarray, field: str, message: str) -> None:
+    """Raise OutOfRange at the first value outside [0, 1]."""
     bad = (values < 0) | (values > 1)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])

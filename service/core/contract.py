@@ -8,6 +8,7 @@ arguments, and the flags of ``xent score``. Pure Python: the client imports it w
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ NPZ_MEDIA_TYPE = "application/x-npz"
 AUTO = "auto"
 AUTO_EPSILON = sys.float_info.epsilon
 
-UNITS = ("nats", "bits", "hartleys")
+#: Each unit of information and ln(its base): a value in nats divided by this is in that unit.
+LOG_BASES: Mapping[str, float] = {"nats": 1.0, "bits": math.log(2.0), "hartleys": math.log(10.0)}
+UNITS = tuple(LOG_BASES)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ without knowing anything about the math.
 
 from __future__ import annotations
 
+import re
+from typing import Any, ClassVar
+
 Location = tuple[str | int, ...]
 
 
@@ -17,7 +20,12 @@ class ScoringError(Exception):
 class InvalidInput(ScoringError):
     """An input value cannot be scored; ``field``/``row``/``column`` say where."""
 
-    code = "invalid_input"
+    #: The machine-readable kind of error; a subclass's is its name in snake case (``NotANumber``: ``not_a_number``).
+    code: ClassVar[str] = "invalid_input"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
     def __init__(
         self,
@@ -60,40 +68,26 @@ class InvalidInput(ScoringError):
 class NotANumber(InvalidInput):
     """A value that should be a number is a string, boolean, null or nested array."""
 
-    code = "not_a_number"
-
 
 class NotFinite(InvalidInput):
     """A number is NaN, +Infinity or -Infinity (or too large for float64)."""
-
-    code = "not_finite"
 
 
 class BadShape(InvalidInput):
     """An array has the wrong number of dimensions, rows or columns (ragged rows too)."""
 
-    code = "bad_shape"
-
 
 class OutOfRange(InvalidInput):
     """A number lies outside its domain: a probability above 1, a negative weight, …"""
-
-    code = "out_of_range"
 
 
 class UnknownClass(InvalidInput):
     """A label names a class that is not in ``classes`` or indexes past the last column."""
 
-    code = "unknown_class"
-
 
 class RowsNotNormalized(InvalidInput):
     """Rows that must sum to 1 do not, and the options do not allow it."""
 
-    code = "rows_not_normalized"
-
 
 class InvalidOption(InvalidInput):
     """An option is outside its range or cannot be combined with the others."""
-
-    code = "invalid_option"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.core.contract import AUTO_EPSILON, BINARY, MULTICLASS, OPTIONS, Option
+from service.core.contract import AUTO_EPSILON, BINARY, LOG_BASES, MULTICLASS, OPTIONS, Option
 from service.core.errors import InvalidOption
 
 #: float64 machine epsilon, the clip scikit-learn's ``log_loss`` uses for float64 input (``epsilon="auto"``).
@@ -27,7 +26,7 @@ class Unit(StrEnum):
     @property
     def log_base(self) -> float:
         """ln(base): divide a value in nats by this to express it in this unit."""
-        return {Unit.NATS: 1.0, Unit.BITS: math.log(2.0), Unit.HARTLEYS: math.log(10.0)}[self]
+        return LOG_BASES[self.value]
 
 
 class PredictionType(StrEnum):

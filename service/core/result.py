@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,44 @@ class ScoreResult:
     scored: np.ndarray
     warnings: tuple[ScoringWarning, ...]
     settings: Mapping[str, object]
+
+    def to_summary(self, *, per_sample: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``).
+
+        Non-finite numbers are None (JSON has no infinity); ``per_sample`` there is None,
+        for the writer to fill in, while ``settings.per_sample`` records the flag; ``extra``
+        adds top-level fields after ``unit``.
+        """
+        mean, sums = self.mean, self.sum
+        return {
+            "n": self.n,
+            "n_scored": self.n_scored,
+            "unit": self.unit.value,
+            **(extra or {}),
+            "mean": {
+                "cross_entropy": finite_or_none(mean.cross_entropy),
+                "kl_divergence": finite_or_none(mean.kl_divergence),
+                "entropy": finite_or_none(mean.entropy),
+                "perplexity": finite_or_none(mean.perplexity),
+                "accuracy": finite_or_none(mean.accuracy),
+            },
+            "sum": {
+                "cross_entropy": finite_or_none(sums.cross_entropy),
+                "kl_divergence": finite_or_none(sums.kl_divergence),
+                "entropy": finite_or_none(sums.entropy),
+            },
+            "per_sample": None,
+            "warnings": [
+                {"code": w.code.value, "message": w.message, "count": w.count, "rows": list(w.rows)}
+                for w in self.warnings
+            ],
+            "settings": {**self.settings, "per_sample": per_sample},
+        }
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value``, or None when it is None, infinite or NaN (how the wire writes those)."""
+    return None if value is None or not math.isfinite(value) else value
 
 
 def _weighted(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) -> float:

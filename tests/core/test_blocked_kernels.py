@@ -1,4 +1,4 @@
-"""The blocked hard-label path of score_multiclass against plain dense NumPy, across block boundaries.
+"""The blocked hard-label kernel against the reference path and plain dense NumPy, across block boundaries.
 
 ``scan_rows`` reads N×C predictions a block of rows at a time (transposed for few classes), so
 the sizes here straddle the block size: one row short of a block, exactly one, one over, and
@@ -19,10 +19,13 @@ from service.core import (
     OutOfRange,
     PredictionType,
     UnknownClass,
+    multiclass,
     score_multiclass,
 )
-from service.core.logspace import SMALL_ENTRIES, block_rows, scan_rows
+from service.core.kernels import SMALL_ENTRIES, block_rows, hard_label_scan, scan_rows
+from service.core.multiclass import hard_label_reference
 from service.core.options import MACHINE_EPSILON
+from service.core.result import ScoreResult, ScoringWarning
 
 RTOL = 1e-13
 CLASSES = [2, 3, 10, 33, 1000]
@@ -164,6 +167,95 @@ def test_fortran_ordered_predictions_score_like_c_ordered() -> None:
     f_result = score_multiclass(labels, np.asfortranarray(preds), options=options)
     np.testing.assert_allclose(f_result.per_sample.cross_entropy, c_result.per_sample.cross_entropy, rtol=RTOL)
     assert f_result.mean.accuracy == c_result.mean.accuracy
+
+
+# --- the kernel against the reference path, bit for bit ---------------------------------------------------------
+
+
+def kernel_cases() -> list[tuple[str, int, str, float | None]]:
+    """(prediction type, classes, normalization, epsilon): every combination the kernel serves."""
+    policies = [policy.value for policy in Normalization]
+    return [
+        (kind, classes, policy, epsilon)
+        for kind in KINDS
+        for classes in CLASSES
+        for policy in policies
+        for epsilon in ([None, 0.0, 1e-3] if kind == "probabilities" else [None])
+    ]
+
+
+def random_batch(seed: int, classes: int, kind: str, *, ignored: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions over several blocks, labels (every fourth ignored when ``ignored``) and the scored mask."""
+    rng = np.random.default_rng(seed)
+    n = 2 * block_rows(classes) + 3
+    preds = predictions(rng, n, classes, kind)
+    if kind == "probabilities":
+        preds[1::9, 0] = 0.0  # zero probabilities: −inf without a clip, clipped with one
+    labels = rng.integers(0, classes, size=n)
+    if ignored:
+        labels[::4] = -100
+    scored = labels != -100
+    return preds, np.where(scored, labels, 0), scored
+
+
+def run_path(path: Any, preds: np.ndarray, labels: np.ndarray, scored: np.ndarray, options: MulticlassOptions) -> Any:
+    """What one hard-label path returns and warns, or the error it raises (type and message)."""
+    warnings: list[ScoringWarning] = []
+    try:
+        scores = path(preds, labels, scored, options, warnings)
+    except InvalidInput as error:
+        return type(error), str(error)
+    return scores, warnings
+
+
+@pytest.mark.parametrize(("kind", "classes", "policy", "epsilon"), kernel_cases())
+def test_hard_label_kernel_equals_the_reference_path_bit_for_bit(
+    kind: str, classes: int, policy: str, epsilon: float | None
+) -> None:
+    for ignored in (False, True):
+        preds, labels, scored = random_batch(classes + len(policy), classes, kind, ignored=ignored)
+        options = MulticlassOptions(
+            prediction_type=PredictionType(kind), normalization=Normalization(policy), epsilon=epsilon
+        )
+        fast = run_path(hard_label_scan, preds, labels, scored, options)
+        reference = run_path(hard_label_reference, preds, labels, scored, options)
+        if isinstance(reference[0], type):  # the policy rejects the batch: both raise the same error
+            assert fast == reference
+            continue
+        assert fast[0] is not None, "the kernel declined a finite, in-range, C-contiguous batch"
+        (log_q, clipped, correct), warnings = fast
+        (expected_log_q, expected_clipped, expected_correct), expected_warnings = reference
+        assert log_q.tobytes() == expected_log_q.tobytes()
+        assert (clipped is None) == (expected_clipped is None)
+        if clipped is not None:
+            assert np.array_equal(clipped, expected_clipped)
+        assert correct.tobytes() == expected_correct.tobytes()
+        assert warnings == expected_warnings
+
+
+def answer(result: ScoreResult) -> tuple[Any, ...]:
+    """Every number, mask and warning of a result, as bytes and reprs that compare bit for bit."""
+    per_sample = result.per_sample
+    arrays = (per_sample.cross_entropy, per_sample.kl_divergence, per_sample.entropy, result.scored)
+    return (*(array.tobytes() for array in arrays), repr(result.mean), repr(result.sum), result.warnings)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("classes", CLASSES)
+def test_score_multiclass_gives_the_same_answer_without_the_kernel(
+    classes: int, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2000 + classes)
+    preds, labels, _ = random_batch(3000 + classes, classes, kind, ignored=True)
+    class_weights = rng.uniform(0.1, 2.0, size=classes)
+    options = MulticlassOptions(
+        prediction_type=PredictionType(kind), normalization=Normalization.RENORMALIZE, ignore_index=-100
+    )
+    labels[::4] = -100
+    dispatched = score_multiclass(labels, preds, class_weights=class_weights, options=options)
+    monkeypatch.setattr(multiclass, "hard_label_scan", lambda *args: None)  # the kernel declines every batch
+    reference = score_multiclass(labels, preds, class_weights=class_weights, options=options)
+    assert answer(dispatched) == answer(reference)
 
 
 # --- errors in a late block -------------------------------------------------------------------------------------
