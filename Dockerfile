@@ -31,7 +31,7 @@ ARG UID=10001
 # interfaces here. The other XENT_* settings keep the defaults from service/settings.py
 # (XENT_PORT=8000, XENT_WORKERS=1, XENT_LOG_LEVEL=info, XENT_MAX_BODY_BYTES=67108864) unless set.
 # GLIBC_TUNABLES: malloc asks for transparent huge pages (what `xent serve` would otherwise re-exec
-# itself for; see service/cli.py): large batches fault in their memory much faster.
+# itself for; see service/cli/serve.py): large batches fault in their memory much faster.
 ENV PATH=/opt/venv/bin:$PATH \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     PYTHONPATH=/app \

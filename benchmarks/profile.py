@@ -159,8 +159,8 @@ def _floors() -> list[tuple[str, float]]:
     """Elementary costs, one thread."""
     from threadpoolctl import threadpool_limits
 
-    from service.api import fastjson
     from service.api.schemas import CrossEntropyRequest
+    from service.api.transport import _json_fast as fastjson
     from service.core import MulticlassOptions, score_multiclass
 
     threadpool_limits(1)

@@ -67,6 +67,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest time a client may take to send its body; a slower one gets 408 and frees the worker.",
     )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Largest request head (request line and header lines), in bytes; a larger one gets 431 unread.",
+    )
+    max_headers: int = Field(100, ge=1, description="Most header fields in one request; more get 431.")
+    header_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description=(
+            "Longest time from a connection's start (or the end of the previous response) to the end of a "
+            "request's headers; then the connection is closed, whether bytes are still arriving or not."
+        ),
+    )
     gzip_min_bytes: int = Field(
         64 * 1024,
         ge=0,

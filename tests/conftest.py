@@ -1,10 +1,24 @@
-"""Shared fixtures: an app built from settings, and an HTTP client that talks to it in-process."""
+"""Shared fixtures: an app built from settings, and an HTTP client that talks to it in-process.
+
+Pytest puts this folder on sys.path (a rootdir conftest.py without __init__.py), so every test module
+can import the shared modules beside it instead of copying helpers:
+
+- ``in_process``: HTTP to the app in-process (the one ``httpx.ASGITransport``; these fixtures use it);
+- ``live_server``: a real ``xent serve`` on a free loopback port;
+- ``drain_race``: a slow upload raced against SIGTERM;
+- ``npz_bodies``: .npz and .npy request bodies;
+- ``whole_answers``: tolerances, shared messages and the reference example's whole answer;
+- ``prometheus_text``: samples read from GET /metrics.
+
+Bad inputs of every kind live in one table: tests/hostile/test_bad_inputs_catalogue.py.
+"""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from in_process import in_process_client, started_client
 
 from service.api.app import create_app
 from service.settings import Settings
@@ -30,23 +44,17 @@ def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    # raise_app_exceptions=False: a crash must reach the test as the 500 a real client would see.
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
-
-
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client of ``app`` after its start-up (self-test done, /readyz ready); shut down afterwards."""
-    async with app.router.lifespan_context(app), _client(app) as started:
+    async with started_client(app) as started:
         yield started
 
 
 @pytest.fixture
 async def unstarted_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client of ``app`` whose lifespan was never entered."""
-    async with _client(app) as client:
+    async with in_process_client(app) as client:
         yield client
 
 

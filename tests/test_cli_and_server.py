@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,13 @@ def test_openapi_command_writes_the_document(tmp_path: Path) -> None:
 def test_openapi_command_prints_to_stdout_without_a_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["openapi"]) == 0
     assert json.loads(capsys.readouterr().out)["openapi"].startswith("3.1")
+
+
+def test_python_m_service_cli_is_the_xent_command() -> None:
+    """The container runs `python -m service.cli serve`."""
+    command = [sys.executable, "-m", "service.cli", "openapi"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
+    assert result.stdout == openapi_document()
 
 
 def test_a_large_request_in_flight_does_not_stall_health_checks(server: str) -> None:

@@ -2,17 +2,15 @@
 the request in flight gets its whole answer, and the process exits 0."""
 
 import asyncio
-import json
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from types import FrameType
 
 import httpx
-import numpy as np
 import pytest
+from drain_race import random_batch, sigterm_during_slow_upload
+from in_process import started_client
 from live_server import running_xent
 
 from service.api import create_app
@@ -31,20 +29,27 @@ def test_sigterm_turns_readiness_off_at_once_and_hands_the_signal_on() -> None:
         app = create_app(Settings())
 
         async def go() -> list[int]:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                    before = (await client.get("/readyz")).status_code
-                    signal.raise_signal(signal.SIGTERM)
-                    after = await client.get("/readyz")
-                    assert after.headers["retry-after"] == "1"
-                    return [before, after.status_code]
+            async with started_client(app) as client:
+                before = (await client.get("/readyz")).status_code
+                signal.raise_signal(signal.SIGTERM)
+                after = await client.get("/readyz")
+                assert after.headers["retry-after"] == "1"
+                return [before, after.status_code]
 
         assert asyncio.run(go()) == [200, 503]
         assert received == [signal.SIGTERM]  # uvicorn's handler (here: the stand-in) still gets it
         assert signal.getsignal(signal.SIGTERM) is previous  # and it is put back after shutdown
     finally:
         signal.signal(signal.SIGTERM, original)
+
+
+def _healthz_refused(url: str) -> bool:
+    """Whether GET /healthz can no longer connect."""
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 @pytest.fixture
@@ -57,42 +62,17 @@ def test_sigterm_during_a_batch_lets_it_finish_whole_and_exits_zero(
     server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
     url, process = server
-    rng = np.random.default_rng(11)
-    predictions = rng.dirichlet(np.ones(5), size=2000)
-    labels = rng.integers(0, 5, 2000)
-    body = json.dumps({"labels": labels.tolist(), "predictions": predictions.tolist()}).encode()
-    pieces = [body[i : i + len(body) // 8 + 1] for i in range(0, len(body), len(body) // 8 + 1)]
+    batch = random_batch(11, rows=2000, classes=5)
 
-    def slow_upload() -> Iterator[bytes]:
-        for piece in pieces:  # about 2 s in all: SIGTERM lands while the body is still arriving
-            time.sleep(0.25)
-            yield piece
+    # 8 pieces, about 2 s in all; a new connection counts as refused when GET /healthz cannot connect.
+    race = sigterm_during_slow_upload(
+        url, process, batch.body, pieces=8, refused=lambda: _healthz_refused(url), watch_seconds=5
+    )
 
-    answer: dict[str, object] = {}
-
-    def post() -> None:
-        response = httpx.post(
-            f"{url}/v1/cross-entropy", content=slow_upload(), headers={"content-type": "application/json"}, timeout=60
-        )
-        answer.update(status=response.status_code, body=response.json())
-
-    worker = threading.Thread(target=post)
-    worker.start()
-    time.sleep(0.6)
-    process.send_signal(signal.SIGTERM)
-    refused = False
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not refused:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            time.sleep(0.05)
-        except httpx.ConnectError:
-            refused = True
-    worker.join(timeout=60)
-    assert refused, "new connections were still accepted after SIGTERM"
-    assert answer["status"] == 200, answer
-    expected = score_multiclass(labels, predictions)
-    result = answer["body"]
+    assert race.refused_at is not None, "new connections were still accepted after SIGTERM"
+    assert race.status == 200, race
+    expected = score_multiclass(batch.labels, batch.predictions)
+    result = race.answer
     assert isinstance(result, dict)
     assert result["n"] == 2000
     assert result["mean"]["cross_entropy"] == pytest.approx(expected.mean.cross_entropy, rel=1e-12)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from live_server import running_xent
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_text import sample
 
 TWO_ROWS = b'{"labels": [1, 0], "predictions": [[0.228, 0.619, 0.153], [0.5, 0.25, 0.25]]}'
 JSON = {"content-type": "application/json"}
@@ -22,14 +22,6 @@ class Server:
     url: str
     tmpdir: Path
     process: subprocess.Popen[bytes]
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and found.labels == labels:
-                return float(found.value)
-    return 0.0
 
 
 @pytest.fixture
@@ -72,14 +64,14 @@ def test_metrics_add_up_across_two_workers(two_workers: Server) -> None:
     # Every scrape, whichever worker serves it, shows the sum over both.
     for _ in range(6):
         text = httpx.get(f"{two_workers.url}/metrics", timeout=10).text
-        assert _sample(text, "xent_http_requests_total", **SCORING, status="200") == sent
-        assert _sample(text, "xent_http_requests_total", **SCORING, status="415") == 1
-        assert _sample(text, "xent_scored_rows_total", endpoint="/v1/cross-entropy") == 2 * sent
+        assert sample(text, "xent_http_requests_total", **SCORING, status="200") == sent
+        assert sample(text, "xent_http_requests_total", **SCORING, status="415") == 1
+        assert sample(text, "xent_scored_rows_total", endpoint="/v1/cross-entropy") == 2 * sent
         # The 415 was refused before its body was read: no bytes counted for it.
-        assert _sample(text, "xent_http_request_body_bytes_sum", endpoint="/v1/cross-entropy") == sent * len(TWO_ROWS)
-        assert _sample(text, "xent_http_request_duration_seconds_count", **SCORING) == sent + 1
-        assert _sample(text, "xent_refusals_total", reason="unsupported_media_type") == 1
-        assert _sample(text, "xent_http_requests_in_flight") == 1  # the scrape itself
+        assert sample(text, "xent_http_request_body_bytes_sum", endpoint="/v1/cross-entropy") == sent * len(TWO_ROWS)
+        assert sample(text, "xent_http_request_duration_seconds_count", **SCORING) == sent + 1
+        assert sample(text, "xent_refusals_total", reason="unsupported_media_type") == 1
+        assert sample(text, "xent_http_requests_in_flight") == 1  # the scrape itself
 
     two_workers.process.terminate()
     assert two_workers.process.wait(timeout=20) == 0

@@ -1,6 +1,5 @@
 """The README's curl examples, run against the real app: the README cannot lie."""
 
-import asyncio
 import json
 import re
 import shlex
@@ -10,11 +9,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-
-from service.api import create_app
-from service.settings import Settings
+from in_process import post
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLE = re.compile(r"```sh\n((?:python3 -c |curl )[^`]*?)```\n```json\n(.*?)```", re.DOTALL)
@@ -70,15 +66,8 @@ def _matches(expected: Any, actual: Any, where: str = "") -> None:
 @pytest.mark.parametrize(("command", "answer"), _examples())
 def test_readme_example_answers_as_shown(command: str, answer: Any, tmp_path: Path) -> None:
     path, body, headers = _request(command, tmp_path)
-    app = create_app(Settings())
 
-    async def post() -> httpx.Response:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.post(path, content=body, headers=headers)
-
-    response = asyncio.run(post())
+    response = post(path, body, headers)
     _matches(answer, response.json())
     assert response.status_code == answer.get("status", 200), response.text
 

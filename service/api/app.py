@@ -9,17 +9,20 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service import __version__
-from service.api import health, metrics, scoring
-from service.api.auth import ApiKeys, require_api_key
-from service.api.docs import install_docs
-from service.api.drain import not_ready_on_stop_signal
-from service.api.errors import install_error_handlers, problem_responses
-from service.api.limits import ScoringSlots
-from service.api.memory import tune_allocator
-from service.api.metrics import Metrics
-from service.api.request_id import RequestIdMiddleware
+from service.api import scoring
+from service.api.operations import health, metrics
+from service.api.operations.docs import install_docs
+from service.api.operations.drain import not_ready_on_stop_signal
+from service.api.operations.memory import tune_allocator
+from service.api.operations.metrics import Metrics
+from service.api.operations.request_id import RequestIdMiddleware
+from service.api.operations.telemetry import RequestTelemetryMiddleware
+from service.api.policy.auth import ApiKeys, require_api_key
+from service.api.policy.slots import ScoringSlots
+from service.api.problems import install_error_handlers, problem_responses
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
-from service.api.telemetry import RequestTelemetryMiddleware
+from service.api.state import ServiceState
+from service.api.transport import Limits
 from service.core import score_multiclass
 from service.logs import REQUEST_LOGGER
 from service.settings import Settings
@@ -49,21 +52,22 @@ def _self_test() -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Ready after the self-test; not ready again as soon as a stop signal arrives."""
+    state: ServiceState = app.state.xent
     tune_allocator()
     _self_test()
-    if not app.state.api_keys.enabled:
+    if not state.api_keys.enabled:
         logger.warning(
             "no API keys are configured (XENT_API_KEYS / XENT_API_KEYS_FILE): "
             "anyone who can reach this service can use it"
         )
-    app.state.ready = True
+    state.ready = True
 
     def mark_not_ready() -> None:
-        app.state.ready = False
+        state.ready = False
 
     with not_ready_on_stop_signal(mark_not_ready):
         yield
-    app.state.ready = False
+    state.ready = False
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -99,15 +103,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         # FastAPI's built-in OpenTelemetry hooks ask the OpenTelemetry API for its providers on every
         # request (~10 µs, a twentieth of a small request); xent's observability is its Prometheus
-        # metrics and JSON logs (service/api/telemetry.py), so they are off.
+        # metrics and JSON logs (service/api/operations/telemetry.py), so they are off.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     settings = settings or Settings()
-    app.state.settings = settings
-    app.state.ready = False
-    # Read once here: a missing or unreadable keys file stops start-up instead of leaving the service open.
-    app.state.api_keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
-    app.state.scoring_slots = ScoringSlots(settings.max_concurrent_scoring)
+    app.state.xent = state = ServiceState(
+        settings=settings,
+        # Read once here: a missing or unreadable keys file stops start-up instead of leaving the service open.
+        api_keys=ApiKeys.from_settings(settings.api_keys, settings.api_keys_file),
+        limits=Limits.from_settings(settings),
+        scoring_slots=ScoringSlots(settings.max_concurrent_scoring),
+        metrics=Metrics(multiprocess_dir=settings.metrics_dir),
+    )
     install_error_handlers(app)
     # Every operation can fail unexpectedly: the OpenAPI document says how that answer looks.
     unexpected = problem_responses(500)
@@ -118,13 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     # --- Metrics, request log and X-Request-ID. Keep these two middlewares the last ones added: the
     # last added is the outermost, so they see (and tag) every answer, other middlewares' refusals too.
-    app.state.metrics = Metrics(multiprocess_dir=settings.metrics_dir)
     app.include_router(
         metrics.router,
         dependencies=[Depends(require_api_key)] if settings.metrics_require_key else [],
         responses=unexpected,
     )
-    app.add_middleware(RequestTelemetryMiddleware, metrics=app.state.metrics, logger=logging.getLogger(REQUEST_LOGGER))
+    app.add_middleware(RequestTelemetryMiddleware, metrics=state.metrics, logger=logging.getLogger(REQUEST_LOGGER))
     app.add_middleware(RequestIdMiddleware)
     # --- end of metrics, request log and X-Request-ID.
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

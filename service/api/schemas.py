@@ -90,7 +90,7 @@ class _Strict(BaseModel):
 class CrossEntropyRequest(_Strict):
     """A batch of multi-class predictions and their labels."""
 
-    #: Array fields and what they hold (see ``service.api.fastjson``). They are the NPZ members of the
+    #: Array fields and what they hold (see ``service.api.transport._json_fast``). They are the NPZ members of the
     #: binary transport; every other field is a query parameter there.
     array_kinds: ClassVar[dict[str, str]] = {
         "predictions": "rows",

@@ -9,21 +9,28 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import ApiKeys, check_api_key, require_api_key
-from service.api.codecs import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, Answer, Body, decode, encode, read_body
-from service.api.errors import problem_responses
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
-from service.api.limits import ScoringSlots, check_batch_size
-from service.api.memory import give_back_free_memory
+from service.api.operations.memory import give_back_free_memory
+from service.api.policy.auth import check_api_key, require_api_key
+from service.api.problems import problem_responses
 from service.api.schemas import (
     BinaryCrossEntropyRequest,
     BinaryCrossEntropyResponse,
     CrossEntropyRequest,
     CrossEntropyResponse,
 )
-from service.api.telemetry import record_rows
-from service.core import ScoreResult, score_binary, score_multiclass
-from service.settings import Settings
+from service.api.state import ServiceState, service_state
+from service.api.transport import (
+    JSON_MEDIA_TYPE,
+    NPZ_MEDIA_TYPE,
+    WATCHERS,
+    Answer,
+    Body,
+    decode,
+    encode,
+    read_body,
+)
+from service.core import score_binary, score_multiclass
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -61,8 +68,7 @@ class KeyedRoute(APIRoute):
         endpoint: Endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
-            keys: ApiKeys = request.app.state.api_keys
-            check_api_key(keys, request.scope["headers"])
+            check_api_key(service_state(request).api_keys, request.scope["headers"])
             return await endpoint(request)
 
         return handler
@@ -125,64 +131,32 @@ NPZ_RESPONSE = {
 }
 
 
-def _checked(model: type[RequestModel], body: Body, query: Mapping[str, str], settings: Settings) -> RequestModel:
-    """The decoded request, refused with 413 if the batch is over the size limits."""
-    request = decode(
-        model, body, query, fast_json_min_bytes=settings.fast_json_min_bytes, max_bytes=settings.max_body_bytes
-    )
-    check_batch_size(getattr(request, "predictions", None), settings)
-    return request
+Handler = Callable[[Any, Answer], Response]
 
 
-def _answer(result: ScoreResult, per_sample: bool, extra: dict[str, Any], answer: Answer) -> Response:
-    record_rows(result.n)
-    return encode(result, per_sample=per_sample, extra=extra, answer=answer)
+def _decode_and_score(
+    model: type[BaseModel], handler: Handler, body: Body, query: Mapping[str, str], answer: Answer, state: ServiceState
+) -> Response:
+    """Decode the body into ``model``, then score and answer it with ``handler``."""
+    request = decode(model, body, query, state.limits, fast_json_min_bytes=state.settings.fast_json_min_bytes)
+    return handler(request, answer)
 
 
-def _cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
-    request = _checked(CrossEntropyRequest, body, query, settings)
-    result = score_multiclass(
-        request.labels,
-        request.predictions,
-        classes=request.classes,
-        class_weights=request.class_weights,
-        sample_weights=request.sample_weights,
-        options=request.options(),
-    )
-    return _answer(result, request.per_sample, {"classes": request.classes}, answer)
-
-
-def _binary_cross_entropy(body: Body, query: Mapping[str, str], answer: Answer, settings: Settings) -> Response:
-    request = _checked(BinaryCrossEntropyRequest, body, query, settings)
-    result = score_binary(
-        request.labels,
-        request.predictions,
-        pos_weight=request.pos_weight,
-        sample_weights=request.sample_weights,
-        options=request.options(),
-    )
-    return _answer(result, request.per_sample, {}, answer)
-
-
-Scorer = Callable[[Body, Mapping[str, str], Answer, Settings], Response]
-
-
-async def _score(request: Request, scorer: Scorer) -> Response:
-    """Hold a scoring slot, read the body, and run ``scorer`` (off the event loop unless the body is small)."""
-    state = request.app.state
-    settings: Settings = state.settings
-    slots: ScoringSlots = state.scoring_slots
-    async with slots.slot():
-        body = await read_body(request, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+async def _score(request: Request, model: type[BaseModel], handler: Handler) -> Response:
+    """Hold a scoring slot, read the body, then decode, score and answer (off the event loop unless it is small)."""
+    state = service_state(request)
+    settings = state.settings
+    async with state.scoring_slots.slot():
+        body = await read_body(request, state.limits, timeout=settings.body_timeout_seconds, watchers=WATCHERS)
         answer = Answer.for_request(request, settings.gzip_min_bytes)
         query = dict(request.query_params) if request.scope["query_string"] else {}
         if body.size <= INLINE_MAX_BYTES:
             # A small batch scores in well under a millisecond: the hop to a worker thread would
             # cost more than it saves, and the event loop is not held for long.
-            return scorer(body, query, answer, settings)
+            return _decode_and_score(model, handler, body, query, answer, state)
         # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
         try:
-            return await run_in_threadpool(scorer, body, query, answer, settings)
+            return await run_in_threadpool(_decode_and_score, model, handler, body, query, answer, state)
         finally:
             if body.size >= TRIM_MIN_BYTES:
                 del body
@@ -198,28 +172,67 @@ INLINE_MAX_BYTES = 4096
 _ERRORS = problem_responses(400, 401, 408, 413, 415, 422, 503)
 
 
-@router.post(
-    "/cross-entropy",
-    summary="Multi-class cross-entropy, KL divergence and target entropy",
-    response_model=CrossEntropyResponse,
-    responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
-    openapi_extra=openapi_extra(CrossEntropyRequest, CROSS_ENTROPY_EXAMPLES),
-)
-async def cross_entropy(request: Request) -> Response:
-    """Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
+def scoring_route(
+    path: str, response_model: type[BaseModel], examples: dict[str, dict[str, object]]
+) -> Callable[[Callable[[RequestModel, Answer], Response]], Callable[[RequestModel, Answer], Response]]:
+    """Add a scoring endpoint at ``path``: the decorated function scores a decoded request and answers it.
+
+    The request model is the type of its first parameter. The function's name names the operation
+    in the OpenAPI document, its docstring's first line is the summary and the rest the description.
+    """
+
+    def add(handler: Callable[[RequestModel, Answer], Response]) -> Callable[[RequestModel, Answer], Response]:
+        model: type[BaseModel] = next(iter(inspect.signature(handler).parameters.values())).annotation
+        summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+
+        async def endpoint(request: Request) -> Response:
+            return await _score(request, model, handler)
+
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            name=handler.__name__,
+            summary=summary,
+            description=description,
+            response_model=response_model,
+            responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
+            openapi_extra=openapi_extra(model, examples),
+        )
+        return handler
+
+    return add
+
+
+@scoring_route("/cross-entropy", CrossEntropyResponse, CROSS_ENTROPY_EXAMPLES)
+def cross_entropy(request: CrossEntropyRequest, answer: Answer) -> Response:
+    """Multi-class cross-entropy, KL divergence and target entropy
+
+    Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
-    return await _score(request, _cross_entropy)
+    result = score_multiclass(
+        request.labels,
+        request.predictions,
+        classes=request.classes,
+        class_weights=request.class_weights,
+        sample_weights=request.sample_weights,
+        options=request.options(),
+    )
+    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, answer=answer)
 
 
-@router.post(
-    "/binary-cross-entropy",
-    summary="Binary and multi-label cross-entropy",
-    response_model=BinaryCrossEntropyResponse,
-    responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
-    openapi_extra=openapi_extra(BinaryCrossEntropyRequest, BINARY_EXAMPLES),
-)
-async def binary_cross_entropy(request: Request) -> Response:
-    """Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
+@scoring_route("/binary-cross-entropy", BinaryCrossEntropyResponse, BINARY_EXAMPLES)
+def binary_cross_entropy(request: BinaryCrossEntropyRequest, answer: Answer) -> Response:
+    """Binary and multi-label cross-entropy
+
+    Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
-    return await _score(request, _binary_cross_entropy)
+    result = score_binary(
+        request.labels,
+        request.predictions,
+        pos_weight=request.pos_weight,
+        sample_weights=request.sample_weights,
+        options=request.options(),
+    )
+    return encode(result, per_sample=request.per_sample, extra={}, answer=answer)

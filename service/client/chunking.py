@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from service.client.results import LOG_BASE, Means, PerSample, Scores, ScoreWarning, Sums
-from service.client.wire import Endpoint, as_array
+from service.client.results import Means, PerSample, Scores, ScoreWarning, Sums
+from service.client.wire import Request, TransportChoice, as_array, build_request, check_options, prepare
+from service.core.contract import LOG_BASES, Endpoint
 
 #: Rows per chunk, at most: big enough to amortize a request, small enough to show progress.
 MAX_CHUNK_ROWS = 131_072
@@ -100,6 +101,63 @@ def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, A
 
 
 @dataclass(frozen=True)
+class Chunking:
+    """How ``score_many`` sends a dataset: rows per chunk (None: sized from the body limit), requests in
+    flight at once, whether to show a progress bar (None: on a terminal), and the transport."""
+
+    chunk_size: int | None
+    concurrency: int
+    progress: bool | None
+    transport: TransportChoice
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows to score at one endpoint: labels and predictions as the service reads them, and every option."""
+
+    endpoint: Endpoint
+    labels: np.ndarray
+    predictions: np.ndarray
+    options: dict[str, Any]
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, labels: Any, predictions: Any, options: Mapping[str, Any]) -> Batch:
+        """The batch for a call's arguments; a misspelt option is a TypeError naming the right ones."""
+        resolved = check_options(endpoint, options)
+        targets, preds = prepare(endpoint, labels, predictions)
+        return cls(endpoint, targets, preds, resolved)
+
+    def chunk_rows(self, max_body_bytes: int | None) -> int:
+        """Rows per chunk for this batch and the service's body limit (None: not known)."""
+        return chunk_rows(self.labels, self.predictions, self.options, max_body_bytes)
+
+    def spans(self, chunk_size: int) -> list[tuple[int, int]]:
+        """[start, stop) of each chunk of ``chunk_size`` rows."""
+        return ranges(len(self.predictions), chunk_size)
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows [start, stop) of this batch, with their options."""
+        part = chunk_options(self.options, start, stop)
+        return Batch(self.endpoint, self.labels[start:stop], self.predictions[start:stop], part)
+
+    def is_npz(self, transport: TransportChoice, npz_min_values: int) -> bool:
+        """Whether to send (and ask for) NPZ."""
+        if self.predictions.dtype.kind == "O":
+            return False  # ragged rows fit no array: only JSON can carry them
+        return transport == "npz" or (transport == "auto" and self.predictions.size >= npz_min_values)
+
+    def request(self, transport: TransportChoice, npz_min_values: int) -> Request:
+        """The HTTP request scoring this batch, as JSON or NPZ."""
+        npz = self.is_npz(transport, npz_min_values)
+        return build_request(self.endpoint, self.labels, self.predictions, self.options, npz=npz)
+
+    def chunk(self, start: int, scores: Scores) -> Chunk:
+        """The answer ``scores`` to this batch, as the chunk of a dataset starting at row ``start``."""
+        # The weight is read after the service accepted the rows: it would name an error less well.
+        return Chunk(start, total_weight(self.endpoint, self.labels, self.options), scores)
+
+
+@dataclass(frozen=True)
 class Chunk:
     """One chunk's answer: where it starts, what it weighed, what it scored."""
 
@@ -120,7 +178,7 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
     means: list[float | None] = [None] * 5
     if n_scored and total > 0.0:
         means[:3] = [None if s is None else s / total for s in sums]
-        ce_nats = None if means[0] is None else means[0] * LOG_BASE[first.unit]
+        ce_nats = None if means[0] is None else means[0] * LOG_BASES[first.unit]
         means[3] = None if ce_nats is None or ce_nats >= _MAX_EXP else math.exp(ce_nats)
         correct = math.fsum(c.scores.mean.accuracy * c.weight for c in chunks if c.scores.mean.accuracy is not None)
         means[4] = correct / total

@@ -1,18 +1,15 @@
-"""What both clients share: where the service is, how to authenticate, retry, choose a transport, chunk,
-and show progress."""
+"""The client's settings (where the service is, how to authenticate, retry, and when to send NPZ) and the
+progress bar of chunked scoring."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import numpy as np
-
-from service.client.chunking import chunk_rows
 from service.client.retry import Retry
 from service.client.wire import NPZ_MIN_VALUES
 
@@ -50,12 +47,6 @@ class ClientConfig:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return cls(url, headers, Retry(attempts=retries, backoff=backoff), npz_min_values or NPZ_MIN_VALUES)
-
-    def chunk_rows(
-        self, labels: np.ndarray, predictions: np.ndarray, options: Mapping[str, Any], max_body_bytes: int | None
-    ) -> int:
-        """Rows per chunk for this dataset and body limit."""
-        return chunk_rows(labels, predictions, options, max_body_bytes)
 
 
 def _version() -> str:

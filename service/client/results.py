@@ -1,21 +1,15 @@
-"""What a scoring call returns: ``Scores``, read from a JSON or NPZ answer (or from the in-process core)."""
+"""What a scoring call returns: ``Scores``, read from a JSON or NPZ answer (``xent score`` reads its in-process
+answers the NPZ way)."""
 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
-
-if TYPE_CHECKING:
-    from service.core import ScoreResult
-
-#: ln(base) of each unit: a value in nats divided by this is in that unit.
-LOG_BASE = {"nats": 1.0, "bits": math.log(2.0), "hartleys": math.log(10.0)}
 
 
 @dataclass(frozen=True)
@@ -111,34 +105,18 @@ class Scores:
     def from_npz(cls, content: bytes) -> Scores:
         """From an ``application/x-npz`` answer: float64 arrays, a ``scored`` mask and the JSON ``summary``."""
         with np.load(io.BytesIO(content), allow_pickle=False) as archive:
-            summary = orjson.loads(str(archive["summary"]))
-            per_sample = None
-            if "cross_entropy" in archive.files:
-                per_sample = PerSample(
-                    archive["cross_entropy"], archive["kl_divergence"], archive["entropy"], ~archive["scored"]
-                )
-        return cls.from_summary(summary, per_sample)
+            return cls.from_arrays(orjson.loads(str(archive["summary"])), archive)
 
     @classmethod
-    def from_core(cls, result: ScoreResult, *, per_sample: bool, classes: list[str] | None = None) -> Scores:
-        """From an in-process ``ScoreResult``, with exactly the values the API would send."""
-        mean, sums = result.mean, result.sum
-        values = result.per_sample
-        return cls(
-            n=result.n,
-            n_scored=result.n_scored,
-            unit=result.unit.value,
-            mean=Means(
-                *map(_finite, (mean.cross_entropy, mean.kl_divergence, mean.entropy, mean.perplexity, mean.accuracy))
-            ),
-            sum=Sums(*map(_finite, (sums.cross_entropy, sums.kl_divergence, sums.entropy))),
-            per_sample=PerSample(values.cross_entropy, values.kl_divergence, values.entropy, ~result.scored)
-            if per_sample
-            else None,
-            warnings=tuple(ScoreWarning(w.code.value, w.message, w.count, w.rows) for w in result.warnings),
-            settings={**result.settings, "per_sample": per_sample},
-            classes=None if classes is None else tuple(classes),
-        )
+    def from_arrays(cls, summary: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Scores:
+        """From an answer's summary and the NPZ answer's per-sample members (none without ``per_sample``):
+        ``cross_entropy``, ``kl_divergence`` and ``entropy`` (NaN on ignored rows) and the ``scored`` mask."""
+        per_sample = None
+        if "cross_entropy" in arrays:
+            per_sample = PerSample(
+                arrays["cross_entropy"], arrays["kl_divergence"], arrays["entropy"], ~arrays["scored"]
+            )
+        return cls.from_summary(summary, per_sample)
 
     def summary(self) -> dict[str, Any]:
         """The API's JSON answer without the per-sample arrays (``per_sample`` null)."""
@@ -153,7 +131,3 @@ class Scores:
             "warnings": [{**vars(w), "rows": list(w.rows)} for w in self.warnings],
             "settings": dict(self.settings),
         }
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

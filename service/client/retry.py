@@ -34,6 +34,27 @@ class Retry:
         return wait
 
 
+class Attempts:
+    """The tries of one request, and what follows each: read the answer, wait and try again, or give up."""
+
+    def __init__(self, retry: Retry, url: str) -> None:
+        self.retry, self.url, self.tries = retry, url, 0
+
+    def failed(self, error: httpx.TransportError) -> float:
+        """Seconds to wait before trying again after ``error``; the client's ``TransportError`` if not to."""
+        self.tries += 1
+        if isinstance(error, RETRY_ERRORS) and self.tries <= self.retry.attempts:
+            return self.retry.delay(self.tries - 1)
+        raise transport_error(error, self.url, self.tries) from error
+
+    def answered(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before trying again after ``response`` (a 503 or kin); None: read this answer."""
+        self.tries += 1
+        if response.status_code in RETRY_STATUSES and self.tries <= self.retry.attempts:
+            return self.retry.delay(self.tries - 1, response.headers.get("retry-after"))
+        return None
+
+
 def transport_error(error: httpx.TransportError, url: str, tries: int) -> TransportError:
     """The client's error for a transport failure that retries did not cure."""
     if isinstance(error, httpx.TimeoutException):

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Literal, Self, Unpack, overload
+from typing import Any, Self
 
 import httpx
 
-from service.client.chunking import Chunk, chunk_options, merge, ranges, total_weight
-from service.client.config import ClientConfig, progress_bar
+from service.client.base import NO_BODY_LIMIT, BaseClient
+from service.client.chunking import Batch, Chunk, Chunking, merge
+from service.client.config import progress_bar
 from service.client.errors import ProblemError
 from service.client.results import Scores
-from service.client.retry import RETRY_ERRORS, RETRY_STATUSES, transport_error
-from service.client.wire import (
-    BinaryCrossEntropyOptions,
-    CrossEntropyOptions,
-    Endpoint,
-    Request,
-    TransportChoice,
-    build_request,
-    check_options,
-    choose_npz,
-    prepare,
-    read_answer,
-)
+from service.client.wire import Request, TransportChoice, read_response
 
 
-class Client:
+class Client(BaseClient[Scores, httpx.BaseTransport]):
     """A client of a xent service.
 
     ``base_url`` and ``api_key`` default to ``XENT_URL`` (else http://127.0.0.1:8000) and ``XENT_API_KEY``;
@@ -36,22 +26,10 @@ class Client:
     jittered exponential backoff; ``npz_min_values`` is where ``transport="auto"`` switches from JSON to NPZ.
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        npz_min_values: int | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.config = ClientConfig.build(base_url, api_key, timeout, retries, backoff, npz_min_values)
-        self._http = httpx.Client(
-            base_url=self.config.base_url, headers=self.config.headers, timeout=timeout, transport=transport
-        )
-        self._max_body_bytes: int | None = None
+    _http: httpx.Client
+
+    def _connect(self, options: dict[str, Any], transport: httpx.BaseTransport | None) -> None:
+        self._http = httpx.Client(**options, transport=transport)
 
     def __enter__(self) -> Self:
         return self
@@ -65,113 +43,38 @@ class Client:
 
     def info(self) -> dict[str, Any]:
         """``GET /v1/info``: version, units, limits."""
-        response = self._http.get("/v1/info")
-        if response.status_code != 200:
-            read_answer(response.status_code, response.headers.get("content-type", ""), response.content)
-        info: dict[str, Any] = response.json()
-        return info
+        return self._info(self._http.get("/v1/info"))
 
-    def cross_entropy(
-        self,
-        labels: Any,
-        predictions: Any,
-        *,
-        prediction_type: Literal["probabilities", "logits", "log_probabilities"] = "probabilities",
-        classes: list[str] | None = None,
-        label_smoothing: float = 0.0,
-        class_weights: Any = None,
-        sample_weights: Any = None,
-        ignore_index: int | None = None,
-        epsilon: float | Literal["auto"] = "auto",
-        normalization: Literal["warn", "renormalize", "error"] = "warn",
-        tolerance: float = 1e-3,
-        unit: Literal["nats", "bits", "hartleys"] = "nats",
-        per_sample: bool = True,
-        transport: TransportChoice = "auto",
-    ) -> Scores:
-        """Multi-class cross-entropy, KL divergence and target entropy of one batch (``POST /v1/cross-entropy``)."""
-        options = {k: v for k, v in locals().items() if k not in ("self", "labels", "predictions", "transport")}
-        return self._score("cross-entropy", labels, predictions, options, transport)
+    def _body_limit(self) -> int | None:
+        if self._max_body_bytes is None:
+            with contextlib.suppress(*NO_BODY_LIMIT):
+                self._max_body_bytes = self._body_limit_in(self.info())
+        return self._max_body_bytes
 
-    def binary_cross_entropy(
-        self,
-        labels: Any,
-        predictions: Any,
-        *,
-        prediction_type: Literal["probabilities", "logits"] = "probabilities",
-        pos_weight: Any = None,
-        label_smoothing: float = 0.0,
-        sample_weights: Any = None,
-        epsilon: float | Literal["auto"] = "auto",
-        unit: Literal["nats", "bits", "hartleys"] = "nats",
-        per_sample: bool = True,
-        transport: TransportChoice = "auto",
-    ) -> Scores:
-        """Binary / multi-label cross-entropy of one batch (``POST /v1/binary-cross-entropy``)."""
-        options = {k: v for k, v in locals().items() if k not in ("self", "labels", "predictions", "transport")}
-        return self._score("binary-cross-entropy", labels, predictions, options, transport)
+    def _score(self, batch: Callable[[], Batch], transport: TransportChoice) -> Scores:
+        return self._send_batch(batch(), transport)
 
-    @overload
-    def score_many(
-        self,
-        labels: Any,
-        predictions: Any,
-        *,
-        binary: Literal[False] = False,
-        chunk_size: int | None = None,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        transport: TransportChoice = "auto",
-        **options: Unpack[CrossEntropyOptions],
-    ) -> Scores: ...
-    @overload
-    def score_many(
-        self,
-        labels: Any,
-        predictions: Any,
-        *,
-        binary: Literal[True],
-        chunk_size: int | None = None,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        transport: TransportChoice = "auto",
-        **options: Unpack[BinaryCrossEntropyOptions],
-    ) -> Scores: ...
-    def score_many(
-        self,
-        labels: Any,
-        predictions: Any,
-        *,
-        binary: bool = False,
-        chunk_size: int | None = None,
-        concurrency: int = 4,
-        progress: bool | None = None,
-        transport: TransportChoice = "auto",
-        **options: Any,
-    ) -> Scores:
-        """Score a dataset of any size in chunks of ``chunk_size`` rows (default: sized from the service's body
-        limit), ``concurrency`` requests at a time, and merge the answers exactly (Σ sums / Σ weights).
+    def _send_batch(self, batch: Batch, transport: TransportChoice) -> Scores:
+        return self._send(batch.request(transport, self.config.npz_min_values))
 
-        ``progress``: a tqdm bar of rows done on stderr (None: only when stderr is a terminal).
-        Errors name rows of the whole dataset, not of the chunk.
-        """
-        endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
-        resolved = check_options(endpoint, options)
-        targets, preds = prepare(endpoint, labels, predictions)
-        if chunk_size is None:
-            chunk_size = self.config.chunk_rows(targets, preds, resolved, self._body_limit())
-        spans = ranges(len(preds), chunk_size)
+    def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> Scores:
+        whole = batch()
+        size = how.chunk_size if how.chunk_size is not None else whole.chunk_rows(self._body_limit())
+        spans = whole.spans(size)
 
         def one(start: int, stop: int) -> Chunk:
-            part = chunk_options(resolved, start, stop)
+            rows = whole.rows(start, stop)
             try:
-                scores = self._send_arrays(endpoint, targets[start:stop], preds[start:stop], part, transport)
+                scores = self._send_batch(rows, how.transport)
             except ProblemError as error:
                 raise error.shifted(start, stop) from None
-            return Chunk(start, total_weight(endpoint, targets[start:stop], part), scores)
+            return rows.chunk(start, scores)
 
         chunks: list[Chunk | None] = [None] * len(spans)
-        with progress_bar(len(preds), progress) as bar, ThreadPoolExecutor(max(1, concurrency)) as pool:
+        with (
+            progress_bar(len(whole.predictions), how.progress) as bar,
+            ThreadPoolExecutor(max(1, how.concurrency)) as pool,
+        ):
             futures = {pool.submit(one, start, stop): i for i, (start, stop) in enumerate(spans)}
             try:
                 for future in as_completed(futures):
@@ -183,44 +86,17 @@ class Client:
                 raise
         return merge([chunk for chunk in chunks if chunk is not None])
 
-    def _body_limit(self) -> int | None:
-        """The service's body limit from ``/v1/info`` (asked once); None if it does not say."""
-        if self._max_body_bytes is None:
-            try:
-                self._max_body_bytes = int(self.info()["limits"]["max_body_bytes"])
-            except (httpx.HTTPError, ProblemError, KeyError, TypeError, ValueError):
-                return None
-        return self._max_body_bytes
-
-    def _score(
-        self, endpoint: Endpoint, labels: Any, predictions: Any, options: Mapping[str, Any], transport: TransportChoice
-    ) -> Scores:
-        targets, preds = prepare(endpoint, labels, predictions)
-        return self._send_arrays(endpoint, targets, preds, check_options(endpoint, options), transport)
-
-    def _send_arrays(
-        self, endpoint: Endpoint, labels: Any, predictions: Any, options: Mapping[str, Any], transport: TransportChoice
-    ) -> Scores:
-        npz = choose_npz(transport, predictions, self.config.npz_min_values)
-        return self._send(build_request(endpoint, labels, predictions, options, npz=npz))
-
     def _send(self, request: Request) -> Scores:
-        retry = self.config.retry
-        for attempt in range(retry.attempts + 1):
-            last = attempt == retry.attempts
+        attempts = self._attempts()
+        while True:
             try:
                 response = self._http.post(
                     request.path, content=request.content, headers=request.headers, params=request.params
                 )
-            except RETRY_ERRORS as error:
-                if last:
-                    raise transport_error(error, self.config.base_url, attempt + 1) from error
-                time.sleep(retry.delay(attempt))
-                continue
             except httpx.TransportError as error:
-                raise transport_error(error, self.config.base_url, attempt + 1) from error
-            if response.status_code in RETRY_STATUSES and not last:
-                time.sleep(retry.delay(attempt, response.headers.get("retry-after")))
+                time.sleep(attempts.failed(error))
                 continue
-            return read_answer(response.status_code, response.headers.get("content-type", ""), response.content)
-        raise AssertionError("unreachable")  # pragma: no cover
+            wait = attempts.answered(response)
+            if wait is None:
+                return read_response(response)
+            time.sleep(wait)

@@ -12,17 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+import httpx
 import numpy as np
 import orjson
 
 from service.client.errors import ProblemError
 from service.client.results import Scores
+from service.core.contract import ARRAY_OPTIONS, JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OPTIONS, Endpoint, defaults
 
-Endpoint = Literal["cross-entropy", "binary-cross-entropy"]
 TransportChoice = Literal["auto", "json", "npz"]
-
-JSON_MEDIA_TYPE = "application/json"
-NPZ_MEDIA_TYPE = "application/x-npz"
 
 #: ``transport="auto"`` sends NPZ from this many prediction values on (e.g. 1,000 rows × 10 classes), JSON below.
 #: Below it JSON costs little and stays readable in logs; above it NPZ skips printing and parsing decimals.
@@ -30,7 +28,10 @@ NPZ_MIN_VALUES = 10_000
 
 
 class CrossEntropyOptions(TypedDict, total=False):
-    """The options of ``POST /v1/cross-entropy`` (same names and defaults as the API)."""
+    """The options of ``POST /v1/cross-entropy`` (same names and defaults as the API).
+
+    Written out for the type checker; ``tests/test_contract.py`` holds them to ``service.core.contract``.
+    """
 
     prediction_type: Literal["probabilities", "logits", "log_probabilities"]
     classes: Sequence[str] | None
@@ -46,7 +47,7 @@ class CrossEntropyOptions(TypedDict, total=False):
 
 
 class BinaryCrossEntropyOptions(TypedDict, total=False):
-    """The options of ``POST /v1/binary-cross-entropy`` (same names and defaults as the API)."""
+    """The options of ``POST /v1/binary-cross-entropy`` (same names and defaults as the API; checked as above)."""
 
     prediction_type: Literal["probabilities", "logits"]
     pos_weight: Any
@@ -57,33 +58,8 @@ class BinaryCrossEntropyOptions(TypedDict, total=False):
     per_sample: bool
 
 
-#: The API's defaults, per endpoint (the keys are every option it accepts).
-DEFAULTS: dict[Endpoint, dict[str, Any]] = {
-    "cross-entropy": {
-        "prediction_type": "probabilities",
-        "classes": None,
-        "label_smoothing": 0.0,
-        "class_weights": None,
-        "sample_weights": None,
-        "ignore_index": None,
-        "epsilon": "auto",
-        "normalization": "warn",
-        "tolerance": 1e-3,
-        "unit": "nats",
-        "per_sample": True,
-    },
-    "binary-cross-entropy": {
-        "prediction_type": "probabilities",
-        "pos_weight": None,
-        "label_smoothing": 0.0,
-        "sample_weights": None,
-        "epsilon": "auto",
-        "unit": "nats",
-        "per_sample": True,
-    },
-}
-#: Options that are arrays: NPZ members rather than query parameters.
-ARRAY_OPTIONS = frozenset({"classes", "class_weights", "sample_weights", "pos_weight"})
+#: The API's defaults, per endpoint (the keys are every option it accepts), from the contract.
+DEFAULTS: dict[Endpoint, dict[str, Any]] = {endpoint: defaults(endpoint) for endpoint in OPTIONS}
 
 
 def check_options(endpoint: Endpoint, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,13 +117,6 @@ class Request:
     params: dict[str, str]
 
 
-def choose_npz(transport: TransportChoice, predictions: np.ndarray, npz_min_values: int) -> bool:
-    """Whether to send (and ask for) NPZ."""
-    if predictions.dtype.kind == "O":
-        return False  # ragged rows fit no array: only JSON can carry them
-    return transport == "npz" or (transport == "auto" and predictions.size >= npz_min_values)
-
-
 def build_request(
     endpoint: Endpoint, labels: np.ndarray, predictions: np.ndarray, options: Mapping[str, Any], *, npz: bool
 ) -> Request:
@@ -193,6 +162,11 @@ def _query_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # the shortest text that reads back as the same float
     return str(value)
+
+
+def read_response(response: httpx.Response) -> Scores:
+    """The scores of a 200 answer; a ``ProblemError`` for any other."""
+    return read_answer(response.status_code, response.headers.get("content-type", ""), response.content)
 
 
 def read_answer(status: int, content_type: str, content: bytes) -> Scores:

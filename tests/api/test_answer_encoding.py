@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from service.api import codecs
-from service.api.codecs import _summary, encode
+from service.api.transport import answer
+from service.api.transport.answer import encode
 from service.core import score_multiclass
 from service.core.result import PerSample
 
@@ -32,18 +32,18 @@ NAMES = st.sampled_from(['"per_sample":null', "per_sample", "\x00", "A"])
 def test_the_json_answer_is_byte_for_byte_orjsons(
     cross_entropy: np.ndarray, kl: str, entropy_kind: str, per_sample: bool, name: str, splice_from: int
 ) -> None:
-    codecs.SPLICE_MIN_ROWS = splice_from  # every answer spliced, or none
+    answer.SPLICE_MIN_ROWS = splice_from  # every answer spliced, or none
     n = cross_entropy.shape[0]
     kl_divergence = cross_entropy if kl == "same" else cross_entropy[::-1].copy()
     entropy = {"zeros": np.zeros(n), "negative zeros": -np.zeros(n), "values": np.abs(cross_entropy)}[entropy_kind]
     result = score_multiclass([0], [[0.5, 0.5]], classes=[name, "other"])
     result = dataclasses.replace(result, per_sample=PerSample(cross_entropy, kl_divergence, entropy))
     extra = {"classes": [name, "other"]}
-    document = _summary(result, per_sample, extra)
+    document = result.to_summary(per_sample=per_sample, extra=extra)
     if per_sample:
         document["per_sample"] = {"cross_entropy": cross_entropy, "kl_divergence": kl_divergence, "entropy": entropy}
     try:
         written = encode(result, per_sample=per_sample, extra=extra).body
     finally:
-        codecs.SPLICE_MIN_ROWS = 256
+        answer.SPLICE_MIN_ROWS = 256
     assert written == orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)

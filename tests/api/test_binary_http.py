@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
+from whole_answers import EMPTY_WARNING, MACHINE_EPSILON, NON_FINITE_MESSAGE, close
 
 from service.api.schemas import BinaryCrossEntropyResponse
 
@@ -12,7 +13,6 @@ pytestmark = pytest.mark.anyio
 
 URL = "/v1/binary-cross-entropy"
 LN2 = math.log(2.0)
-MACHINE_EPSILON = 2.220446049250313e-16
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "prediction_type": "probabilities",
@@ -25,14 +25,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "labels_per_sample": 1,
     "per_sample": True,
 }
-NON_FINITE_MESSAGE = (
-    "some values are +infinity (a zero probability on a non-zero target with epsilon 0, "
-    "or an overflow); JSON cannot hold them, so they are reported as null"
-)
-
-
-def close(value: float) -> Any:
-    return pytest.approx(value, rel=1e-9, abs=1e-12)
 
 
 def bernoulli_entropy(p: float) -> float:
@@ -283,14 +275,7 @@ async def test_empty_batch_is_200_with_null_means_and_an_empty_warning(client: h
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
-        "warnings": [
-            {
-                "code": "EMPTY",
-                "message": "nothing was scored: the batch is empty; means are null",
-                "count": 0,
-                "rows": [],
-            }
-        ],
+        "warnings": [EMPTY_WARNING],
         "settings": {**DEFAULT_SETTINGS, "labels_per_sample": None},
     }
 

@@ -5,6 +5,16 @@ from typing import Any
 
 import httpx
 import pytest
+from whole_answers import (
+    CROSS_ENTROPY_DEFAULTS,
+    EMPTY_WARNING,
+    MACHINE_EPSILON,
+    NON_FINITE_MESSAGE,
+    REFERENCE_ANSWER,
+    REFERENCE_BODY,
+    close,
+    closes,
+)
 
 from service.api.schemas import CrossEntropyResponse
 
@@ -12,40 +22,12 @@ pytestmark = pytest.mark.anyio
 
 URL = "/v1/cross-entropy"
 LN2, LN10 = math.log(2.0), math.log(10.0)
-MACHINE_EPSILON = 2.220446049250313e-16
 REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
 #: −ln 0.619: true class B of A/B/C predicted with probability 0.619.
 REFERENCE_NATS = -math.log(0.619)
 
 #: Every option as the response reports it when the request sets none.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "prediction_type": "probabilities",
-    "label_type": "class_indices",
-    "unit": "nats",
-    "epsilon": MACHINE_EPSILON,
-    "epsilon_applies": True,
-    "label_smoothing": 0.0,
-    "normalization": "warn",
-    "tolerance": 0.001,
-    "ignore_index": None,
-    "class_weights": None,
-    "sample_weights": False,
-    "per_sample": True,
-}
-
-NON_FINITE_MESSAGE = (
-    "some values are +infinity (a zero probability on a non-zero target with epsilon 0, "
-    "or an overflow); JSON cannot hold them, so they are reported as null"
-)
-
-
-def close(value: float) -> Any:
-    """A number to 1e-9 (relative), as pytest.approx for use inside a whole expected answer."""
-    return pytest.approx(value, rel=1e-9, abs=1e-12)
-
-
-def closes(values: list[float | None]) -> list[Any]:
-    return [None if v is None else close(v) for v in values]
+DEFAULT_SETTINGS = CROSS_ENTROPY_DEFAULTS
 
 
 def answer(
@@ -121,44 +103,7 @@ async def test_reference_example_scores_minus_ln_0_619(client: httpx.AsyncClient
     response = await client.post(URL, json=REFERENCE)
 
     assert response.status_code == 200, response.text
-    assert response.json() == {
-        "n": 1,
-        "n_scored": 1,
-        "unit": "nats",
-        "classes": None,
-        "mean": {
-            "cross_entropy": pytest.approx(0.47965000629754095, abs=1e-9),
-            "kl_divergence": pytest.approx(0.47965000629754095, abs=1e-9),
-            "entropy": 0.0,
-            "perplexity": pytest.approx(1 / 0.619, abs=1e-9),
-            "accuracy": 1.0,
-        },
-        "sum": {
-            "cross_entropy": pytest.approx(0.47965000629754095, abs=1e-9),
-            "kl_divergence": pytest.approx(0.47965000629754095, abs=1e-9),
-            "entropy": 0.0,
-        },
-        "per_sample": {
-            "cross_entropy": [pytest.approx(0.47965000629754095, abs=1e-9)],
-            "kl_divergence": [pytest.approx(0.47965000629754095, abs=1e-9)],
-            "entropy": [0.0],
-        },
-        "warnings": [],
-        "settings": {
-            "prediction_type": "probabilities",
-            "label_type": "class_indices",
-            "unit": "nats",
-            "epsilon": 2.220446049250313e-16,
-            "epsilon_applies": True,
-            "label_smoothing": 0.0,
-            "normalization": "warn",
-            "tolerance": 0.001,
-            "ignore_index": None,
-            "class_weights": None,
-            "sample_weights": False,
-            "per_sample": True,
-        },
-    }
+    assert response.json() == REFERENCE_ANSWER
     CrossEntropyResponse.model_validate_json(response.content)
 
 
@@ -425,14 +370,7 @@ async def test_empty_batch_is_200_with_null_means_zero_sums_and_an_empty_warning
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
-        "warnings": [
-            {
-                "code": "EMPTY",
-                "message": "nothing was scored: the batch is empty; means are null",
-                "count": 0,
-                "rows": [],
-            }
-        ],
+        "warnings": [EMPTY_WARNING],
         "settings": DEFAULT_SETTINGS,
     }
 
@@ -497,3 +435,12 @@ async def test_a_response_with_nulls_still_fits_the_response_model(client: httpx
     assert parsed.per_sample is not None
     assert parsed.per_sample.cross_entropy == [None, None]
     assert [w.code for w in parsed.warnings] == ["NON_FINITE"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/x+json"])
+async def test_json_media_types_with_parameters_or_suffixes_are_accepted(post_raw: Any, content_type: str) -> None:
+    # The media types refused with a 415 are in the bad-input catalogue (tests/hostile/test_bad_inputs_catalogue.py).
+    response = await post_raw(URL, REFERENCE_BODY, content_type=content_type)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["mean"]["cross_entropy"] == pytest.approx(0.47965000629754095, abs=1e-9)

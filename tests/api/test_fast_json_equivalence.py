@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from in_process import in_process_client
 
-from service.api import create_app, fastjson
-from service.api.fastjson import decode_fast
+from service.api import create_app
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
+from service.api.transport import _json_fast as fastjson
+from service.api.transport._json_fast import decode_fast
 from service.settings import Settings
 
 FAST = create_app(Settings(fast_json_min_bytes=0))
@@ -31,8 +33,7 @@ EDGE_NUMBERS = ["-0.0", "0", "1", "1e-320", "5e-324", "0.10000000000000000555111
 async def _post_both(path: str, body: bytes) -> tuple[httpx.Response, httpx.Response]:
     answers = []
     for app in (FAST, REFERENCE):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with in_process_client(app) as client:
             answers.append(await client.post(path, content=body, headers={"content-type": "application/json"}))
     return answers[0], answers[1]
 

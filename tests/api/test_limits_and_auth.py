@@ -15,9 +15,10 @@ import pytest
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from in_process import send, started_client
 
 from service.api import create_app
-from service.api.auth import offered_key
+from service.api.policy.auth import offered_key
 from service.api.scoring import KeyedRoute
 from service.settings import Settings
 
@@ -25,20 +26,8 @@ REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
 JSON = {"content-type": "application/json"}
 
 
-def _send(settings: Settings, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    app = create_app(settings)
-
-    async def go() -> httpx.Response:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
-
-
 def _post(settings: Settings, body: bytes, headers: dict[str, str] | None = None, path: str = "/v1/cross-entropy"):
-    return _send(settings, "POST", path, content=body, headers={**JSON, **(headers or {})})
+    return send(settings, "POST", path, content=body, headers={**JSON, **(headers or {})})
 
 
 def _problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
@@ -156,7 +145,7 @@ def test_a_body_that_arrives_too_slowly_is_408() -> None:
         await asyncio.sleep(1.0)
         yield b'"predictions":[[0.228,0.619,0.153]]}'
 
-    response = _send(Settings(body_timeout_seconds=0.2), "POST", "/v1/cross-entropy", content=trickle(), headers=JSON)
+    response = send(Settings(body_timeout_seconds=0.2), "POST", "/v1/cross-entropy", content=trickle(), headers=JSON)
     problem = _problem(response, 408, "timeout")
     assert "did not arrive within 0.2 seconds" in problem["detail"]
 
@@ -165,15 +154,13 @@ def test_past_the_concurrency_limit_the_answer_is_503_at_once() -> None:
     app = create_app(Settings(max_concurrent_scoring=2))
 
     async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response, int]:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                app.state.scoring_slots.busy = 2  # two requests in progress
-                refused = await client.post("/v1/cross-entropy", json=REFERENCE)
-                health = await client.get("/healthz")
-                app.state.scoring_slots.busy = 1
-                admitted = await client.post("/v1/cross-entropy", json=REFERENCE)
-                return refused, health, admitted, app.state.scoring_slots.busy
+        async with started_client(app) as client:
+            app.state.xent.scoring_slots.busy = 2  # two requests in progress
+            refused = await client.post("/v1/cross-entropy", json=REFERENCE)
+            health = await client.get("/healthz")
+            app.state.xent.scoring_slots.busy = 1
+            admitted = await client.post("/v1/cross-entropy", json=REFERENCE)
+            return refused, health, admitted, app.state.xent.scoring_slots.busy
 
     refused, health, admitted, busy_after = asyncio.run(go())
     assert health.status_code == 200  # health checks are never limited
@@ -188,14 +175,12 @@ def test_slots_are_given_back_after_errors() -> None:
     app = create_app(Settings(max_concurrent_scoring=1, max_rows=1))
 
     async def go() -> list[int]:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                statuses = []
-                for body in (b"{", _batch(2, 2), b'{"labels":[9],"predictions":[[0.5,0.5]]}', json.dumps(REFERENCE)):
-                    statuses.append((await client.post("/v1/cross-entropy", content=body, headers=JSON)).status_code)
-                assert app.state.scoring_slots.busy == 0
-                return statuses
+        async with started_client(app) as client:
+            statuses = []
+            for body in (b"{", _batch(2, 2), b'{"labels":[9],"predictions":[[0.5,0.5]]}', json.dumps(REFERENCE)):
+                statuses.append((await client.post("/v1/cross-entropy", content=body, headers=JSON)).status_code)
+            assert app.state.xent.scoring_slots.busy == 0
+            return statuses
 
     assert asyncio.run(go()) == [400, 413, 422, 200]
 
@@ -236,7 +221,7 @@ def test_without_a_valid_key_scoring_is_401(headers: dict[str, str], detail: str
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/info"])
 def test_health_and_info_stay_open_with_keys(path: str) -> None:
-    assert _send(KEYED, "GET", path).status_code == 200
+    assert send(KEYED, "GET", path).status_code == 200
 
 
 def test_keys_come_from_a_file_one_per_line(tmp_path: Path) -> None:
@@ -254,8 +239,8 @@ def test_an_unreadable_keys_file_stops_start_up(tmp_path: Path) -> None:
 
 def test_an_open_service_says_so_once_at_start_up(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="service.api"):
-        _send(Settings(), "GET", "/healthz")
-        _send(KEYED, "GET", "/healthz")
+        send(Settings(), "GET", "/healthz")
+        send(KEYED, "GET", "/healthz")
     warnings = [r.getMessage() for r in caplog.records if "no API keys are configured" in r.getMessage()]
     assert len(warnings) == 1
 

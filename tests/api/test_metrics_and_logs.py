@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_text import sample
 from starlette.types import Message, Receive, Scope, Send
 
-from service.api.metrics import REFUSAL_REASONS, Metrics
-from service.api.request_id import RequestIdMiddleware, new_request_id
+from service.api.operations.metrics import REFUSAL_REASONS, Metrics
+from service.api.operations.request_id import RequestIdMiddleware, new_request_id
 from service.logs import REQUEST_LOGGER, TRACE, JsonFormatter, dumps, log_config, utc_time
 from service.metrics_dir import PROMETHEUS_ENV, UnwritableMetricsDirectory, metrics_directory
 from service.settings import Settings
@@ -45,15 +46,6 @@ LOG_FIELDS = {
     "client",
 }
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of the sample ``name{labels}`` in a Prometheus exposition; 0 when it is absent."""
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and found.labels == labels:
-                return float(found.value)
-    return 0.0
 
 
 async def scrape(client: httpx.AsyncClient) -> str:

@@ -1,42 +1,19 @@
-"""The zero-copy .npz reader (service/api/npz.py) and large bodies read into their own memory map."""
+"""The zero-copy .npz reader (service/api/transport/npz_codec.py) and large bodies read into their own memory map."""
 
-import asyncio
 import gzip
 import io
 import json
 import struct
 import zipfile
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
+from in_process import post
+from npz_bodies import NPZ, npy, npz, stored_zip
 
-from service.api import create_app
-from service.api.codecs import MAPPED_MIN_BYTES
-from service.api.npz import NotNpy, NpzArchive, StreamedChecksums
+from service.api.transport.body import MAPPED_MIN_BYTES
+from service.api.transport.npz_codec import NotNpy, NpzArchive, StreamedChecksums
 from service.core import score_multiclass
-from service.settings import Settings
-
-NPZ = {"content-type": "application/x-npz"}
-
-
-def _npz(compressed: bool = False, **arrays: Any) -> bytes:
-    buffer = io.BytesIO()
-    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _post(path: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
-    app = create_app(Settings())
-
-    async def send() -> httpx.Response:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.post(path, content=content, headers=headers)
-
-    return asyncio.run(send())
 
 
 def _read_all(body: bytes) -> dict[str, np.ndarray]:
@@ -58,7 +35,7 @@ ARRAYS = {
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["savez", "savez_compressed"])
 def test_every_member_reads_as_np_load_reads_it(compressed: bool) -> None:
-    body = _npz(compressed, **ARRAYS)
+    body = npz(compressed, **ARRAYS)
     got = _read_all(body)
     with np.load(io.BytesIO(body), allow_pickle=False) as reference:
         assert sorted(got) == sorted(reference.files)
@@ -73,7 +50,7 @@ def test_an_uncompressed_aligned_member_is_a_view_into_the_body_not_a_copy() -> 
     # Whether the data lands 8-byte aligned depends on the sizes before it; find a batch where it does.
     for rows in range(1000, 1016):
         predictions = np.random.default_rng(rows).random((rows, 10))
-        raw = _npz(labels=np.zeros(rows, dtype=np.int8), predictions=predictions)
+        raw = npz(labels=np.zeros(rows, dtype=np.int8), predictions=predictions)
         body = np.frombuffer(raw, dtype=np.uint8).copy()  # NumPy's allocation: a 16-byte aligned base
         got = _read_all(body.data)
         np.testing.assert_array_equal(got["predictions"], predictions)
@@ -83,31 +60,17 @@ def test_an_uncompressed_aligned_member_is_a_view_into_the_body_not_a_copy() -> 
     raise AssertionError("no batch size put the member's data at an aligned offset")
 
 
-def _stored_archive(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("name", ["p.npy", "pp.npy", "ppp.npy", "pppp.npy", "ppppp.npy", "pppppp.npy", "ppppppp.npy"])
 def test_a_member_at_an_unaligned_offset_comes_back_aligned_and_equal(name: str) -> None:
     # The member's data starts wherever the zip headers end: a name of each length mod 8 shifts it.
     array = np.arange(10.0).reshape(5, 2)
-    got = _read_all(_stored_archive({name: _npy(array)}))[name[:-4]]
+    got = _read_all(stored_zip({name: npy(array)}))[name[:-4]]
     assert got.flags.aligned
     np.testing.assert_array_equal(got, array)
 
 
 def test_a_member_that_is_not_npy_is_not_npy() -> None:
-    body = _stored_archive({"predictions.npy": b"just bytes, no magic"})
+    body = stored_zip({"predictions.npy": b"just bytes, no magic"})
     with NpzArchive(body) as archive, pytest.raises(NotNpy):
         archive.read(archive.infolist()[0])
 
@@ -115,8 +78,8 @@ def test_a_member_that_is_not_npy_is_not_npy() -> None:
 def test_a_stored_object_array_is_refused_without_unpickling() -> None:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": (1,)})
-    body = _stored_archive({"labels.npy": header.getvalue() + b"\x80\x04this would be a pickle"})
-    response = _post("/v1/cross-entropy", body, NPZ)
+    body = stored_zip({"labels.npy": header.getvalue() + b"\x80\x04this would be a pickle"})
+    response = post("/v1/cross-entropy", body, NPZ)
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "labels"]
     assert "holds Python objects" in response.json()["errors"][0]["msg"]
@@ -133,25 +96,25 @@ def _flip_last_data_byte(body: bytes, member: str) -> bytes:
 
 
 def test_a_damaged_member_fails_its_crc_and_is_a_400() -> None:
-    body = _npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
-    response = _post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
+    body = npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
+    response = post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
     assert response.status_code == 400
     assert response.json()["type"].endswith("malformed-npz")
     assert "Bad CRC-32" in response.json()["detail"]
 
 
 def test_a_member_shorter_than_its_header_says_is_a_400() -> None:
-    npy = _npy(np.arange(6.0).reshape(3, 2))
-    response = _post(
-        "/v1/cross-entropy", _stored_archive({"predictions.npy": npy[:-8], "labels.npy": _npy(np.ones(3))}), NPZ
+    member = npy(np.arange(6.0).reshape(3, 2))
+    response = post(
+        "/v1/cross-entropy", stored_zip({"predictions.npy": member[:-8], "labels.npy": npy(np.ones(3))}), NPZ
     )
     assert response.status_code == 400
     assert "expected 48 bytes got 40" in response.json()["detail"]
 
 
 def test_a_truncated_archive_is_a_400() -> None:
-    body = _npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
-    response = _post("/v1/cross-entropy", body[: len(body) // 2], NPZ)
+    body = npz(labels=np.array([1]), predictions=np.array([[0.228, 0.619, 0.153]]))
+    response = post("/v1/cross-entropy", body[: len(body) // 2], NPZ)
     assert response.status_code == 400
     assert response.json()["type"].endswith("malformed-npz")
 
@@ -166,7 +129,7 @@ def _large_batch(rows: int) -> tuple[np.ndarray, np.ndarray]:
 def test_bodies_past_the_memory_map_threshold_score_exactly_on_every_transport() -> None:
     labels, predictions = _large_batch(20_000)
     expected = score_multiclass(labels, predictions).mean.cross_entropy
-    npz_body = _npz(labels=labels, predictions=predictions)
+    npz_body = npz(labels=labels, predictions=predictions)
     json_body = json.dumps({"labels": labels.tolist(), "predictions": predictions.tolist()}).encode()
     assert min(len(npz_body), len(json_body)) >= MAPPED_MIN_BYTES
     for body, headers in (
@@ -174,7 +137,7 @@ def test_bodies_past_the_memory_map_threshold_score_exactly_on_every_transport()
         (json_body, {"content-type": "application/json"}),
         (gzip.compress(json_body), {"content-type": "application/json", "content-encoding": "gzip"}),
     ):
-        response = _post("/v1/cross-entropy", body, headers)
+        response = post("/v1/cross-entropy", body, headers)
         assert response.status_code == 200, response.text[:300]
         assert response.json()["mean"]["cross_entropy"] == pytest.approx(expected, rel=1e-13)
 
@@ -187,7 +150,7 @@ def test_a_large_json_body_that_leaves_the_fast_path_still_names_the_row() -> No
     rows[15_000] = "NaN, " + rows[15_000].split(", ", 1)[1]
     body = "], [".join(rows).encode()
     assert len(body) >= MAPPED_MIN_BYTES
-    response = _post("/v1/cross-entropy", body, {"content-type": "application/json"})
+    response = post("/v1/cross-entropy", body, {"content-type": "application/json"})
     assert response.status_code == 422, response.text[:300]
     assert response.json()["errors"][0]["loc"][:3] == ["body", "predictions", 15_000]
 
@@ -209,7 +172,7 @@ def _feed_in_chunks(body: bytes, sizes: list[int]) -> StreamedChecksums:
 @pytest.mark.parametrize("sizes", [[1], [7, 3, 64], [4096], [10**9]], ids=["bytewise", "odd", "4k", "whole"])
 def test_member_checksums_computed_while_arriving_match_the_archive(sizes: list[int]) -> None:
     rng = np.random.default_rng(5)
-    body = _npz(labels=rng.integers(0, 3, 500), predictions=rng.random((500, 3)), sample_weights=rng.random(500))
+    body = npz(labels=rng.integers(0, 3, 500), predictions=rng.random((500, 3)), sample_weights=rng.random(500))
     streamed = _feed_in_chunks(body, sizes)
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         infos = archive.infolist()
@@ -218,14 +181,14 @@ def test_member_checksums_computed_while_arriving_match_the_archive(sizes: list[
 
 
 def test_checksums_stop_quietly_at_a_compressed_member() -> None:
-    body = _npz(True, labels=np.arange(100), predictions=np.ones((100, 2)))
+    body = npz(True, labels=np.arange(100), predictions=np.ones((100, 2)))
     assert _feed_in_chunks(body, [1000]).found == {}
 
 
 def test_a_damaged_large_archive_fails_the_checksum_taken_as_it_arrived() -> None:
     labels, predictions = _large_batch(20_000)
-    body = _npz(labels=labels, predictions=predictions)
+    body = npz(labels=labels, predictions=predictions)
     assert len(body) >= MAPPED_MIN_BYTES
-    response = _post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
+    response = post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
     assert response.status_code == 400
     assert "Bad CRC-32 for file 'predictions.npy'" in response.json()["detail"]

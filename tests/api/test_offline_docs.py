@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from in_process import started_client
 
-from service.api.docs import ASSETS_DIRECTORY
+from service.api.operations.docs import ASSETS_DIRECTORY
 
 pytestmark = pytest.mark.anyio
 
@@ -72,8 +73,7 @@ async def test_every_docs_asset_answers_with_its_file(client: httpx.AsyncClient,
 
 async def test_docs_assets_follow_the_proxy_prefix(app: FastAPI) -> None:
     # Behind a proxy that mounts the app at /xent, the pages must point under /xent too.
-    transport = httpx.ASGITransport(app=app, root_path="/xent")
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as proxied:
+    async with started_client(app, root_path="/xent") as proxied:
         html = (await proxied.get("/xent/docs")).text
         css = await proxied.get("/xent/static/docs/swagger-ui.css")
 

@@ -1,19 +1,20 @@
-"""Helpers of the client tests: the real app on a real uvicorn server (in a thread), ASGI transports, and a
-comparison of whole answers. (Not a conftest.py: a second one would clash with tests/conftest.py under
---doctest-modules, so each test module imports what it uses and defines its own server fixture.)"""
+"""What the client tests share: the real app on a real uvicorn server (in a thread), a flaky stand-in, and
+a comparison of whole answers; the in-process transport is ``in_process.asgi_transport``. (Not a conftest.py:
+a second one would clash with tests/conftest.py under --doctest-modules, so each test module imports what it
+uses and defines its own server fixture.)"""
 
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
 from live_server import free_port
 
 from service.client import Scores
+from service.server import HeaderLimitedProtocol
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -22,7 +23,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port until the generator is closed; yields the URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on", http=HeaderLimitedProtocol
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -62,11 +65,6 @@ class Flaky:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
-
-
-def asgi_transport(app: Any) -> httpx.ASGITransport:
-    """An in-process transport to ``app`` (its lifespan must be entered by the caller)."""
-    return httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
 
 def assert_same_scores(actual: Scores, expected: Scores, rel: float = 0.0) -> None:

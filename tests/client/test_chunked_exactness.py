@@ -7,16 +7,16 @@ from typing import Any
 import numpy as np
 import pytest
 from client_servers import (
-    asgi_transport,
     assert_same_scores,
     serve_in_thread,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from in_process import asgi_transport
 
 from service.api.app import create_app
+from service.cli.local import score_locally
 from service.client import AsyncClient, Client
-from service.client.command import score_locally
 from service.settings import Settings
 
 RELATIVE = 1e-12

@@ -7,11 +7,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from client_servers import Flaky, asgi_transport, assert_same_scores, serve_in_thread
+from client_servers import Flaky, assert_same_scores, serve_in_thread
+from in_process import asgi_transport
 
 from service.api.app import create_app
+from service.cli.local import score_locally
 from service.client import AsyncClient, Client, ProblemError, TransportError
-from service.client.command import score_locally
 from service.settings import Settings
 
 REFERENCE_CE = 0.47965000629754095
@@ -272,6 +273,31 @@ def test_client_imports_neither_fastapi_nor_pydantic() -> None:
     code = f"import sys, service.client; print(sorted(m for m in {web} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_client_takes_only_the_contract_from_the_core() -> None:
+    """Scoring in-process is the CLI's business (service/cli/local.py): the client knows the core's contract only."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).parents[2] / "service" / "client"
+    imported = {
+        (path.name, node.module if isinstance(node, ast.ImportFrom) else alias.name)
+        for path in package.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    from_core = {(file, module) for file, module in imported if module and module.startswith("service.core")}
+    assert {module for _, module in from_core} == {"service.core.contract"}, from_core
+
+
+@pytest.mark.anyio
+async def test_async_methods_raise_a_misspelt_option_where_awaited() -> None:
+    async with AsyncClient("http://127.0.0.1:9") as xent:
+        call = xent.score_many([1], [[0.5, 0.5]], epsilonn=0.1)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="unknown option 'epsilonn'"):
+            await call
 
 
 def test_transport_errors_wrap_httpx() -> None:

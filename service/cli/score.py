@@ -1,8 +1,9 @@
 """``xent score``: score prediction and label files, in-process or against a running service.
 
 Without ``--url`` (and without ``XENT_URL``) the same core the service runs scores the files
-in this process; with one, the client sends them in chunks. Exit codes: 0 scored, 2 bad
-input (the problem's message on stderr), 1 the service failed or could not be reached.
+in this process (``local.py``); with one, the client sends them in chunks. Exit codes: 0 scored,
+2 bad input (the problem's message on stderr), 1 the service failed or could not be reached.
+The option flags take their choices from ``service.core.contract``; unset, the API's defaults apply.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 
 import orjson
 
-from service.client.errors import ProblemError, TransportError
-from service.client.files import FORMATS, UnreadableFile, read_array, write_per_sample
-from service.client.results import Scores
-from service.client.wire import Endpoint, prepare
+from service.cli.files import FORMATS, UnreadableFile, read_array, write_per_sample
+from service.cli.local import score_locally
+from service.client import ProblemError, Scores, TransportError
+from service.core.contract import AUTO, MULTICLASS, OPTIONS
+
+_OPTIONS = OPTIONS[MULTICLASS]  # the flags of both endpoints: the multi-class choices include the binary ones
 
 EXIT_OK, EXIT_SERVICE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -40,15 +43,15 @@ def add_parser(commands: Any) -> None:
     files.add_argument("--per-sample", metavar="OUT", help="write per-sample CE, KL, H to OUT (.csv or .npy)")
     options = score.add_argument_group("options (as in the API)")
     options.add_argument("--binary", action="store_true", help="binary / multi-label cross-entropy")
-    options.add_argument("--prediction-type", choices=["probabilities", "logits", "log_probabilities"])
-    options.add_argument("--unit", choices=["nats", "bits", "hartleys"])
+    options.add_argument("--prediction-type", choices=_OPTIONS["prediction_type"].choices)
+    options.add_argument("--unit", choices=_OPTIONS["unit"].choices)
     options.add_argument("--classes", metavar="A,B,C", help="class names in column order, comma-separated")
     options.add_argument("--class-weights", metavar="W,W,W", help="C class weights, comma-separated")
     options.add_argument("--pos-weight", metavar="W[,W...]", help="binary: one weight, or K comma-separated")
     options.add_argument("--label-smoothing", type=float)
     options.add_argument("--ignore-index", type=int)
-    options.add_argument("--epsilon", help='"auto" (default) or a number in [0, 0.5)')
-    options.add_argument("--normalization", choices=["warn", "renormalize", "error"])
+    options.add_argument("--epsilon", help=f'"{AUTO}" (default) or a number in {_OPTIONS["epsilon"].interval}')
+    options.add_argument("--normalization", choices=_OPTIONS["normalization"].choices)
     options.add_argument("--tolerance", type=float)
     service = score.add_argument_group("service")
     service.add_argument("--url", help="score against this service (default: XENT_URL; neither: in-process)")
@@ -74,11 +77,11 @@ def _numbers(text: str | None, what: str) -> list[float] | None:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The API options the flags give (unset flags keep the API's defaults)."""
     epsilon: Any = args.epsilon
-    if epsilon is not None and epsilon != "auto":
+    if epsilon is not None and epsilon != AUTO:
         try:
             epsilon = float(epsilon)
         except ValueError:
-            raise UnreadableFile(f'--epsilon: expected "auto" or a number, got {args.epsilon!r}') from None
+            raise UnreadableFile(f'--epsilon: expected "{AUTO}" or a number, got {args.epsilon!r}') from None
     given: dict[str, Any] = {
         "prediction_type": args.prediction_type,
         "unit": args.unit,
@@ -109,7 +112,7 @@ def score_files(args: argparse.Namespace) -> Scores:
     options = _options(args)
     url = args.url or os.environ.get("XENT_URL")
     if url:
-        from service.client.sync_client import Client
+        from service.client import Client
 
         with Client(url, api_key=args.api_key, timeout=args.timeout, retries=args.retries) as client:
             progress = False if args.no_progress else None
@@ -123,46 +126,6 @@ def score_files(args: argparse.Namespace) -> Scores:
                 concurrency=args.concurrency, progress=progress, **options,
             )  # fmt: skip
     return score_locally(labels, predictions, binary=args.binary, options=options)
-
-
-def score_locally(labels: Any, predictions: Any, *, binary: bool, options: dict[str, Any]) -> Scores:
-    """Score in this process with the service's core: the numbers the service would send."""
-    from service.core import BinaryOptions, MulticlassOptions, score_binary, score_multiclass
-
-    endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
-    targets, preds = prepare(endpoint, labels, predictions)
-    per_sample = bool(options.get("per_sample", True))
-    epsilon = options.get("epsilon", "auto")
-    common = {
-        "prediction_type": options.get("prediction_type", "probabilities"),
-        "label_smoothing": float(options.get("label_smoothing", 0.0)),
-        "epsilon": None if epsilon == "auto" else epsilon,
-        "unit": options.get("unit", "nats"),
-    }
-    if binary:
-        result = score_binary(
-            targets,
-            preds,
-            pos_weight=options.get("pos_weight"),
-            sample_weights=options.get("sample_weights"),
-            options=BinaryOptions(**common),
-        )
-        return Scores.from_core(result, per_sample=per_sample)
-    classes = options.get("classes")
-    result = score_multiclass(
-        targets,
-        preds,
-        classes=classes,
-        class_weights=options.get("class_weights"),
-        sample_weights=options.get("sample_weights"),
-        options=MulticlassOptions(
-            **common,
-            normalization=options.get("normalization", "warn"),
-            tolerance=float(options.get("tolerance", 1e-3)),
-            ignore_index=options.get("ignore_index"),
-        ),
-    )
-    return Scores.from_core(result, per_sample=per_sample, classes=classes)
 
 
 def _value(value: float | None, digits: int = 6) -> str:
@@ -220,4 +183,4 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["add_parser", "run", "score_locally", "summary_table"]
+__all__ = ["add_parser", "run", "summary_table"]

@@ -15,7 +15,8 @@ from pathlib import Path
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.errors import HttpProblem
+from service.api.problems import ProblemKind
+from service.api.state import service_state
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -61,10 +62,6 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def _unauthorized(detail: str) -> HttpProblem:
-    return HttpProblem(401, "Unauthorized", detail, "unauthorized", {"WWW-Authenticate": 'Bearer realm="xent"'})
-
-
 def offered_key(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The key a request offers: ``X-API-Key`` if sent (and not empty), else an ``Authorization: Bearer`` token.
 
@@ -95,9 +92,10 @@ def check_api_key(keys: ApiKeys, raw_headers: Iterable[tuple[bytes, bytes]]) -> 
         return
     offered = offered_key(raw_headers)
     if offered is None:
-        raise _unauthorized("this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>")
+        detail = "this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+        raise ProblemKind.UNAUTHORIZED.error(detail)
     if not keys.accepts(offered):
-        raise _unauthorized("the API key is not valid")
+        raise ProblemKind.UNAUTHORIZED.error("the API key is not valid")
 
 
 async def require_api_key(
@@ -111,4 +109,4 @@ async def require_api_key(
     reads the headers with :func:`offered_key`, so every protected route accepts the same keys.
     """
     del bearer, header
-    check_api_key(request.app.state.api_keys, request.scope["headers"])
+    check_api_key(service_state(request).api_keys, request.scope["headers"])

@@ -3,10 +3,10 @@
 from fastapi import APIRouter, Request
 
 from service import __version__
-from service.api.errors import HttpProblem, problem_responses
+from service.api.problems import ProblemKind, problem_responses
 from service.api.schemas import Health, Info, Limits
+from service.api.state import service_state
 from service.core import PredictionType, Unit, WarningCode
-from service.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -20,15 +20,16 @@ async def healthz() -> Health:
 @router.get("/readyz", summary="Readiness: start-up finished", responses=problem_responses(503))
 async def readyz(request: Request) -> Health:
     """200 once start-up (including a self-test on the reference example) has finished; 503 before."""
-    if not getattr(request.app.state, "ready", False):
-        raise HttpProblem(503, "Not ready", "the service is starting or stopping", "not-ready", {"Retry-After": "1"})
+    if not service_state(request).ready:
+        raise ProblemKind.NOT_READY.error("the service is starting or stopping")
     return Health(status="ready")
 
 
 @router.get("/v1/info", summary="Version, units and limits", tags=["scoring"])
 async def info(request: Request) -> Info:
     """What this instance is and what it accepts."""
-    settings: Settings = request.app.state.settings
+    state = service_state(request)
+    settings = state.settings
     return Info(
         name="xent",
         version=__version__,
@@ -45,6 +46,6 @@ async def info(request: Request) -> Info:
             max_cells=settings.max_cells,
             max_concurrent_scoring=settings.max_concurrent_scoring,
             body_timeout_seconds=settings.body_timeout_seconds,
-            api_keys_required=request.app.state.api_keys.enabled,
+            api_keys_required=state.api_keys.enabled,
         ),
     )

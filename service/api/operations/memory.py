@@ -11,7 +11,7 @@ Two things keep that cheap. The trim threshold is raised to 8 MiB: with glibc's
 default (128 KiB, no longer adjusted once the mmap threshold is fixed) every free at
 the top of a heap gave pages back that the next allocation faulted in again, which
 made reading a 20 MB body four times slower (40 ms instead of 10). And `xent serve`
-runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (service/cli.py), so the large
+runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (service/cli/serve.py), so the large
 mmapped blocks fault in as 2 MiB pages rather than 4 KiB ones.
 Elsewhere than glibc these are no-ops.
 """

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.metrics import UNMATCHED, Metrics
-from service.api.request_id import STATE_KEY
+from service.api.operations.metrics import UNMATCHED, Metrics
+from service.api.operations.request_id import STATE_KEY
+from service.api.transport.answer import ROWS_KEY
 
 
 class _Exchange:
@@ -25,19 +25,6 @@ class _Exchange:
         self.bytes_in = 0
         self.bytes_out = 0
         self.rows: int | None = None
-
-
-# The request being handled in this context. A ContextVar rather than request.state so that the
-# scoring code, which runs in a worker thread without the request, can still report its rows
-# (Starlette's run_in_threadpool copies the context, and the _Exchange inside is shared).
-_current: ContextVar[_Exchange | None] = ContextVar("xent_exchange", default=None)
-
-
-def record_rows(n: int) -> None:
-    """Report that the request being handled scored a batch of ``n`` rows (for metrics and the log line)."""
-    exchange = _current.get()
-    if exchange is not None:
-        exchange.rows = (exchange.rows or 0) + n
 
 
 def route_template(scope: Scope) -> str:
@@ -88,7 +75,8 @@ class RequestTelemetryMiddleware:
             return
         started = time.perf_counter()
         exchange = _Exchange()
-        token = _current.set(exchange)
+        # The scoring answer leaves its row count here (ROWS_KEY); shared with the request's own state.
+        state = scope.setdefault("state", {})
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -108,11 +96,11 @@ class RequestTelemetryMiddleware:
             await self.app(scope, counting_receive, recording_send)
         finally:
             # No answer started means an exception is on its way out: Starlette's outermost
-            # middleware turns it into the 500 (see service/api/errors.py).
+            # middleware turns it into the 500 (see service/api/problems.py).
             status = exchange.status if exchange.status is not None else 500
             seconds = time.perf_counter() - started
             self.metrics.in_flight.dec()
-            _current.reset(token)
+            exchange.rows = state.get(ROWS_KEY)
             endpoint = route_template(scope)
             self.metrics.observe(
                 endpoint=endpoint,

@@ -1,5 +1,5 @@
-"""Command line: ``xent serve`` runs the service, ``xent openapi`` writes its OpenAPI document,
-``xent score`` scores files (``service/client/command.py``)."""
+"""``xent serve`` runs the service (one process, or workers under uvicorn's supervisor); ``xent openapi``
+writes its OpenAPI document."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _reexec_with_huge_pages() -> None:
     os.execv(sys.executable, sys.orig_argv)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace) -> int:
     if args.whole_process:
         _reexec_with_huge_pages()
     import uvicorn
@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from service.logs import log_config
     from service.metrics_dir import UnwritableMetricsDirectory, metrics_directory
+    from service.server import http_protocol
 
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal under the handler it found on
     # start; with the default one that kills the process (exit 143) after a clean drain. A no-op
@@ -82,6 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
                 # Idle keep-alive connections close after 5 s (uvicorn's default, said out loud): slow
                 # or silent clients cannot hold a connection; a slow body is cut by XENT_BODY_TIMEOUT_SECONDS.
                 "timeout_keep_alive": 5,
+                # httptools with limits on request heads (XENT_MAX_HEADER_BYTES, XENT_MAX_HEADERS,
+                # XENT_HEADER_TIMEOUT_SECONDS): uvicorn has none of its own.
+                "http": http_protocol(settings),
             }
             if settings.workers > 1:
                 _supervise(uvicorn.Config("service.api.app:create_app", **options))
@@ -128,7 +132,7 @@ def openapi_document() -> str:
     return json.dumps(create_app(Settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _openapi(args: argparse.Namespace) -> int:
+def openapi(args: argparse.Namespace) -> int:
     text = openapi_document()
     if args.path is None:
         sys.stdout.write(text)
@@ -137,28 +141,14 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xent`` command."""
-    parser = argparse.ArgumentParser(prog="xent", description="xent: a cross-entropy scoring service.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP service (settings from XENT_* variables)")
-    serve.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (XENT_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (XENT_WORKERS, default 1)")
-    serve.add_argument("--log-level", help="log level (XENT_LOG_LEVEL, default info)")
-    serve.set_defaults(run=_serve)
+def add_parsers(commands: Any) -> None:
+    """Register ``xent serve`` and ``xent openapi`` on the ``xent`` command's subparsers."""
+    parser = commands.add_parser("serve", help="run the HTTP service (settings from XENT_* variables)")
+    parser.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (XENT_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (XENT_WORKERS, default 1)")
+    parser.add_argument("--log-level", help="log level (XENT_LOG_LEVEL, default info)")
+    parser.set_defaults(run=serve)
     document = commands.add_parser("openapi", help="write the OpenAPI document (to stdout without PATH)")
     document.add_argument("path", nargs="?", help="file to write")
-    document.set_defaults(run=_openapi)
-    from service.client.command import add_parser as add_score_parser
-
-    add_score_parser(commands)
-    args = parser.parse_args(argv)
-    # Only a command run as its own process (not main([...]) called from Python) may exec itself anew.
-    args.whole_process = argv is None
-    result: int = args.run(args)
-    return result
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    document.set_defaults(run=openapi)

@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Count
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.api.errors import problem_responses
+from service.api.problems import problem_responses
+from service.api.state import service_state
 
 #: Seconds. Most answers take milliseconds; a 64 MiB batch can take several seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -188,5 +189,4 @@ async def metrics(request: Request) -> Response:
     `xent_http_request_body_bytes`, `xent_scored_rows_total{endpoint}`, `xent_http_requests_in_flight`
     and `xent_refusals_total{reason}`. `endpoint` is the route template (`unmatched` for a 404).
     With `XENT_METRICS_REQUIRE_KEY=true` it needs the same API key as the scoring endpoints."""
-    collected: Metrics = request.app.state.metrics
-    return Response(collected.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+    return Response(service_state(request).metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -1,4 +1,6 @@
-"""The JSON fast path: large bodies parsed straight into NumPy arrays.
+"""The JSON fast path: large bodies parsed straight into NumPy arrays (used by ``json_codec`` alone).
+
+Long because it is one parser: the whole-document parse and the slice-by-slice one share its checks.
 
 ``simdjson`` parses the body once; each array field is exported with ``as_buffer``
 as a contiguous float64 / int64 buffer, without a Python object per number. The
@@ -198,7 +200,7 @@ def _decode(
 #: A rows field whose text is at least this long is parsed slice by slice.
 SLICED_MIN_BYTES = 1 << 20
 #: About this much text per simdjson parse of a slice of rows: under the 1 MiB mmap threshold
-#: (service/api/memory.py), so the slice and simdjson's padded copy of it reuse heap memory.
+#: (service/api/operations/memory.py), so the slice and simdjson's padded copy of it reuse heap memory.
 SLICE_BYTES = 1 << 18
 
 

@@ -1,4 +1,7 @@
-"""Read the members of an ``.npz`` request body without copying them.
+"""The NPZ codec: an ``.npz`` request body into a request model, its arrays read without copies.
+
+Long because the zip reading it needs is all here, and nowhere else: the member checksums
+computed while the body arrives, the zero-copy member reader, and the decoding itself.
 
 ``np.load`` on a body copies every member at least twice (the body into a ``BytesIO``,
 then each member out of the zip stream in 256 KiB pieces). An uncompressed member
@@ -13,15 +16,24 @@ as ``np.load(..., allow_pickle=False)``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.lib import format as npy_format
+from pydantic import BaseModel, ValidationError
+
+from service.api.problems import HttpProblem, ProblemKind, query_parameter_error, validation_error
+from service.api.transport.body import Body
+from service.api.transport.limits import Limits
+from service.core import InvalidInput
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 #: The .npy header versions whose header reader NumPy makes public.
 _HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
@@ -216,3 +228,80 @@ def _read_copy(member: Any) -> np.ndarray:
     member.seek(0)
     array: np.ndarray = npy_format.read_array(member, allow_pickle=False)
     return array
+
+
+#: How a zip archive starts: a local file header, or the end record of an empty archive (np.savez()).
+#: A single .npy array (its own magic) gets a message of its own.
+_NPY_MAGIC = b"\x93NUMPY"
+_ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", _NPY_MAGIC)
+
+
+def _malformed_npz(reason: str) -> HttpProblem:
+    return ProblemKind.MALFORMED_NPZ.error(f"the body is not a readable .npz archive: {reason}")
+
+
+def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits) -> RequestModel:
+    """The request model from an NPZ body: arrays from the archive, options from the query.
+
+    Pickled objects are refused, never loaded. The arrays may be views into the body, which
+    therefore stays until they are gone.
+    """
+    data = body.data
+    checksums = body.watcher.found if isinstance(body.watcher, StreamedChecksums) else None
+    members: frozenset[str] = getattr(model, "array_fields", frozenset())
+    head = bytes(data[:64])
+    if not head.startswith(_ARCHIVE_SIGNATURES):
+        # np.load would try anything else as a pickle and say so ("contains pickled data"), which
+        # misleads the usual sender: a JSON body sent with the NPZ content type.
+        looks_like_json = head.lstrip()[:1] in (b"{", b"[")
+        hint = "; it looks like JSON: send it with Content-Type: application/json" if looks_like_json else ""
+        raise _malformed_npz(f"it does not start with a zip signature (PK\\x03\\x04), as np.savez writes{hint}")
+    if head.startswith(_NPY_MAGIC):
+        raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
+    fields: dict[str, Any] = {}
+    try:
+        archive = NpzArchive(data, checksums)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _malformed_npz(str(error) or type(error).__name__) from None
+    with archive:
+        # A compressed member can inflate far past the body it came in: hold the archive's
+        # uncompressed size to the body limit before reading any member.
+        limits.check_archive(sum(int(entry.file_size) for entry in archive.infolist()))
+        for name, entry in archive.members():
+            if name not in members:
+                allowed = ", ".join(sorted(members))
+                raise InvalidInput(name, f"unexpected member {name!r} in the archive; members are: {allowed}")
+            try:
+                fields[name] = archive.read(entry)
+            except NotNpy:
+                raise _malformed_npz(f"member {name!r} is not a .npy array (np.save format)") from None
+            except ValueError as error:
+                if "allow_pickle" in str(error):
+                    raise InvalidInput(
+                        name, "holds Python objects (pickled); only numeric and string arrays are accepted"
+                    ) from None
+                raise _malformed_npz(f"member {name!r}: {error}") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as error:
+                raise _malformed_npz(f"member {name!r}: {error}") from None
+    for name in ("classes", "pos_weight"):
+        if name in fields and isinstance(fields[name], np.ndarray) and fields[name].dtype.kind in "USf":
+            # Names become a list of str; a 0-d pos_weight becomes a number.
+            value = fields[name]
+            fields[name] = value.tolist() if value.ndim else value.item()
+    options: dict[str, Any] = dict(query)
+    # Numbers in the query stay strings if they do not parse, and validation then names them.
+    if options.get("epsilon", "auto") != "auto":
+        with contextlib.suppress(ValueError):
+            options["epsilon"] = float(options["epsilon"])
+    if "pos_weight" in options and "pos_weight" not in fields:  # one number fits in the query
+        with contextlib.suppress(ValueError):
+            options["pos_weight"] = float(options["pos_weight"])
+    misplaced = sorted(name for name in members & options.keys() if isinstance(options[name], str))
+    if misplaced:
+        raise query_parameter_error(
+            misplaced[0], "is an array: send it as a member of the .npz archive, not in the query"
+        )
+    try:
+        return model.model_validate({**options, **fields}, strict=False)
+    except ValidationError as error:
+        raise validation_error(error, model, from_query=True) from None

@@ -4,7 +4,7 @@ FastAPI's built-in pages load their JavaScript and CSS from cdn.jsdelivr.net, th
 fastapi.tiangolo.com and ReDoc's fonts from Google, so in an air-gapped cluster they are blank.
 These routes are FastAPI's documented self-hosting pattern instead: the app is built with
 ``docs_url=None, redoc_url=None`` and :func:`install_docs` serves pinned Swagger UI 5 and ReDoc 2
-(``static/docs/``, versions and SHA-256 sums in its README) with local URLs only.
+(``service/api/static/docs/``, versions and SHA-256 sums in its README) with local URLs only.
 """
 
 from pathlib import Path
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 #: The vendored files, and the path they are served under.
-ASSETS_DIRECTORY = Path(__file__).parent / "static" / "docs"
+ASSETS_DIRECTORY = Path(__file__).parents[1] / "static" / "docs"
 ASSETS_PATH = "/static/docs"
 
 #: Swagger UI options on top of FastAPI's defaults. validatorUrl=None: Swagger UI would otherwise

@@ -1,0 +1,1 @@
+"""Who may score and how many at once: API keys and scoring slots."""

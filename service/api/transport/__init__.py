@@ -1,0 +1,46 @@
+"""Bytes in, bytes out: a request is read (``body``), decoded by the codec of its media type
+(``json_codec``, ``npz_codec``), scored elsewhere, and answered (``answer``); ``limits`` checks every size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from service.api.transport import json_codec, npz_codec
+from service.api.transport.answer import Answer, encode
+from service.api.transport.body import Body, BodyKind, BodyWatcher, read_body
+from service.api.transport.limits import Limits
+from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+#: What watches a large body of each kind as it arrives: an archive's members are checksummed during the upload.
+WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_codec.StreamedChecksums}
+
+
+def decode(
+    model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits, *, fast_json_min_bytes: int
+) -> RequestModel:
+    """The request model from a body (and, for NPZ, the query's options), refused with 413 past the batch limits."""
+    if body.kind == "npz":
+        request = npz_codec.decode(model, body, query, limits)
+    else:
+        request = json_codec.decode(model, body, query, fast_json_min_bytes=fast_json_min_bytes)
+    limits.check_batch(getattr(request, "predictions", None))
+    return request
+
+
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "NPZ_MEDIA_TYPE",
+    "WATCHERS",
+    "Answer",
+    "Body",
+    "Limits",
+    "decode",
+    "encode",
+    "read_body",
+]

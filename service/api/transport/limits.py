@@ -1,0 +1,75 @@
+"""Every size limit of a request, checked in one object: body bytes, inflated bytes, batch shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.api.problems import HttpProblem, ProblemKind
+from service.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How large one request may be; each check raises the 413 that names the limit and its setting.
+
+    ``body_bytes`` bounds the body as sent, as decompressed (gzip) and, for an NPZ archive,
+    its members uncompressed; ``rows``, ``classes`` and ``cells`` bound the decoded batch.
+    """
+
+    body_bytes: int
+    rows: int
+    classes: int
+    cells: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits an operator set (``XENT_MAX_BODY_BYTES``, ``XENT_MAX_ROWS``, …)."""
+        return cls(settings.max_body_bytes, settings.max_rows, settings.max_classes, settings.max_cells)
+
+    def too_large(self, what: str = "the request body") -> HttpProblem:
+        """The 413 for ``what`` past the body limit."""
+        detail = f"{what} is larger than the limit of {self.body_bytes} bytes (XENT_MAX_BODY_BYTES)"
+        return ProblemKind.TOO_LARGE.error(detail)
+
+    def check_body(self, size: int) -> None:
+        """413 when the body, as declared or as received so far, passes the limit."""
+        if size > self.body_bytes:
+            raise self.too_large()
+
+    def check_inflated(self, size: int) -> None:
+        """413 when the decompressed (gzip) body passes the limit."""
+        if size > self.body_bytes:
+            raise self.too_large("the decompressed request body")
+
+    def check_archive(self, size: int) -> None:
+        """413 when an archive's members, uncompressed, pass the limit (checked before any is read)."""
+        if size > self.body_bytes:
+            raise self.too_large("the uncompressed archive")
+
+    def check_batch(self, predictions: Any) -> None:
+        """413 naming the limit and the value sent when a batch has too many rows, classes or cells."""
+        rows, columns = _shape(predictions)
+        if rows > self.rows:
+            raise _refuse("rows", rows, self.rows, "XENT_MAX_ROWS")
+        if columns > self.classes:
+            raise _refuse("classes (columns)", columns, self.classes, "XENT_MAX_CLASSES")
+        if rows * columns > self.cells:
+            raise _refuse("rows × classes", rows * columns, self.cells, "XENT_MAX_CELLS")
+
+
+def _shape(predictions: Any) -> tuple[int, int]:
+    """Rows and columns (classes or labels per sample) of decoded predictions, without converting them."""
+    if isinstance(predictions, np.ndarray):
+        rows = predictions.shape[0] if predictions.ndim else 0
+        return rows, (predictions.shape[1] if predictions.ndim == 2 else 1)
+    if not isinstance(predictions, list) or not predictions:
+        return 0, 0
+    first = predictions[0]
+    return len(predictions), (len(first) if isinstance(first, list) else 1)
+
+
+def _refuse(what: str, value: int, limit: int, setting: str) -> HttpProblem:
+    return ProblemKind.TOO_LARGE.error(f"the batch has {value:,} {what}; the limit is {limit:,} ({setting})")

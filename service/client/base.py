@@ -1,0 +1,176 @@
+"""``BaseClient``: all that the sync and async clients share, which is everything but the I/O.
+
+Configuration, the public methods with their typed options, option checking (``Batch``), chunk
+planning and merging (``chunking``), retry decisions (``Attempts``) and answer reading (``wire``)
+are here once; ``Client`` and ``AsyncClient`` only send, sleep and gather. The public methods are
+written once too: on ``Client`` they return ``Scores``, on ``AsyncClient`` the coroutine that
+computes them (``await xent.cross_entropy(...)``), which is what the type parameter ``ScoresT`` is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Generic, Literal, TypeVar, Unpack, overload
+
+import httpx
+
+from service.client.chunking import Batch, Chunking
+from service.client.config import ClientConfig
+from service.client.errors import ProblemError
+from service.client.retry import Attempts
+from service.client.wire import BinaryCrossEntropyOptions, CrossEntropyOptions, TransportChoice, read_response
+from service.core.contract import BINARY, MULTICLASS, OPTIONS, Endpoint
+
+#: The options of each endpoint: the scoring methods' keyword defaults come from the contract.
+_CE = OPTIONS[MULTICLASS]
+_BCE = OPTIONS[BINARY]
+
+#: What a scoring method returns: ``Scores`` (``Client``), or a coroutine of ``Scores`` (``AsyncClient``).
+ScoresT = TypeVar("ScoresT")
+#: The httpx transport the client can be given: ``httpx.BaseTransport`` or ``httpx.AsyncBaseTransport``.
+TransportT = TypeVar("TransportT")
+
+#: Why ``/v1/info`` may not tell the body limit: then chunks are sized for the service's default.
+NO_BODY_LIMIT = (httpx.HTTPError, ProblemError, KeyError, TypeError, ValueError)
+
+
+class BaseClient(ABC, Generic[ScoresT, TransportT]):
+    """The configuration and the scoring methods of a xent client (the arguments: see ``Client``); a subclass
+    opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        npz_min_values: int | None = None,
+        transport: TransportT | None = None,
+    ) -> None:
+        self.config = ClientConfig.build(base_url, api_key, timeout, retries, backoff, npz_min_values)
+        self._max_body_bytes: int | None = None  # from /v1/info, asked once, when chunk sizes need it
+        self._connect({"base_url": self.config.base_url, "headers": self.config.headers, "timeout": timeout}, transport)
+
+    @abstractmethod
+    def _connect(self, options: dict[str, Any], transport: TransportT | None) -> None:
+        """Open the httpx client (``options`` are its arguments but ``transport``)."""
+
+    # ``batch`` builds the batch, which checks the options: the async client calls it in its coroutine,
+    # so that a misspelt option raises where the call is awaited, as from any coroutine.
+
+    @abstractmethod
+    def _score(self, batch: Callable[[], Batch], transport: TransportChoice) -> ScoresT:
+        """Send one batch and read the answer."""
+
+    @abstractmethod
+    def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> ScoresT:
+        """Send the batch in chunks, as ``how`` says, and merge the answers."""
+
+    def cross_entropy(
+        self,
+        labels: Any,
+        predictions: Any,
+        *,
+        prediction_type: Literal["probabilities", "logits", "log_probabilities"] = _CE["prediction_type"].default,
+        classes: list[str] | None = _CE["classes"].default,
+        label_smoothing: float = _CE["label_smoothing"].default,
+        class_weights: Any = _CE["class_weights"].default,
+        sample_weights: Any = _CE["sample_weights"].default,
+        ignore_index: int | None = _CE["ignore_index"].default,
+        epsilon: float | Literal["auto"] = _CE["epsilon"].default,
+        normalization: Literal["warn", "renormalize", "error"] = _CE["normalization"].default,
+        tolerance: float = _CE["tolerance"].default,
+        unit: Literal["nats", "bits", "hartleys"] = _CE["unit"].default,
+        per_sample: bool = _CE["per_sample"].default,
+        transport: TransportChoice = "auto",
+    ) -> ScoresT:
+        """Multi-class cross-entropy, KL divergence and target entropy of one batch (``POST /v1/cross-entropy``)."""
+        options = {k: v for k, v in locals().items() if k not in ("self", "labels", "predictions", "transport")}
+        return self._score(partial(Batch.of, "cross-entropy", labels, predictions, options), transport)
+
+    def binary_cross_entropy(
+        self,
+        labels: Any,
+        predictions: Any,
+        *,
+        prediction_type: Literal["probabilities", "logits"] = _BCE["prediction_type"].default,
+        pos_weight: Any = _BCE["pos_weight"].default,
+        label_smoothing: float = _BCE["label_smoothing"].default,
+        sample_weights: Any = _BCE["sample_weights"].default,
+        epsilon: float | Literal["auto"] = _BCE["epsilon"].default,
+        unit: Literal["nats", "bits", "hartleys"] = _BCE["unit"].default,
+        per_sample: bool = _BCE["per_sample"].default,
+        transport: TransportChoice = "auto",
+    ) -> ScoresT:
+        """Binary / multi-label cross-entropy of one batch (``POST /v1/binary-cross-entropy``)."""
+        options = {k: v for k, v in locals().items() if k not in ("self", "labels", "predictions", "transport")}
+        return self._score(partial(Batch.of, "binary-cross-entropy", labels, predictions, options), transport)
+
+    @overload
+    def score_many(
+        self,
+        labels: Any,
+        predictions: Any,
+        *,
+        binary: Literal[False] = False,
+        chunk_size: int | None = None,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        transport: TransportChoice = "auto",
+        **options: Unpack[CrossEntropyOptions],
+    ) -> ScoresT: ...
+    @overload
+    def score_many(
+        self,
+        labels: Any,
+        predictions: Any,
+        *,
+        binary: Literal[True],
+        chunk_size: int | None = None,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        transport: TransportChoice = "auto",
+        **options: Unpack[BinaryCrossEntropyOptions],
+    ) -> ScoresT: ...
+    def score_many(
+        self,
+        labels: Any,
+        predictions: Any,
+        *,
+        binary: bool = False,
+        chunk_size: int | None = None,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        transport: TransportChoice = "auto",
+        **options: Any,
+    ) -> ScoresT:
+        """Score a dataset of any size in chunks of ``chunk_size`` rows (default: sized from the service's body
+        limit), ``concurrency`` requests at a time, and merge the answers exactly (Σ sums / Σ weights).
+
+        ``progress``: a tqdm bar of rows done on stderr (None: only when stderr is a terminal).
+        Errors name rows of the whole dataset, not of the chunk.
+        """
+        endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
+        how = Chunking(chunk_size, concurrency, progress, transport)
+        return self._score_chunks(partial(Batch.of, endpoint, labels, predictions, options), how)
+
+    def _attempts(self) -> Attempts:
+        """The tries of one request, as configured."""
+        return Attempts(self.config.retry, self.config.base_url)
+
+    @staticmethod
+    def _info(response: httpx.Response) -> dict[str, Any]:
+        """``/v1/info``'s document; a ``ProblemError`` for any answer but 200."""
+        if response.status_code != 200:
+            read_response(response)
+        info: dict[str, Any] = response.json()
+        return info
+
+    @staticmethod
+    def _body_limit_in(info: dict[str, Any]) -> int:
+        """The service's body limit, as ``/v1/info`` states it."""
+        return int(info["limits"]["max_body_bytes"])
