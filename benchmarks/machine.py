@@ -62,6 +62,25 @@ def _blas() -> str:
     return "; ".join(parts)
 
 
+def _simd() -> str:
+    """NumPy's SIMD extensions (``numpy.show_runtime()``): its float64 ``exp`` and ``log`` are vectorised only
+    with AVX-512 ("X86_V4" / "AVX512F" found), scalar elsewhere, so core figures depend on this line."""
+    try:
+        from numpy._core._multiarray_umath import (  # type: ignore[attr-defined]
+            __cpu_baseline__,
+            __cpu_dispatch__,
+            __cpu_features__,
+        )
+    except ImportError:
+        return "unknown"
+    found = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    missing = [f for f in __cpu_dispatch__ if not __cpu_features__.get(f)]
+    return (
+        f"baseline {', '.join(__cpu_baseline__) or '—'}; found {', '.join(found) or '—'}; "
+        f"not found {', '.join(missing) or '—'}"
+    )
+
+
 def _git() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
@@ -87,6 +106,7 @@ def describe() -> list[tuple[str, str]]:
             versions.append(f"{package} (not installed)")
     return [
         ("CPU", _first("/proc/cpuinfo", "model name") or platform.processor() or "unknown"),
+        ("NumPy SIMD extensions", _simd()),
         ("Cores", f"{os.cpu_count()} logical, {usable} usable by this process (shared machine)"),
         ("Memory", memory),
         ("OS", f"{_first('/etc/os-release', 'PRETTY_NAME') or platform.system()}, kernel {platform.release()}"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.core_inprocess import CoreComparison
 from benchmarks.end_to_end import Measurement
+from benchmarks.real_clients import ClientMeasurement
 from benchmarks.small_requests import Throughput
 
 MB = 1e6
@@ -122,6 +123,88 @@ def targets(e2e: EndToEnd, core: list[CoreComparison], small: list[Throughput]) 
     return found
 
 
+def _client_find(
+    clients: list[ClientMeasurement], client: str, server: str, body: str, answer: str, decimals: int | None
+) -> ClientMeasurement | None:
+    for m in clients:
+        c = m.configuration
+        if (m.client, c.server.name, c.body, c.answer, c.workload.decimals) == (client, server, body, answer, decimals):
+            return m
+    return None
+
+
+def _over_baseline(clients: list[ClientMeasurement], m: ClientMeasurement) -> float | None:
+    """The plain baseline's JSON latency, same client and arrays, ÷ this measurement's."""
+    plain = _client_find(clients, m.client, "baseline", "JSON", "JSON", m.configuration.workload.decimals)
+    return None if plain is None else plain.latency / m.latency
+
+
+def client_targets(clients: list[ClientMeasurement], small: list[Throughput]) -> list[Target]:
+    """The targets of issue 13: real clients with their default headers, against xent as shipped."""
+    found: list[Target] = []
+    wanted = [
+        ("httpx", "JSON", "JSON", 8, "JSON"),
+        ("curl --compressed", "JSON", "JSON", 6, "JSON"),
+        ("requests", "JSON", "JSON", 6, "JSON"),
+        ("httpx", "NPZ", "JSON", 25, "NPZ body, JSON answer"),
+        ("httpx", "NPZ", "NPZ", 25, "NPZ body, NPZ answer"),
+    ]
+    for client, body, answer, bound, what in wanted:
+        m = _client_find(clients, client, "xent", body, answer, None)
+        found.append(
+            _at_least(
+                f"100,000 × 10 full-precision probabilities, {what}, {client} with its default headers: "
+                "speed-up over the plain baseline's JSON (same client)",
+                None if m is None else _over_baseline(clients, m),
+                bound,
+                "" if m is not None else f"{client} not available",
+            )
+        )
+    rates = {(t.target, t.concurrency): t.median for t in small}
+    if ("xent", 32) in rates and ("constant", 32) in rates:
+        found.append(
+            _at_least(
+                "Small requests at concurrency 32: xent ÷ constant-endpoint throughput",
+                rates["xent", 32] / rates["constant", 32],
+                0.7,
+            )
+        )
+    return found
+
+
+def _clients_table(clients: list[ClientMeasurement]) -> list[str]:
+    rows = []
+    for m in clients:
+        c = m.configuration
+        encoding = m.content_encoding or "identity"
+        decoded = "" if encoding == "identity" else f" ({m.answer_bytes / MB:,.2f} MB)"
+        rows.append(
+            [
+                f"{m.client} ({m.accept_encoding})",
+                c.workload.precision,
+                f"{c.body} {m.body_bytes / MB:,.1f} MB",
+                "plain FastAPI + Pydantic" if c.server.name == "baseline" else c.server.name,
+                c.answer,
+                f"{m.wire_bytes / MB:,.2f} MB {encoding}{decoded}",
+                _ms(m.latency),
+                f"{_ms(min(m.latencies))}–{_ms(max(m.latencies))}",
+                _ratio(_over_baseline(clients, m)),
+            ]
+        )
+    header = [
+        "Client (Accept-Encoding it sends)",
+        "Predictions",
+        "Body",
+        "Server",
+        "Answer",
+        "Answer on the wire (decoded)",
+        "Latency",
+        "Range",
+        "Speed-up vs plain JSON, same client",
+    ]
+    return _table(header, rows)
+
+
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -233,7 +316,9 @@ def render(
     core: list[CoreComparison],
     core_note: str,
     small: list[Throughput],
+    clients: list[ClientMeasurement],
     found_targets: list[Target],
+    client_targets: list[Target],
 ) -> str:
     """The whole RESULTS.md."""
     lines = [
@@ -249,14 +334,31 @@ def render(
     lines += [f"- Command: `{command}`", f"- Date: {date} (took {duration / 60:.1f} min)", ""]
     lines += ["## Machine", "", *_table(["", ""], [[k, v] for k, v in machine])]
     lines += ["## Run settings", "", *_table(["", ""], [[k, v] for k, v in settings])]
-    lines += ["## Targets (issue 3)", ""]
-    lines += _table(
-        ["Target", "Required", "Measured", "Verdict"],
-        [
-            [t.what, t.required, _ratio(t.figure) if t.figure is not None else (t.note or "—"), t.verdict]
-            for t in found_targets
-        ],
-    )
+    for issue, found in (("13", client_targets), ("3", found_targets)):
+        lines += [f"## Targets (issue {issue})", ""]
+        lines += _table(
+            ["Target", "Required", "Measured", "Verdict"],
+            [
+                [t.what, t.required, _ratio(t.figure) if t.figure is not None else (t.note or "—"), t.verdict]
+                for t in found
+            ],
+        )
+    lines += [
+        "## End to end with real clients and their default headers (loopback)",
+        "",
+        "100,000 × 10 probabilities from each client as a user runs it: `httpx.Client().post`,",
+        "`requests.Session().post`, and `curl --data-binary @file` without and with `--compressed`, each",
+        "with the headers it sends by default (only `Content-Type`, and `Accept: application/x-npz` for",
+        "an NPZ answer, are set). *xent* is `xent serve` as shipped (XENT_COMPRESSION=off); *xent-auto*",
+        "the same with XENT_COMPRESSION=auto, to show what compression costs and saves. Latency: httpx",
+        "and requests from the call until the decoded answer is in hand (keep-alive); curl its own",
+        "`time_total` (a new connection per request, the process start left out). *Answer on the wire*",
+        "is the answer's body as sent, with its Content-Encoding (and its decoded size). The speed-up is",
+        "over the plain baseline's JSON on the same arrays from the same client, measured side by side",
+        "in the same rounds (median; *Range* is the fastest and slowest round).",
+        "",
+    ]
+    lines += _clients_table(clients)
     lines += [
         "## End to end over HTTP (loopback)",
         "",

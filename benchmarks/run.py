@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 3 and write benchmarks/RESULTS.md.
+"""Run every benchmark of issues 3 and 13 and write benchmarks/RESULTS.md.
 
 From the repository root, with the project installed in .venv and the extras of
 benchmarks/requirements.txt (plus wrk, optionally; torch, optionally)::
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import core_inprocess, end_to_end, machine, report, small_requests
+from benchmarks import core_inprocess, end_to_end, machine, real_clients, report, small_requests
 from benchmarks.servers import REPO, Server, baseline_server, memory_measurable, xent_server
 from benchmarks.workloads import PREDICTION_TYPES, REFERENCE_BODY, Workload, check_reference_answer
 
@@ -36,6 +36,7 @@ class Plan:
     e2e_sizes: tuple[tuple[int, int], ...]
     e2e_repetitions: int
     e2e_repetitions_largest: int
+    client_repetitions: int
     core_sizes: tuple[tuple[int, int], ...]
     core_repetitions: int
     small_seconds: float
@@ -47,6 +48,7 @@ FULL = Plan(
     e2e_repetitions=7,
     # A 10,000 × 1,000 JSON body is ~220 MB and the plain baseline takes ~13 s on it.
     e2e_repetitions_largest=3,
+    client_repetitions=5,
     core_sizes=((100_000, 10), (10_000, 1_000)),
     core_repetitions=9,
     small_seconds=5,
@@ -56,11 +58,14 @@ QUICK = Plan(
     e2e_sizes=((100, 10), (10_000, 10), (100_000, 10)),
     e2e_repetitions=2,
     e2e_repetitions_largest=2,
+    client_repetitions=2,
     core_sizes=((100_000, 10),),
     core_repetitions=3,
     small_seconds=2,
     small_repetitions=2,
 )
+#: XENT_COMPRESSION of the second xent server, whose answers show the bytes on the wire with compression on.
+COMPRESSED = "auto"
 #: Above the ~220 MB JSON body of the largest workload (xent's default limit is 64 MiB).
 MAX_BODY_BYTES = 1 << 30
 
@@ -103,6 +108,45 @@ def run_end_to_end(
             workload.drop()
             gc.collect()
     return report.EndToEnd(measurements, core_seconds, idle)
+
+
+def run_real_clients(
+    plan: Plan, xent: Server, compressed: Server, baseline: Server
+) -> list[real_clients.ClientMeasurement]:
+    """100,000 × 10 probabilities, full precision and rounded, from each real client with its default headers."""
+    full = Workload(100_000, 10, "probabilities", decimals=None)
+    rounded = Workload(100_000, 10, "probabilities")
+    C = real_clients.Configuration
+    configurations = [
+        C(baseline, "JSON", "JSON", full),
+        C(xent, "JSON", "JSON", full),
+        C(compressed, "JSON", "JSON", full),
+        C(xent, "NPZ", "JSON", full),
+        C(xent, "NPZ", "NPZ", full),
+        C(baseline, "JSON", "JSON", rounded),
+        C(xent, "JSON", "JSON", rounded),
+        C(compressed, "JSON", "JSON", rounded),
+    ]
+    for workload in (full, rounded):
+        workload.json_body, workload.expected  # noqa: B018  (build them before any timing)
+    full.npz_body  # noqa: B018
+    measurements = []
+    for client in real_clients.clients():
+        try:
+            found = real_clients.measure(client, configurations, plan.client_repetitions)
+        finally:
+            client.close()
+        for m in found:
+            c = m.configuration
+            say(
+                f"    {m.client:17} {c.workload.precision:14} {c.label:28} {m.latency * 1e3:9.1f} ms"
+                f"  {m.wire_bytes / 1e6:6.2f} MB {m.content_encoding or 'identity'}"
+            )
+        measurements += found
+    for workload in (full, rounded):
+        workload.drop()
+    gc.collect()
+    return measurements
 
 
 def run_small(plan: Plan, xent: Server, baseline: Server) -> list[small_requests.Throughput]:
@@ -164,26 +208,30 @@ def main(argv: list[str] | None = None) -> int:
 
     log_dir = Path(tempfile.mkdtemp(prefix="xent-bench-"))
     xent, baseline = xent_server(log_dir, MAX_BODY_BYTES), baseline_server(log_dir)
+    compressed = xent_server(log_dir, MAX_BODY_BYTES, compression=COMPRESSED)
     client = end_to_end.LoopbackClient()
     try:
-        say(f"Starting xent and the plain baseline (logs in {log_dir})…")
-        xent.start()
-        baseline.start()
-        _warm_up([xent, baseline], client)
+        say(f"Starting xent, xent with XENT_COMPRESSION={COMPRESSED} and the plain baseline (logs in {log_dir})…")
+        for server in (xent, compressed, baseline):
+            server.start()
+        _warm_up([xent, compressed, baseline], client)
         time.sleep(0.5)
         idle = {s.name: s.rss_bytes() for s in (xent, baseline)} if measurable else None
         say("End to end over HTTP:")
         e2e = run_end_to_end(plan, xent, baseline, client, idle)
+        say("End to end with real clients, default headers:")
+        clients = run_real_clients(plan, xent, compressed, baseline)
         say(f"Small requests ({small_requests.load_generator()}):")
         small = run_small(plan, xent, baseline)
     finally:
         client.close()
-        baseline.stop()
-        xent.stop()
+        for server in (baseline, compressed, xent):
+            server.stop()
     say("Core in process:")
     core, core_note = run_core(plan)
 
     found = report.targets(e2e, core, small)
+    found_13 = report.client_targets(clients, small)
     settings = [
         (
             "Servers",
@@ -196,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
             f"XENT_MAX_BODY_BYTES={MAX_BODY_BYTES} (the largest JSON body is over the 64 MiB default), "
             "XENT_MAX_CELLS=10000000 (10,000 × 1,000 is over the default 8,000,000); "
             "every other setting is the default",
+        ),
+        (
+            "Compression",
+            "xent as shipped (XENT_COMPRESSION=off: answers go as they are, whatever the client accepts); a second "
+            f"`xent serve` with XENT_COMPRESSION={COMPRESSED} (zstd level 1 when accepted, else gzip level 1; "
+            "never NPZ answers) for the real-client rows named xent-auto",
+        ),
+        (
+            "Real-client repetitions",
+            f"{plan.client_repetitions} rounds after one warm-up request per client; in each round every "
+            "configuration takes its turn, so the ratios to the baseline compare requests made side by side",
         ),
         (
             "End-to-end repetitions",
@@ -211,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         (
             "Data",
             "N×C float64 from a fixed seed; probabilities are softmax(N(0, 2²) logits); predictions rounded to "
-            "6 decimals, as pipelines usually write them (100,000 × 10 probabilities are then the issue's 9.3 MB "
-            "of JSON); JSON bodies are json.dumps(array.tolist()), NPZ bodies np.savez(labels=…, predictions=…) "
-            "of the same rounded float64 arrays",
+            "6 decimals, as some pipelines write them (100,000 × 10 probabilities are then issue 3's 9.3 MB "
+            "of JSON), and for the real clients also at full precision, as json.dumps(array.tolist()) writes "
+            "a model's float64 output (20.9 MB); JSON bodies are json.dumps(array.tolist()), NPZ bodies "
+            "np.savez(labels=…, predictions=…) of the same float64 arrays",
         ),
     ]
     text = report.render(
@@ -227,13 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         core=core,
         core_note=core_note,
         small=small,
+        clients=clients,
         found_targets=found,
+        client_targets=found_13,
     )
     # The load, soak and faults section (benchmarks/soak.py) is measured separately: keep it.
     previous = output.read_text(encoding="utf-8") if output.exists() else ""
     output.write_text(report.keep_soak_section(text, previous), encoding="utf-8")
     say("")
-    for target in found:
+    for target in [*found_13, *found]:
         figure = "—" if target.figure is None else f"{target.figure:.2f}×"
         say(f"  {target.verdict.strip('*'):12} {figure:>9} (needs {target.required})  {target.what}")
     say(f"\nWrote {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")

@@ -110,20 +110,29 @@ def xent_command(workers: int) -> list[str]:
     return [xent, "serve", "--host", HOST, "--port", "{port}", "--workers", str(workers)]
 
 
-def xent_server(log_dir: Path, max_body_bytes: int) -> Server:
-    """``xent serve`` as shipped: one worker, uvicorn defaults (uvloop, httptools), log level info."""
+def xent_server(log_dir: Path, max_body_bytes: int, compression: str | None = None) -> Server:
+    """``xent serve`` as shipped: one worker, uvicorn defaults (uvloop, httptools), log level info.
+
+    ``compression``: XENT_COMPRESSION for this server (None: the default, off); the server is then
+    named ``xent-<compression>``.
+    """
+    env = {
+        # The 10,000 × 1,000 JSON body (~220 MB) is over the default 64 MiB limit.
+        "XENT_MAX_BODY_BYTES": str(max_body_bytes),
+        # 10,000 × 1,000 is 10 M cells, over the default 8 M (XENT_MAX_CELLS).
+        "XENT_MAX_CELLS": "10000000",
+        "XENT_LOG_LEVEL": "info",
+    }
+    name = "xent"
+    if compression is not None:
+        env["XENT_COMPRESSION"] = compression
+        name = f"xent-{compression}"
     return Server(
-        name="xent",
+        name=name,
         command=xent_command(workers=1),
         ready_path="/readyz",
-        log_path=log_dir / "xent.log",
-        env={
-            # The 10,000 × 1,000 JSON body (~220 MB) is over the default 64 MiB limit.
-            "XENT_MAX_BODY_BYTES": str(max_body_bytes),
-            # 10,000 × 1,000 is 10 M cells, over the default 8 M (XENT_MAX_CELLS).
-            "XENT_MAX_CELLS": "10000000",
-            "XENT_LOG_LEVEL": "info",
-        },
+        log_path=log_dir / f"{name}.log",
+        env=env,
     )
 
 

@@ -38,26 +38,36 @@ class Workload:
     classes: int
     prediction_type: str
     seed: int = 20240611
+    #: Predictions are rounded to this many decimals; None: full precision (17 significant digits in JSON).
+    decimals: int | None = DECIMALS
 
     @property
     def label(self) -> str:
         return f"{self.rows:,} × {self.classes:,}"
 
+    @property
+    def precision(self) -> str:
+        """How the predictions are written: full precision, or rounded."""
+        return "full precision" if self.decimals is None else f"{self.decimals} decimals"
+
     @cached_property
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(labels int64 (N,), predictions float64 (N, C)), predictions rounded to 6 decimals.
+        """(labels int64 (N,), predictions float64 (N, C)), predictions rounded to ``decimals`` (6 by default).
 
         Probabilities are a softmax (rows sum to 1 within 5e-6 after rounding). Six decimals is
-        what an evaluation pipeline typically writes, and it gives the issue's reference body:
-        100,000 × 10 probabilities are 9.3 MB of JSON.
+        what an evaluation pipeline that rounds typically writes, and it gives issue 3's reference
+        body: 100,000 × 10 probabilities are 9.3 MB of JSON. At full precision (``decimals=None``),
+        what ``json.dumps(array.tolist())`` writes of a model's float64 output, they are 20.9 MB.
         """
         rng = np.random.default_rng(self.seed + self.rows + self.classes)
         logits = rng.normal(scale=2.0, size=(self.rows, self.classes))
         labels = rng.integers(0, self.classes, size=self.rows, dtype=np.int64)
-        if self.prediction_type == "logits":
-            return labels, np.round(logits, DECIMALS)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return labels, np.round(shifted / shifted.sum(axis=1, keepdims=True), DECIMALS)
+        if self.prediction_type == "probabilities":
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            predictions = shifted / shifted.sum(axis=1, keepdims=True)
+        else:
+            predictions = logits
+        return labels, predictions if self.decimals is None else np.round(predictions, self.decimals)
 
     @cached_property
     def json_body(self) -> bytes:

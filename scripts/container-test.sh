@@ -9,8 +9,13 @@
 #   5. checks the server process runs as UID 10001 and that the root filesystem refuses writes;
 #   6. sends SIGTERM while a slow request is in flight: the request must still get its answer
 #      and the container must exit 0;
+#   6b. runs it with --memory 1g and default settings (the compose file's and the Deployment's limit)
+#      and fires 24 concurrent 59.5 MB NPZ requests (735,000 × 10 float64 probabilities, each within every
+#      default limit): every answer must be 200 or 503 and the container must still run (not OOM-killed);
 #   7. starts docker-compose.yml (2 workers) and checks health, 2 worker processes and an answer;
-#   8. removes every container, compose stack and image it made (trap on exit).
+#   8. runs the README's container commands, read from README.md (docker build, docker run with its
+#      curl example, docker compose up --build: the built image keeps its HEALTHCHECK);
+#   9. removes every container, compose stack and image it made (trap on exit).
 #
 # Engine: $CONTAINER_ENGINE if set; else docker if its daemon answers; else podman.
 # Compose: $COMPOSE if set; else `docker compose` for docker, `podman-compose` for podman.
@@ -61,6 +66,8 @@ run_id=$$
 container=xent-ct-$run_id
 project=xent-ct-$run_id
 compose_up=false
+readme_image=xent:readme-test-$run_id readme_container=xent-readme-$run_id readme_project=xent-readme-$run_id
+readme_compose_up=false readme_run=
 
 cleanup() {
   local status=$?
@@ -69,6 +76,12 @@ cleanup() {
     XENT_IMAGE=$IMAGE timeout 120 "${compose[@]}" -f docker-compose.yml -p "$project" down -t 30 >/dev/null 2>&1
   fi
   timeout 60 "$ENGINE" rm -f "$container" >/dev/null 2>&1
+  if [ "$readme_compose_up" = true ]; then
+    XENT_IMAGE=$readme_image-compose timeout 120 "${compose[@]}" -p "$readme_project" down -t 30 >/dev/null 2>&1
+  fi
+  timeout 60 "$ENGINE" rm -f "$readme_container" >/dev/null 2>&1
+  [ -n "$readme_run" ] && kill "$readme_run" 2>/dev/null
+  timeout 60 "$ENGINE" rmi -f "$readme_image" "$readme_image-compose" >/dev/null 2>&1
   if [ "${KEEP_IMAGE:-0}" != 1 ]; then
     timeout 60 "$ENGINE" rmi -f "$IMAGE" >/dev/null 2>&1
   fi
@@ -229,6 +242,62 @@ check_reference "$work/slow.out" || fail "the in-flight request got a wrong answ
 log "SIGTERM: the in-flight request finished (200 after ${slow_seconds} s) and the container exited 0"
 timeout 60 "$ENGINE" rm -f "$container" >/dev/null 2>&1 || true
 
+# --- 6b. memory at the shipped limit: 1 GiB, default settings, 24 large requests at once ----------------
+# Without memory-aware admission (service/api/policy/admission.py) these OOM-kill the container (exit 137).
+port=$(free_port)
+url=http://127.0.0.1:$port
+log "running $container with --memory 1g; 24 concurrent 59.5 MB NPZ requests"
+timeout 60 "$ENGINE" run -d --name "$container" --memory 1g --memory-swap 1g --read-only --cap-drop ALL \
+  -p "127.0.0.1:$port:$port" -e XENT_PORT="$port" "$IMAGE" >/dev/null 2>"$work/run.err" || {
+  cat "$work/run.err" >&2
+  fail "container with --memory 1g did not start"
+}
+wait_ready "$url" 60 || fail "--memory 1g: /readyz did not answer 200 within 60 s"
+python3 - "$work/large.npz" <<'PY'
+import array, random, sys, zipfile
+# np.savez's layout without NumPy on the host: labels (uint8) and predictions (735,000 × 10 float64) as .npy members.
+rows, classes = 735_000, 10
+def npy(descr, shape, data):
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data
+random.seed(1)
+row = array.array("d", [0.1] * classes)  # a uniform row: every answer is ln 10 exactly
+labels = bytes(random.randrange(classes) for _ in range(rows))
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+    archive.writestr("labels.npy", npy("|u1", (rows,), labels))
+    archive.writestr("predictions.npy", npy("<f8", (rows, classes), row.tobytes() * rows))
+PY
+# curl sends "Expect: 100-continue" and waits for the server's go-ahead before the body: a request
+# refused with 503 before its body is read gets its answer instead of a reset mid-upload.
+for i in $(seq 1 24); do
+  curl -s --max-time 180 --expect100-timeout 30 -o "$work/oom.$i.json" -w '%{http_code}\n' -X POST \
+    -H 'content-type: application/x-npz' -T "$work/large.npz" "$url/v1/cross-entropy?per_sample=false" \
+    >"$work/oom.$i.code" 2>/dev/null &
+done
+wait
+cat "$work"/oom.*.code | tr '\n' ' ' >"$work/oom.out"
+python3 - "$work" <<'PY' || fail "--memory 1g: a 200 answer is not n = 735,000, mean cross-entropy ln 10"
+import glob, json, math, sys
+for path in glob.glob(f"{sys.argv[1]}/oom.*.json"):
+    answer = json.load(open(path))
+    if "mean" in answer and (answer["n"] != 735_000 or abs(answer["mean"]["cross_entropy"] - math.log(10)) > 1e-9):
+        sys.exit(f"{path}: {answer}")
+PY
+read -r -a statuses <"$work/oom.out" || true
+state=$(timeout 30 "$ENGINE" inspect --format '{{.State.Running}} {{.State.ExitCode}} {{.State.OOMKilled}}' "$container")
+[ "$state" = "true 0 false" ] || fail "--memory 1g: after 24 large requests the container is '$state' (running, exit code, OOM-killed): $(cat "$work/oom.out")"
+for status in "${statuses[@]}"; do
+  [ "$status" = 200 ] || [ "$status" = 503 ] || fail "--memory 1g: an answer was '$status', not 200 or 503: $(cat "$work/oom.out")"
+done
+[ "${#statuses[@]}" = 24 ] || fail "--memory 1g: ${#statuses[@]} answers, not 24: $(cat "$work/oom.out")"
+ok=$(grep -o 200 "$work/oom.out" | wc -l)
+[ "$ok" -ge 1 ] || fail "--memory 1g: no request was answered 200"
+wait_ready "$url" 10 || fail "--memory 1g: /readyz is not 200 after the large requests"
+log "--memory 1g: 24 large requests: $ok × 200, $((24 - ok)) × 503; still running ($(timeout 30 "$ENGINE" stats \
+  --no-stream --format '{{.MemUsage}}' "$container" 2>/dev/null || echo '?'))"
+timeout 60 "$ENGINE" rm -f "$container" >/dev/null 2>&1 || true
+
 # --- 7. docker-compose.yml -------------------------------------------------------------------
 port=$(free_port)
 url=http://127.0.0.1:$port
@@ -252,4 +321,100 @@ answer=$(post "$url" "$work/reference.json" "$work/out.json")
 [ "${answer%% *}" = 200 ] || fail "compose: reference example: HTTP $answer"
 check_reference "$work/out.json" || fail "compose: reference example: wrong answer"
 log "compose: healthy, 2 workers, reference answered"
+
+# --- 8. the README's container commands, as written --------------------------------------------
+# The ```sh block of README.md that starts with `docker build` is read from the README (not copied here)
+# and each of its lines is run with only these changes: the engine (with podman, what the README says to
+# add: BUILDAH_FORMAT=docker, and podman-compose for `docker compose`), --build-arg PYTHON_IMAGE when
+# PYTHON_IMAGE is set (the README says when), a throwaway image tag, a free port for 8000 (also passed as
+# XENT_PORT: podman here shares the host's network), a --name for `docker run` (which runs in the
+# foreground, as written, but in the background of this script) and a compose project of its own. The
+# README's curl example that follows must answer, the image's HEALTHCHECK must pass, `docker stop` must
+# end `docker run` with 0, and the image `compose up --build` builds must keep its HEALTHCHECK.
+
+# readme_block PREFIX [next]: the README's ```sh block that starts with PREFIX (with "next": the block after it).
+readme_block() {
+  python3 - "$@" <<'PY'
+import re, sys
+blocks = re.findall(r"^```(\w*)\n(.*?)^```", open("README.md").read(), re.MULTILINE | re.DOTALL)
+for i, (language, text) in enumerate(blocks):
+    if language == "sh" and text.startswith(sys.argv[1]):
+        if sys.argv[2:] == ["next"]:
+            language, text = blocks[i + 1]
+        sys.stdout.write(text)
+        break
+else:
+    sys.exit(f"README.md has no sh block that starts with {sys.argv[1]!r}")
+PY
+}
+
+readme_container_commands() {
+  local commands curl_example tag port url line command status lines
+  commands=$(readme_block "docker build ") || fail "README: no container commands"
+  curl_example=$(readme_block "docker build " next) || fail "README: no curl example after the container commands"
+  tag=$(sed -n 's/^docker build -t \([^ ]*\) .*/\1/p' <<<"$commands")
+  [ -n "$tag" ] || fail "README: the container commands do not start with docker build -t TAG"
+  [ "$ENGINE" = podman ] && export BUILDAH_FORMAT=docker # as the README says for podman
+  port=$(free_port)
+  url=http://127.0.0.1:$port
+  mapfile -t lines <<<"$commands" # read first: the engines read stdin
+  for line in "${lines[@]}"; do
+    line=${line%%#*}
+    line=${line//"$tag"/$readme_image}
+    line=${line//127.0.0.1:8000:8000/127.0.0.1:$port:$port -e XENT_PORT=$port}
+    case $line in
+      "docker build "*)
+        command="$ENGINE build${PYTHON_IMAGE:+ --build-arg PYTHON_IMAGE=$PYTHON_IMAGE}${line#docker build}"
+        log "README: $command"
+        timeout 600 bash -c "$command" >"$work/readme-build.log" 2>&1 || {
+          tail -n 40 "$work/readme-build.log" >&2
+          fail "README: $command failed"
+        }
+        ;;
+      "docker run "*)
+        command="$ENGINE run --name $readme_container${line#docker run}"
+        log "README: $command"
+        bash -c "$command" </dev/null >"$work/readme-run.log" 2>&1 &
+        readme_run=$!
+        wait_ready "$url" 60 || {
+          cat "$work/readme-run.log" >&2
+          fail "README: docker run: /readyz did not answer 200 within 60 s"
+        }
+        bash -c "${curl_example//localhost:8000/localhost:$port}" >"$work/readme-answer.json" ||
+          fail "README: the curl example failed"
+        check_reference "$work/readme-answer.json" || fail "README: the curl example got a wrong answer"
+        healthy "$readme_container" 60 || fail "README: docker run: the image's HEALTHCHECK did not pass within 60 s"
+        timeout 60 "$ENGINE" stop -t 30 "$readme_container" >/dev/null || fail "README: docker stop failed"
+        status=0
+        wait "$readme_run" || status=$?
+        [ "$status" = 0 ] || fail "README: docker run ended with $status after docker stop, not 0"
+        log "README: docker run answered the curl example, was healthy and ended with 0 on docker stop"
+        ;;
+      "docker compose "*)
+        command="${compose[*]} -p $readme_project${line#docker compose}"
+        log "README: $command"
+        readme_compose_up=true
+        XENT_IMAGE=$readme_image-compose XENT_PORT=$port timeout 600 bash -c "$command" >"$work/readme-compose.log" 2>&1 || {
+          tail -n 40 "$work/readme-compose.log" >&2
+          fail "README: $command failed"
+        }
+        timeout 30 "$ENGINE" image inspect "$readme_image-compose" >"$work/readme-image.json"
+        python3 - "$work/readme-image.json" <<'PY' || fail "README: the image compose up --build built has no HEALTHCHECK"
+import json, sys
+image = json.load(open(sys.argv[1]))[0]
+sys.exit(0 if (image.get("Healthcheck") or image["Config"].get("Healthcheck") or {}).get("Test") else 1)
+PY
+        wait_ready "$url" 60 || fail "README: compose: /readyz did not answer 200 within 60 s"
+        bash -c "${curl_example//localhost:8000/localhost:$port}" >"$work/readme-answer.json" ||
+          fail "README: compose: the curl example failed"
+        check_reference "$work/readme-answer.json" || fail "README: compose: the curl example got a wrong answer"
+        XENT_IMAGE=$readme_image-compose timeout 120 "${compose[@]}" -p "$readme_project" down -t 30 >/dev/null 2>&1
+        readme_compose_up=false
+        log "README: compose up --build kept the HEALTHCHECK in the image and answered the curl example"
+        ;;
+      *) fail "README: a container command this script does not know how to run: $line" ;;
+    esac
+  done
+}
+readme_container_commands
 log "done in $((SECONDS - started)) s"

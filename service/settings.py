@@ -5,13 +5,16 @@ Built once (in ``create_app`` or the CLI) and passed down; nothing reads it at i
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+#: How answers may be compressed (XENT_COMPRESSION); what each means is in ``service/api/transport/answer.py``.
+Compression = Literal["off", "zstd", "auto"]
 
 
 class Settings(BaseSettings):
@@ -58,14 +61,36 @@ class Settings(BaseSettings):
         64,
         ge=1,
         description=(
-            "Scoring requests in progress at once per worker process (reading, queued for or in one of the "
-            "40 scoring threads); past it, 503 with Retry-After at once rather than an unbounded queue."
+            "Scoring requests decoding or scoring at once per worker process (their bodies have arrived; queued "
+            "for or in one of the 40 scoring threads); past it, 503 with Retry-After at once, not an unbounded queue."
         ),
     )
     body_timeout_seconds: float = Field(
         60.0,
         gt=0,
         description="Longest time a client may take to send its body; a slower one gets 408 and frees the worker.",
+    )
+    body_min_bytes_per_second: int = Field(
+        1024,
+        ge=0,
+        description=(
+            "After the grace period, the slowest a body may arrive: it must have arrived within grace + bytes "
+            "received ÷ this rate seconds, or it gets 408 (a trickling client frees its memory share). 0: no minimum."
+        ),
+    )
+    body_min_rate_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a body may take to start arriving before XENT_BODY_MIN_BYTES_PER_SECOND applies.",
+    )
+    memory_budget_bytes: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Memory that one worker's requests in flight may hold, charged by each request's expected peak; "
+            "a request that does not fit waits up to 2 s, then gets 503 with Retry-After. Unset: the container's "
+            "cgroup memory limit (else the machine's memory) ÷ workers − 150 MB. 0: no budget."
+        ),
     )
     max_header_bytes: int = Field(
         16 * 1024,
@@ -81,10 +106,26 @@ class Settings(BaseSettings):
             "request's headers; then the connection is closed, whether bytes are still arriving or not."
         ),
     )
-    gzip_min_bytes: int = Field(
+    compression: Compression = Field(
+        "off",
+        description=(
+            "Whether answers are compressed: off (never; on loopback or a cluster network sending the bytes costs "
+            "less than compressing them), zstd (zstd level 1 when the client accepts zstd), or auto (zstd when "
+            "accepted, else gzip level 1). NPZ answers never are (float64 arrays do not compress). See the README."
+        ),
+    )
+    compression_min_bytes: int = Field(
         64 * 1024,
         ge=0,
-        description="Responses at least this large are gzip-compressed when the client sends Accept-Encoding: gzip.",
+        description="When XENT_COMPRESSION allows it, JSON answers at least this large are compressed.",
+    )
+    gzip_min_bytes: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Deprecated: read as XENT_COMPRESSION_MIN_BYTES when that is unset (with a FutureWarning); it no "
+            "longer turns compression on, XENT_COMPRESSION does."
+        ),
     )
 
     # --- access control ---
@@ -109,6 +150,19 @@ class Settings(BaseSettings):
             "Unset: `xent serve` makes a temporary one under $TMPDIR when workers > 1 and removes it on exit."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gzip_min_bytes_is_deprecated(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("gzip_min_bytes") is not None:
+            warnings.warn(
+                "XENT_GZIP_MIN_BYTES is deprecated: it is read as XENT_COMPRESSION_MIN_BYTES, and answers are "
+                "compressed only when XENT_COMPRESSION is zstd or auto (the default is off)",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = {"compression_min_bytes": data["gzip_min_bytes"], **data}
+        return data
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from service.api.app import create_app
 from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
-from service.client import AsyncClient, Client
+from service.client import AsyncClient, Client, Scores
 from service.client.wire import DEFAULTS, BinaryCrossEntropyOptions, CrossEntropyOptions
-from service.core import BinaryOptions, InvalidOption, MulticlassOptions
+from service.core import BinaryOptions, InvalidOption, MulticlassOptions, score_binary, score_multiclass
 from service.core.contract import (
     ARRAY_OPTIONS,
     AUTO,
@@ -195,13 +195,18 @@ def test_openapi_request_schema_carries_the_contract(endpoint: Endpoint, option:
 @pytest.mark.parametrize(("endpoint", "option"), EVERY_OPTION)
 def test_npz_query_parameters_carry_the_contract(endpoint: Endpoint, option: Option) -> None:
     operation = _openapi()["paths"][f"/v1/{endpoint}"]["post"]
-    parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
+    # Documented under the NPZ media type alone: with a JSON body the options go in the body.
+    assert "parameters" not in operation
+    npz = operation["requestBody"]["content"]["application/x-npz"]
+    parameters = {parameter["name"]: parameter for parameter in npz["x-query-parameters"]}
     if option.array:
         assert option.name not in parameters  # an NPZ member, not a query parameter
         return
     parameter = parameters[option.name]
     assert parameter["in"] == "query"
-    assert parameter["description"].endswith(option.description)
+    assert parameter["description"] == option.description
+    assert parameter["schema"].get("default") == option.default  # FastAPI leaves out a null default
+    assert f"| `{option.name}` |" in operation["requestBody"]["description"]  # the table Swagger UI shows
     if option.choices:
         assert parameter["schema"]["enum"] == list(option.choices)
     if option.bounds:
@@ -268,3 +273,25 @@ def test_cli_flags_offer_the_contract_choices(endpoint: Endpoint, option: Option
     else:
         choices = option.choices
     assert f"{flag} {{{','.join(choices)}}}" in text
+
+
+# --- the answer's shape --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("summary"),
+    [
+        pytest.param(
+            score_multiclass(["B"], [[0.228, 0.619, 0.153]], classes=["A", "B", "C"]).to_summary(
+                per_sample=True, extra={"classes": ["A", "B", "C"]}
+            ),
+            id="multiclass",
+        ),
+        pytest.param(score_binary([0, 1], [0.1, 0.8]).to_summary(per_sample=False), id="binary"),
+    ],
+)
+def test_the_client_reads_and_writes_the_answer_shape_the_core_builds(summary: dict[str, Any]) -> None:
+    scores = Scores.from_summary(summary, None)
+    assert scores.summary() == summary
+    assert list(vars(scores.mean)) == list(summary["mean"])
+    assert list(vars(scores.sum)) == list(summary["sum"])

@@ -71,3 +71,9 @@ def close(value: float) -> Any:
 def closes(values: list[float | None]) -> list[Any]:
     """``close`` for each value of a list; None (JSON's null for +infinity) stays None."""
     return [None if v is None else close(v) for v in values]
+
+
+#: The AGGREGATE_OVERFLOW message of a perplexity past float64 (no row is at fault: count 0, rows []).
+PERPLEXITY_OVERFLOW = (
+    "mean.perplexity = e^(mean cross-entropy in nats) overflows float64 (past 709.78 nats) and is reported as null"
+)

@@ -1,12 +1,15 @@
 """The application factory: settings in, a ready FastAPI app out."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from service import __version__
 from service.api import scoring
@@ -17,10 +20,10 @@ from service.api.operations.memory import tune_allocator
 from service.api.operations.metrics import Metrics
 from service.api.operations.request_id import RequestIdMiddleware
 from service.api.operations.telemetry import RequestTelemetryMiddleware
+from service.api.policy.admission import MemoryBudget, memory_budget
 from service.api.policy.auth import ApiKeys, require_api_key
 from service.api.policy.slots import ScoringSlots
-from service.api.problems import install_error_handlers, problem_responses
-from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
+from service.api.problems import Problem, install_error_handlers, problem_responses
 from service.api.state import ServiceState
 from service.api.transport import Limits
 from service.core import score_multiclass
@@ -37,9 +40,6 @@ Try it: `curl --json '{"labels":[1],"predictions":[[0.228,0.619,0.153]]}' localh
 """
 
 logger = logging.getLogger("service.api")
-
-#: Models whose schema the routes reference without FastAPI parsing them (the routes read raw bodies).
-REQUEST_MODELS = (CrossEntropyRequest, BinaryCrossEntropyRequest)
 
 
 def _self_test() -> None:
@@ -71,20 +71,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the request schemas the raw-body routes point at."""
+    """FastAPI's document, plus the schemas it points at without FastAPI knowing: the raw-body routes'
+    request models and the problem document (``problem_responses`` refers to it by ``$ref``)."""
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in REQUEST_MODELS:
+    models: list[type[BaseModel]] = [*scoring.REQUEST_MODELS, Problem]
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     document["components"]["schemas"] = dict(sorted(schemas.items()))
+    _restore_examples(document, app.routes)
     app.openapi_schema = document
     return document
+
+
+def _restore_examples(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Put each example back as the route gives it, and each operation's responses in status order.
+
+    FastAPI leaves every null out of the document, examples included; but a null in an answer
+    (``"classes": null``, a mean of nothing) is what the service sends, so the examples are restored.
+    """
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format][method.lower()]
+            documented = [(route.responses.get(int(s), {}), r) for s, r in operation["responses"].items()]
+            body = (route.openapi_extra or {}).get("requestBody", {})
+            for given, written in [*documented, (body, operation.get("requestBody", {}))]:
+                for media_type, content in given.get("content", {}).items():
+                    for key in ("example", "examples"):
+                        if key in content:
+                            written["content"][media_type][key] = content[key]
+            operation["responses"] = dict(sorted(operation["responses"].items()))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,11 +137,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys=ApiKeys.from_settings(settings.api_keys, settings.api_keys_file),
         limits=Limits.from_settings(settings),
         scoring_slots=ScoringSlots(settings.max_concurrent_scoring),
+        memory=MemoryBudget(memory_budget(settings.memory_budget_bytes, settings.workers)),
         metrics=Metrics(multiprocess_dir=settings.metrics_dir),
     )
     install_error_handlers(app)
-    # Every operation can fail unexpectedly: the OpenAPI document says how that answer looks.
-    unexpected = problem_responses(500)
+    # Every operation can fail unexpectedly or be refused by the server layer: the OpenAPI document says how.
+    unexpected = problem_responses()
     # The scoring routes themselves, not an included router: one regex match per request instead of two
     # rounds of matching (FastAPI keeps an included router as a route of its own). They declare the 500.
     app.router.routes.extend(scoring.router.routes)

@@ -5,6 +5,9 @@ URI and what the OpenAPI document says about its status. Code that refuses a req
 raises ``ProblemKind.<KIND>.error(detail)``; :func:`problem_responses` documents the same
 kinds; :func:`as_problem` is the one place where other exceptions (the core's, FastAPI's,
 Starlette's) become problems. Routes contain no ``try``/``except`` of their own.
+
+Over 300 lines because the catalogue is one table, each kind with its real example answer: it is
+read (and documented) whole, so it stays in one file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core import InvalidInput
+from service.core.errors import capped
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: A batch can hold a million bad numbers: answer with the first few, never echo them all.
@@ -51,38 +55,91 @@ class Problem(BaseModel):
 
 # What the OpenAPI document says about each status; kinds that share a status share its text.
 _BAD_BODY = "The body is not valid JSON (or not a valid NPZ archive, or not valid gzip), or it ended early."
-_UNAVAILABLE = "The service is not ready, or too many scoring requests are in progress; see Retry-After."
+_UNAVAILABLE = (
+    "The service is not ready, or too many scoring requests (or too much of the memory budget) are in use; "
+    "see Retry-After."
+)
 
 
 @dataclass(frozen=True)
 class ProblemSpec:
-    """One kind of problem: its status, title, type slug, documentation and usual headers."""
+    """One kind of problem: its status, title, type slug, documentation, usual headers and an example.
+
+    ``example`` is the detail of a representative answer, word for word what the service says
+    (``tests/api/test_openapi.py`` provokes each one and compares); ``example_errors`` its ``errors``.
+    """
 
     status: int
     title: str
     slug: str
     description: str | None = None  # None: not in the OpenAPI document
     headers: Mapping[str, str] = field(default_factory=dict)
+    example: str = ""
+    example_errors: tuple[dict[str, Any], ...] | None = None
 
     @property
     def type(self) -> str:
         """The problem's type URI."""
         return f"urn:xent:problem:{self.slug}"
 
+    def body(self, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The problem document: the one place its shape is written (the app's answers and the server layer's)."""
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": detail}
+        if errors is not None:
+            body["errors"] = errors[:MAX_ERRORS_SHOWN]
+        return body
+
 
 class ProblemKind(Enum):
-    """The catalogue: every kind of error answer the service gives."""
+    """The catalogue: every kind of error answer the service gives, each with a real example."""
 
-    MALFORMED_GZIP = ProblemSpec(400, "Malformed gzip", "malformed-gzip", _BAD_BODY)
-    MALFORMED_JSON = ProblemSpec(400, "Malformed JSON", "malformed-json", _BAD_BODY)
-    MALFORMED_NPZ = ProblemSpec(400, "Malformed NPZ", "malformed-npz", _BAD_BODY)
-    INCOMPLETE_BODY = ProblemSpec(400, "Incomplete body", "incomplete-body", _BAD_BODY)
+    MALFORMED_GZIP = ProblemSpec(
+        400,
+        "Malformed gzip",
+        "malformed-gzip",
+        _BAD_BODY,
+        example="the body is not valid gzip: Error -3 while decompressing data: incorrect header check",
+    )
+    MALFORMED_JSON = ProblemSpec(
+        400,
+        "Malformed JSON",
+        "malformed-json",
+        _BAD_BODY,
+        example="the body is not valid JSON: EOF while parsing a list at line 1 column 45",
+    )
+    MALFORMED_NPZ = ProblemSpec(
+        400,
+        "Malformed NPZ",
+        "malformed-npz",
+        _BAD_BODY,
+        example=(
+            "the body is not a readable .npz archive: it does not start with a zip signature (PK\\x03\\x04), "
+            "as np.savez writes; it looks like JSON: send it with Content-Type: application/json"
+        ),
+    )
+    INCOMPLETE_BODY = ProblemSpec(
+        400,
+        "Incomplete body",
+        "incomplete-body",
+        _BAD_BODY,
+        example="the connection closed after 20 bytes of the body of the 55 it declared",
+    )
+    #: Refused by the server layer (``service/server/protocol.py``) before the request reaches the app.
+    MALFORMED_REQUEST = ProblemSpec(
+        400,
+        "Malformed request",
+        "malformed-request",
+        "The request is not valid HTTP/1.1 (the connection is then closed).",
+        {"Connection": "close"},
+        example="The request is not valid HTTP/1.1 (Invalid header token).",
+    )
     UNAUTHORIZED = ProblemSpec(
         401,
         "Unauthorized",
         "unauthorized",
         "An API key is required (XENT_API_KEYS; for /metrics, XENT_METRICS_REQUIRE_KEY) and was missing or wrong.",
         {"WWW-Authenticate": 'Bearer realm="xent"'},
+        example="this endpoint needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>",
     )
     NOT_FOUND = ProblemSpec(404, "Not found", "not-found")
     METHOD_NOT_ALLOWED = ProblemSpec(405, "Method not allowed", "method-not-allowed")
@@ -90,35 +147,68 @@ class ProblemKind(Enum):
         408,
         "Request timeout",
         "timeout",
-        "The body took longer than XENT_BODY_TIMEOUT_SECONDS to arrive.",
+        "The body took longer than XENT_BODY_TIMEOUT_SECONDS to arrive, or arrived slower than "
+        "XENT_BODY_MIN_BYTES_PER_SECOND after its grace period.",
         {"Connection": "close"},
+        example="the request body did not arrive within 60 seconds (XENT_BODY_TIMEOUT_SECONDS)",
     )
     TOO_LARGE = ProblemSpec(
         413,
         "Payload too large",
         "too-large",
         "The body (or its decompressed size) is larger than the limit, or the batch has too many rows or classes.",
+        example="the request body is larger than the limit of 67108864 bytes (XENT_MAX_BODY_BYTES)",
     )
     UNSUPPORTED_MEDIA_TYPE = ProblemSpec(
         415,
         "Unsupported media type",
         "unsupported-media-type",
         "The body is neither `application/json` nor `application/x-npz`.",
+        example=(
+            "send JSON with Content-Type: application/json (curl --json '{...}' does both), "
+            "or a NumPy .npz archive with Content-Type: application/x-npz; got 'text/plain'"
+        ),
     )
     INVALID_INPUT = ProblemSpec(
         422,
         "Invalid input",
         "invalid-input",
         "The body is JSON but not a valid request; `errors` names the field, row and column.",
+        example="labels row 0: class index 3 is out of range [0, 3)",
+        example_errors=(
+            {"loc": ["body", "labels", 0], "msg": "class index 3 is out of range [0, 3)", "type": "unknown_class"},
+        ),
+    )
+    #: Refused by the server layer (``service/server/protocol.py``): answered, then the connection is closed.
+    HEADERS_TOO_LARGE = ProblemSpec(
+        431,
+        "Request header fields too large",
+        "headers-too-large",
+        "The request's head is longer than XENT_MAX_HEADER_BYTES, or it has more than XENT_MAX_HEADERS header "
+        "fields (the connection is then closed).",
+        {"Connection": "close"},
+        example=(
+            "The request's head (request line and header fields) is longer than 16384 bytes, "
+            "the limit set by XENT_MAX_HEADER_BYTES."
+        ),
     )
     INTERNAL = ProblemSpec(
         500,
         "Internal server error",
         "internal",
         "An unexpected error; the answer holds no details, the log has them under the request id.",
+        example="The server failed to answer this request.",
     )
-    OVERLOADED = ProblemSpec(503, "Service unavailable", "overloaded", _UNAVAILABLE)
-    NOT_READY = ProblemSpec(503, "Not ready", "not-ready", _UNAVAILABLE, {"Retry-After": "1"})
+    OVERLOADED = ProblemSpec(
+        503,
+        "Service unavailable",
+        "overloaded",
+        _UNAVAILABLE,
+        example="64 scoring requests are already in progress (XENT_MAX_CONCURRENT_SCORING); retry shortly",
+    )
+    NOT_READY = ProblemSpec(
+        503, "Not ready", "not-ready", _UNAVAILABLE, {"Retry-After": "1"}, example="the service is starting or stopping"
+    )
 
     def error(
         self, detail: str, *, errors: list[dict[str, Any]] | None = None, headers: Mapping[str, str] | None = None
@@ -142,12 +232,9 @@ class HttpProblem(Exception):
 
     def response(self) -> JSONResponse:
         """The problem+json answer."""
-        kind = self.kind
-        body: dict[str, Any] = {"type": kind.type, "title": kind.title, "status": kind.status, "detail": self.detail}
-        if self.errors is not None:
-            body["errors"] = self.errors[:MAX_ERRORS_SHOWN]
         headers = dict(self.headers) if self.headers else None
-        return JSONResponse(body, status_code=kind.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+        body = self.kind.body(self.detail, self.errors)
+        return JSONResponse(body, status_code=self.kind.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def invalid_input(errors: list[dict[str, Any]], total: int | None = None, detail: str | None = None) -> HttpProblem:
@@ -183,17 +270,31 @@ def validation_error(error: ValidationError, model: type[BaseModel], *, from_que
         loc = ["body" if first in body_fields else prefix, *map(_shorten, item["loc"])]
         msg = item["msg"]
         if item["type"] == "extra_forbidden" and fields:
-            name = str(loc[-1])
-            guess = difflib.get_close_matches(name, fields, n=1)
-            msg = f"unknown field {name!r}" + (f"; did you mean {guess[0]!r}?" if guess else "")
-            msg += f" (fields: {', '.join(fields)})"
+            msg = _unknown_field_message(str(loc[-1]), fields)
         shown.append({"loc": loc, "msg": msg, "type": item["type"]})
     return invalid_input(shown)
 
 
-def _shorten(part: str | int, limit: int = 40) -> str | int:
-    """A ``loc`` part cut to ``limit`` characters (with "...") when it is a long string."""
-    return part[: limit - 3] + "..." if isinstance(part, str) and len(part) > limit else part
+def unknown_field(name: str, model: type[BaseModel]) -> HttpProblem:
+    """422 for a body key ``model`` has no field for: the error Pydantic's ``extra_forbidden`` becomes above.
+
+    The JSON codec raises it for the first unknown key before any value is parsed.
+    """
+    loc: list[str | int] = ["body", _shorten(name)]
+    msg = _unknown_field_message(str(loc[-1]), list(model.model_fields))
+    return invalid_input([{"loc": loc, "msg": msg, "type": "extra_forbidden"}])
+
+
+def _unknown_field_message(name: str, fields: list[str]) -> str:
+    """What an unknown field ``name`` (already shortened) is told: the closest field, and every field."""
+    guess = difflib.get_close_matches(name, fields, n=1)
+    msg = f"unknown field {name!r}" + (f"; did you mean {guess[0]!r}?" if guess else "")
+    return msg + f" (fields: {', '.join(fields)})"
+
+
+def _shorten(part: str | int) -> str | int:
+    """A ``loc`` part cut as every quoted input is (``capped``: 64 characters, then "…") when it is a string."""
+    return capped(part) if isinstance(part, str) else part
 
 
 #: Starlette's own HTTP errors (no route, wrong method) by status; any other status is a generic "HTTP error".
@@ -239,10 +340,37 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given error statuses, from the catalogue."""
-    described = {kind.value.status: kind.value.description for kind in ProblemKind if kind.value.description}
-    return {
-        status: {"description": described[status], "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
-        for status in statuses
-    }
+#: Refusals any request can get, whatever its operation: the server layer's (``service/server/protocol.py``,
+#: before the app sees the request) and the unexpected error. :func:`problem_responses` adds them to every operation.
+EVERY_REQUEST = (ProblemKind.MALFORMED_REQUEST, ProblemKind.HEADERS_TOO_LARGE, ProblemKind.INTERNAL)
+
+#: Where the OpenAPI document finds the schema of every problem answer (``create_app`` adds :class:`Problem` there).
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+def problem_responses(*kinds: ProblemKind) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of an operation that refuses with ``kinds`` and :data:`EVERY_REQUEST`, from the catalogue.
+
+    One entry per status, ``application/problem+json`` only (the one media type an error is sent
+    with), its description the kinds' and one example per kind: the answer the service gives.
+    """
+    by_status: dict[int, list[ProblemSpec]] = {}
+    for kind in (*kinds, *EVERY_REQUEST):
+        spec = kind.value
+        if spec.description is None:
+            raise ValueError(f"{kind.name} is not documented: give it a description in the catalogue")
+        if spec not in by_status.setdefault(spec.status, []):
+            by_status[spec.status].append(spec)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, specs in sorted(by_status.items()):
+        description = " ".join(dict.fromkeys(spec.description or "" for spec in specs))
+        examples = {
+            spec.slug: {
+                "summary": spec.title,
+                "value": spec.body(spec.example, None if spec.example_errors is None else list(spec.example_errors)),
+            }
+            for spec in specs
+        }
+        content = {"schema": {"$ref": PROBLEM_SCHEMA_REF}, "examples": examples}
+        responses[status] = {"description": description, "content": {PROBLEM_MEDIA_TYPE: content}}
+    return responses

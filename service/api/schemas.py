@@ -4,11 +4,14 @@ Array fields are typed ``Any`` with a hand-written JSON schema: the core checks
 them (vectorised, naming the row and column of the first bad value), so that a
 batch of a million numbers is not validated element by element in Python.
 Scalar options are validated here, strictly (a boolean is not a number).
+
+Over 300 lines because it is the API manual: every request and answer model with its field
+descriptions, read (and published) as one document.
 """
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from service.core import BinaryOptions, MulticlassOptions, Normalization, PredictionType, Unit
@@ -74,11 +77,19 @@ PosWeight = Annotated[
 UnitName = Literal["nats", "bits", "hartleys"]
 
 
+def _integral_float_as_int(value: object) -> object:
+    """1.0 as 1: a JSON Schema ``integer`` is any number without a fractional part, and the schema says integer.
+
+    Anything else passes through unchanged, for the strict ``int`` check (1.5, true and "1" stay refused).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _option(option: Option) -> Any:
     """The Pydantic field of a contract option: its default, range and description."""
-    return Field(
-        option.default, description=option.description, ge=option.ge, gt=option.gt, le=option.le, lt=option.lt
-    )
+    return Field(option.default, description=option.description, ge=option.ge, gt=option.gt, le=option.le, lt=option.lt)
 
 
 class _Strict(BaseModel):
@@ -121,6 +132,9 @@ class CrossEntropyRequest(_Strict):
     tolerance: float = _option(_MULTICLASS["tolerance"])
     unit: UnitName = _option(_MULTICLASS["unit"])
     per_sample: bool = _option(_MULTICLASS["per_sample"])
+
+    # Before the strict int check and its range: the schema says integer, and 1.0 is one.
+    _ignore_index = field_validator("ignore_index", mode="before")(_integral_float_as_int)
 
     def options(self) -> MulticlassOptions:
         """The core's options for this request."""
@@ -218,12 +232,19 @@ class ScoringWarningModel(BaseModel):
 
     model_config = ConfigDict(title="ScoringWarning")
 
-    code: Literal["ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT"] = Field(
+    code: Literal[
+        "ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT", "AGGREGATE_OVERFLOW"
+    ] = Field(
         description=(
             "`ROWS_NOT_NORMALIZED`: prediction rows off 1 were scored as given. `RENORMALIZED`: they were divided "
             "by their sums. `CLIPPED`: probabilities hit the ε clip where the target is non-zero. `NON_FINITE`: "
-            "some values are +infinity and reported as null. `EMPTY`: nothing was scored. `ZERO_WEIGHT`: the "
-            "scored rows weigh 0 in total."
+            "some per-sample values are +infinity (a zero probability on a non-zero target with ε = 0, or a value "
+            "beyond float64); they, and the aggregates over them, are reported as null; `count`/`rows` are those "
+            "rows. `EMPTY`: nothing was scored. `ZERO_WEIGHT`: the scored rows weigh 0 in total. "
+            "`AGGREGATE_OVERFLOW`: an aggregate is too large for float64 although every value it is taken over is "
+            "finite — a weighted sum (`sum.*`), or the perplexity e^(mean cross-entropy in nats) past 709.78 nats; "
+            "it is reported as null and the message names it (e.g. `sum.cross_entropy`, `mean.perplexity`). "
+            "`count` is 0 and `rows` is empty: no row is at fault. Means stay exact however large the weights."
         )
     )
     message: str = Field(description="What happened, in words.")
@@ -304,6 +325,16 @@ class Limits(BaseModel):
     max_cells: int = Field(description="Most rows × classes per request.")
     max_concurrent_scoring: int = Field(description="Scoring requests in progress at once per worker; then 503.")
     body_timeout_seconds: float = Field(description="Longest time a body may take to arrive; then 408.")
+    body_min_bytes_per_second: int = Field(
+        description="Slowest a body may arrive after the grace period (0: no minimum); then 408."
+    )
+    body_min_rate_grace_seconds: float = Field(description="How long a body may take to start arriving.")
+    memory_budget_bytes: int | None = Field(
+        description=(
+            "Memory one worker's requests in flight may hold, charged by each one's expected peak; past it, "
+            "503 with Retry-After. null: no budget."
+        )
+    )
     api_keys_required: bool = Field(description="Whether scoring endpoints need an API key.")
 
 

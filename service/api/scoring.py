@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
+from service.api.operation_docs import openapi_extra, scoring_responses
 from service.api.operations.memory import give_back_free_memory
+from service.api.policy.admission import Charge
 from service.api.policy.auth import check_api_key, require_api_key
 from service.api.problems import problem_responses
 from service.api.schemas import (
@@ -21,8 +23,6 @@ from service.api.schemas import (
 )
 from service.api.state import ServiceState, service_state
 from service.api.transport import (
-    JSON_MEDIA_TYPE,
-    NPZ_MEDIA_TYPE,
     WATCHERS,
     Answer,
     Body,
@@ -30,6 +30,7 @@ from service.api.transport import (
     encode,
     read_body,
 )
+from service.api.transport.limits import batch_cells
 from service.core import score_binary, score_multiclass
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -76,91 +77,74 @@ class KeyedRoute(APIRoute):
 
 #: The scoring routes. ``create_app`` puts them on the app's own router (not ``include_router``), so a
 #: request is matched against each route once, not against the included router and then again inside it.
-#: Hence the 500 here: what ``include_router(..., responses=...)`` adds to the other routers' operations.
-router = APIRouter(prefix="/v1", tags=["scoring"], route_class=KeyedRoute, responses=problem_responses(500))
-
-
-def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]) -> dict[str, Any]:
-    """OpenAPI for a route that reads its body itself: JSON or NPZ in, JSON or NPZ out, options in the query for NPZ."""
-    members: frozenset[str] = getattr(model, "array_fields", frozenset())
-    properties = model.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
-    required = {"predictions", "labels"}
-    npz = (
-        "A NumPy `.npz` archive (`np.savez` or `np.savez_compressed`) with members "
-        + ", ".join(f"`{m}`" + (" (required)" if m in required else "") for m in sorted(members))
-        + ". Integer labels of any dtype, float32 or float64 predictions; pickled objects are refused. "
-        "The other options (and a single-number `pos_weight`) come as query parameters."
-    )
-    parameters = [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"Only with an `application/x-npz` body: {schema.get('description', '')}",
-            # No `default` here: Swagger UI would pre-fill it into every JSON "Try it out", and the
-            # server refuses query options beside a JSON body. The description names the default.
-            "schema": {key: value for key, value in schema.items() if key not in ("description", "title", "default")},
-        }
-        for name, schema in properties.items()
-        if name not in members
-    ]
-    return {
-        "parameters": parameters,
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}, "examples": examples},
-                NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary", "description": npz}},
-            },
-        },
-    }
-
-
-NPZ_RESPONSE = {
-    NPZ_MEDIA_TYPE: {
-        "schema": {
-            "type": "string",
-            "format": "binary",
-            "description": (
-                "With `Accept: application/x-npz`: an `.npz` holding float64 `cross_entropy`, `kl_divergence`, "
-                "`entropy` (NaN on ignored rows) and boolean `scored` arrays, and `summary`, the JSON answer "
-                '(with `per_sample` null) as a 0-d string array: `json.loads(str(np.load(f)["summary"]))`.'
-            ),
-        }
-    }
-}
+#: Hence the refusals any request can get (the 500 among them) here: what ``include_router(..., responses=...)``
+#: adds to the other routers' operations.
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=KeyedRoute, responses=problem_responses())
 
 
 Handler = Callable[[Any, Answer], Response]
 
 
-def _decode_and_score(
-    model: type[BaseModel], handler: Handler, body: Body, query: Mapping[str, str], answer: Answer, state: ServiceState
+def _decode(model: type[BaseModel], body: Body, query: Mapping[str, str], state: ServiceState) -> BaseModel:
+    """The body (and, for NPZ, the query) decoded into ``model``."""
+    return decode(model, body, query, state.limits, fast_json_min_bytes=state.settings.fast_json_min_bytes)
+
+
+async def _score_in_threads(
+    model: type[BaseModel],
+    handler: Handler,
+    body: Body,
+    query: Mapping[str, str],
+    answer: Answer,
+    state: ServiceState,
+    charge: Charge,
 ) -> Response:
-    """Decode the body into ``model``, then score and answer it with ``handler``."""
-    request = decode(model, body, query, state.limits, fast_json_min_bytes=state.settings.fast_json_min_bytes)
-    return handler(request, answer)
+    """Decode in a worker thread, charge the batch by its cells (which may wait, or 503), then score in one.
+
+    A gzip body was charged by its compressed size while it arrived: it is inflated first (in a worker
+    thread, bounded by the body limit) and charged by its inflated size before it is parsed.
+    """
+    if body.encoding != "identity":
+        await run_in_threadpool(body.inflate, state.limits)
+        await charge.charge_body(body.kind, body.size)
+    request = await run_in_threadpool(_decode, model, body, query, state)
+    await charge.charge_cells(batch_cells(getattr(request, "predictions", None)))
+    return await run_in_threadpool(handler, request, answer)
 
 
 async def _score(request: Request, model: type[BaseModel], handler: Handler) -> Response:
-    """Hold a scoring slot, read the body, then decode, score and answer (off the event loop unless it is small)."""
+    """Read the body under a memory charge; then, in a scoring slot, decode, score and answer.
+
+    The slot is taken only once the body has arrived: a slow upload holds its share of the memory
+    budget (until the minimum rate cuts it), never a slot that a complete request could use.
+    """
     state = service_state(request)
     settings = state.settings
-    async with state.scoring_slots.slot():
-        body = await read_body(request, state.limits, timeout=settings.body_timeout_seconds, watchers=WATCHERS)
-        answer = Answer.for_request(request, settings.gzip_min_bytes)
+    async with state.memory.charge() as charge:
+        body = await read_body(
+            request,
+            state.limits,
+            timeout=settings.body_timeout_seconds,
+            min_bytes_per_second=settings.body_min_bytes_per_second,
+            grace_seconds=settings.body_min_rate_grace_seconds,
+            charge=charge,
+            watchers=WATCHERS,
+        )
+        answer = Answer.for_request(request, settings.compression, settings.compression_min_bytes)
         query = dict(request.query_params) if request.scope["query_string"] else {}
-        if body.size <= INLINE_MAX_BYTES:
-            # A small batch scores in well under a millisecond: the hop to a worker thread would
-            # cost more than it saves, and the event loop is not held for long.
-            return _decode_and_score(model, handler, body, query, answer, state)
-        # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
-        try:
-            return await run_in_threadpool(_decode_and_score, model, handler, body, query, answer, state)
-        finally:
-            if body.size >= TRIM_MIN_BYTES:
-                del body
-                await run_in_threadpool(give_back_free_memory)
+        async with state.scoring_slots.slot():
+            if body.kind == "json" and body.encoding == "identity" and body.size <= INLINE_MAX_BYTES:
+                # A small batch scores in well under a millisecond: the hop to a worker thread would
+                # cost more than it saves, and the event loop is not held for long. Only plain JSON:
+                # an NPZ or gzip body is decompressed, and nothing untrusted is inflated on the loop.
+                return handler(_decode(model, body, query, state), answer)
+            # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
+            try:
+                return await _score_in_threads(model, handler, body, query, answer, state, charge)
+            finally:
+                if body.size >= TRIM_MIN_BYTES:
+                    del body
+                    await run_in_threadpool(give_back_free_memory)
 
 
 #: After a request with a body this large, free heap memory is handed back to the system.
@@ -169,7 +153,9 @@ TRIM_MIN_BYTES = 1 << 20
 #: Bodies up to this size are scored on the event loop (a few hundred numbers: about 0.1-0.3 ms).
 INLINE_MAX_BYTES = 4096
 
-_ERRORS = problem_responses(400, 401, 408, 413, 415, 422, 503)
+#: The request model of every scoring route, in the order they were added: the OpenAPI document lists their
+#: schemas, which the routes reference without FastAPI parsing them (the routes read raw bodies).
+REQUEST_MODELS: list[type[BaseModel]] = []
 
 
 def scoring_route(
@@ -183,6 +169,7 @@ def scoring_route(
 
     def add(handler: Callable[[RequestModel, Answer], Response]) -> Callable[[RequestModel, Answer], Response]:
         model: type[BaseModel] = next(iter(inspect.signature(handler).parameters.values())).annotation
+        REQUEST_MODELS.append(model)
         summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
 
         async def endpoint(request: Request) -> Response:
@@ -196,7 +183,7 @@ def scoring_route(
             summary=summary,
             description=description,
             response_model=response_model,
-            responses={200: {"content": NPZ_RESPONSE}, **_ERRORS},
+            responses=scoring_responses(model, handler, examples),
             openapi_extra=openapi_extra(model, examples),
         )
         return handler

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:  # the objects' modules read the state too
     from service.api.operations.metrics import Metrics
+    from service.api.policy.admission import MemoryBudget
     from service.api.policy.auth import ApiKeys
     from service.api.policy.slots import ScoringSlots
     from service.api.transport.limits import Limits
@@ -23,6 +24,8 @@ class ServiceState:
     api_keys: ApiKeys
     limits: Limits
     scoring_slots: ScoringSlots
+    #: What this worker's requests in flight may hold of its memory.
+    memory: MemoryBudget
     metrics: Metrics
     #: Whether the service takes traffic: after the start-up self-test, until a stop signal.
     ready: bool = False

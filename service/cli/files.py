@@ -65,7 +65,8 @@ def _csv(path: Path, role: str) -> np.ndarray:
     width = {len(row) for row in rows}
     if len(width) > 1:
         raise UnreadableFile(f"{path}: rows have different numbers of values ({sorted(width)})")
-    return _typed(np.array(rows, dtype=str).reshape(len(rows), -1) if rows else np.empty((0, 1), dtype=str))
+    cells = _typed(np.array(rows, dtype=str).reshape(len(rows), -1) if rows else np.empty((0, 1), dtype=str))
+    return _whole_numbers(cells) if role == "labels" else cells
 
 
 def _numeric(cells: list[str]) -> bool:
@@ -87,6 +88,18 @@ def _typed(cells: np.ndarray) -> np.ndarray:
         except ValueError:
             continue
     return cells
+
+
+def _whole_numbers(labels: np.ndarray) -> np.ndarray:
+    """A CSV column of labels written as whole floats (``1.0``, as pandas writes an integer column that had a missing
+    value) as the integers they are: a CSV has no types, so its text is read as meant. Every typed source (.npy,
+    .npz, .jsonl, .parquet, the Python client) keeps its floats, which the service refuses as class indices."""
+    if labels.dtype.kind != "f" or labels.ndim != 1:
+        return labels
+    # Only whole numbers that float64 holds exactly (|x| ≤ 2⁵³) are read as integers.
+    if np.isfinite(labels).all() and (labels == np.round(labels)).all() and (np.abs(labels) <= 2.0**53).all():
+        return labels.astype(np.int64)
+    return labels
 
 
 def _jsonl(path: Path, role: str) -> np.ndarray:

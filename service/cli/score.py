@@ -2,8 +2,9 @@
 
 Without ``--url`` (and without ``XENT_URL``) the same core the service runs scores the files
 in this process (``local.py``); with one, the client sends them in chunks. Exit codes: 0 scored,
-2 bad input (the problem's message on stderr), 1 the service failed or could not be reached.
-The option flags take their choices from ``service.core.contract``; unset, the API's defaults apply.
+2 bad input (the problem's message on stderr, naming the flag that gave the field: ``--labels y.csv row 3``),
+1 the service failed or could not be reached. The option flags take their choices from
+``service.core.contract``; unset, the API's defaults apply.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from typing import Any
 
@@ -19,11 +21,22 @@ import orjson
 from service.cli.files import FORMATS, UnreadableFile, read_array, write_per_sample
 from service.cli.local import score_locally
 from service.client import ProblemError, Scores, TransportError
-from service.core.contract import AUTO, MULTICLASS, OPTIONS
+from service.client.config import url_problem
+from service.core.contract import AUTO, BINARY, MULTICLASS, OPTIONS
+from service.core.errors import InvalidInput, counted
 
 _OPTIONS = OPTIONS[MULTICLASS]  # the flags of both endpoints: the multi-class choices include the binary ones
 
 EXIT_OK, EXIT_SERVICE, EXIT_BAD_INPUT = 0, 1, 2
+
+#: The request fields read from files, each given by the flag of its name (``sample_weights``: ``--sample-weights``).
+FILE_FIELDS = ("predictions", "labels", "sample_weights")
+#: Every option a flag gives: the comma-separated ones (``--classes A,B,C``) are located by position.
+OPTION_FIELDS = frozenset(OPTIONS[MULTICLASS]) | frozenset(OPTIONS[BINARY])
+
+
+class BadFlag(ValueError):
+    """A flag (or ``XENT_URL``) whose value cannot be used: bad input, exit 2."""
 
 
 def add_parser(commands: Any) -> None:
@@ -71,7 +84,7 @@ def _numbers(text: str | None, what: str) -> list[float] | None:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise UnreadableFile(f"--{what}: expected comma-separated numbers, got {text!r}") from None
+        raise BadFlag(f"--{what}: expected comma-separated numbers, got {text!r}") from None
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,7 +94,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         try:
             epsilon = float(epsilon)
         except ValueError:
-            raise UnreadableFile(f'--epsilon: expected "{AUTO}" or a number, got {args.epsilon!r}') from None
+            raise BadFlag(f'--epsilon: expected "{AUTO}" or a number, got {args.epsilon!r}') from None
     given: dict[str, Any] = {
         "prediction_type": args.prediction_type,
         "unit": args.unit,
@@ -107,10 +120,13 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def score_files(args: argparse.Namespace) -> Scores:
     """Read the files and score them, in-process or against the service."""
+    url = args.url or os.environ.get("XENT_URL")
+    problem = url_problem(url) if url else None
+    if problem is not None:
+        raise BadFlag(f"{'--url' if args.url else 'XENT_URL'}: {problem}")
     labels = read_array(args.labels, "labels")
     predictions = read_array(args.predictions, "predictions")
     options = _options(args)
-    url = args.url or os.environ.get("XENT_URL")
     if url:
         from service.client import Client
 
@@ -148,9 +164,34 @@ def summary_table(scores: Scores) -> str:
         lines.append("warnings        none")
     for warning in scores.warnings:
         rows = ", ".join(map(str, warning.rows)) + (", ..." if warning.count > len(warning.rows) else "")
-        lines.append(f"warning         {warning.code} ({warning.count} rows{': ' + rows if rows else ''}): ")
+        lines.append(f"warning         {warning.code} ({counted(warning.count, 'row')}{': ' + rows if rows else ''}): ")
         lines[-1] += warning.message
     return "\n".join(lines) + "\n"
+
+
+def flag_of(args: argparse.Namespace, field: str, row: int | None = None, column: int | None = None) -> str | None:
+    """The flag that gave the request field ``field``, with its file and the row and column, as an error names it
+    (``--labels y.csv row 3``, ``--classes position 1``); None for a field no flag gives."""
+    flag = "--" + field.replace("_", "-")
+    if field in FILE_FIELDS:
+        where = f"{flag} {getattr(args, field)}"
+        if row is not None:
+            where += f" row {row}" + ("" if column is None else f", column {column}")
+        return where
+    if field in OPTION_FIELDS:
+        return flag if row is None else f"{flag} position {row}"
+    return None
+
+
+def _problem_message(args: argparse.Namespace, error: ProblemError) -> str:
+    """The service's (or the client's) problem, its first error located by the flag that gave the field."""
+    first = error.errors[0] if error.errors else None
+    if first is not None and first.field is not None and first.loc[0] in ("body", "query"):
+        where = flag_of(args, first.field, first.row, first.column)
+        if where is not None:
+            more = re.search(r" \(and \d+ more\)$", error.detail)  # the service counts the errors it did not list
+            return f"{where}: {first.msg}{more.group(0) if more else ''}"
+    return f"{error.title}: {error.detail}"
 
 
 def _fail(code: int, message: str) -> int:
@@ -160,20 +201,19 @@ def _fail(code: int, message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``xent score``: print the summary, write the per-sample values, and say how it went in the exit code."""
-    from service.core import ScoringError
-
     if args.chunk_size is not None and args.chunk_size < 1:
         return _fail(EXIT_BAD_INPUT, f"--chunk-size must be at least 1, got {args.chunk_size}")
     try:
         scores = score_files(args)
         if args.per_sample is not None and scores.per_sample is not None:
             write_per_sample(args.per_sample, scores.per_sample)
-    except UnreadableFile as error:
+    except (UnreadableFile, BadFlag) as error:
         return _fail(EXIT_BAD_INPUT, str(error))
-    except ScoringError as error:  # in-process: the same message the service would send in its 422
-        return _fail(EXIT_BAD_INPUT, str(error))
+    except InvalidInput as error:  # in-process: the message the service would send in its 422, flag first
+        where = flag_of(args, error.field, error.row, error.column) or error.where
+        return _fail(EXIT_BAD_INPUT, f"{where}: {error.message}")
     except ProblemError as error:
-        return _fail(EXIT_BAD_INPUT if error.is_client_error else EXIT_SERVICE, f"{error.title}: {error.detail}")
+        return _fail(EXIT_BAD_INPUT if error.is_client_error else EXIT_SERVICE, _problem_message(args, error))
     except TransportError as error:
         return _fail(EXIT_SERVICE, str(error))
     if args.json:

@@ -7,13 +7,14 @@
 0.47965
 
 ``Client`` and ``AsyncClient`` send JSON for small batches and NPZ for large ones, retry
-connection failures and 503s, raise ``ProblemError`` (the service's problem+json answer)
-or ``TransportError``, and return ``Scores``. ``score_many`` scores any number of rows in
-chunks and merges the answers exactly. This package imports neither FastAPI nor Pydantic.
+connection failures and 503s, raise ``ProblemError`` (the service's problem+json answer; its
+subclass ``InvalidInputError`` when the client refuses, before sending, input the service
+would refuse) or ``TransportError``, and return ``Scores``. ``score_many`` scores any number
+of rows in chunks and merges the answers exactly. This package imports neither FastAPI nor Pydantic.
 """
 
 from service.client.async_client import AsyncClient
-from service.client.errors import ProblemDetail, ProblemError, TransportError, XentError
+from service.client.errors import InvalidInputError, ProblemDetail, ProblemError, TransportError, XentError
 from service.client.results import Means, PerSample, Scores, ScoreWarning, Sums
 from service.client.retry import Retry
 from service.client.sync_client import Client
@@ -25,6 +26,7 @@ __all__ = [
     "BinaryCrossEntropyOptions",
     "Client",
     "CrossEntropyOptions",
+    "InvalidInputError",
     "Means",
     "PerSample",
     "ProblemDetail",

@@ -71,7 +71,9 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], httpx.AsyncBaseTranspo
                 try:
                     scores = await self._send_batch(rows, how.transport)
                 except XentError as error:
-                    failures.append(error.shifted(start, stop) if isinstance(error, ProblemError) else error)
+                    failures.append(
+                        error.shifted(start, stop, len(whole.predictions)) if isinstance(error, ProblemError) else error
+                    )
                     group.cancel_scope.cancel()  # the first error stops the chunks not started yet
                     return
             chunks[index] = rows.chunk(start, scores)

@@ -5,6 +5,11 @@ Means are merged as Σ sums / Σ weights, never as a mean of means: the service'
 Σwᵢℓᵢ / Σwᵢ over the scored rows, every wᵢ belongs to one row, so the chunk sums add up and
 so do the chunk weight totals. The weight totals are recomputed here from the options (the
 answer does not carry them), with the service's formula: wᵢ = sᵢ·Σ_c w_c·y'ᵢ_c, 0 on ignored rows.
+Only where a sum overflows float64 (null) is a mean merged as Σ_c W_c·m_c / Σ_c W_c over the
+chunks' means m_c and weights W_c, both divided by powers of two first, as the service does.
+
+Over 300 lines because planning the chunks and merging them exactly are one argument: the merge is
+exact only for the split this module makes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from service.client.results import Means, PerSample, Scores, ScoreWarning, Sums
 from service.client.wire import Request, TransportChoice, as_array, build_request, check_options, prepare
-from service.core.contract import LOG_BASES, Endpoint
+from service.core.contract import AGGREGATE_OVERFLOW, LOG_BASES, MAX_EXP_NATS, Endpoint, aggregate_overflow_message
 
 #: Rows per chunk, at most: big enough to amortize a request, small enough to show progress.
 MAX_CHUNK_ROWS = 131_072
@@ -29,9 +34,17 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: A warning lists this many row indices, as the service's do.
 WARNING_ROWS_SHOWN = 20
 #: Warnings in the order the service emits them (row checks first, then the aggregates').
-WARNING_ORDER = ("ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "EMPTY", "ZERO_WEIGHT", "NON_FINITE")
-#: e^x overflows float64 past this many nats, as in the service.
-_MAX_EXP = 709.78
+WARNING_ORDER = (
+    "ROWS_NOT_NORMALIZED",
+    "RENORMALIZED",
+    "CLIPPED",
+    "EMPTY",
+    "ZERO_WEIGHT",
+    "NON_FINITE",
+    AGGREGATE_OVERFLOW,
+)
+#: The quantities with a mean and a sum, by wire name.
+_QUANTITIES = ("cross_entropy", "kl_divergence", "entropy")
 
 
 def chunk_rows(
@@ -61,11 +74,36 @@ def chunk_options(options: Mapping[str, Any], start: int, stop: int) -> dict[str
     return {**options, "sample_weights": as_array(weights)[start:stop]}
 
 
-def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, Any]) -> float:
-    """Σwᵢ over the scored rows of a chunk, as the service weighs them (read after it accepted the chunk)."""
+def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, Any]) -> tuple[float, int]:
+    """Σwᵢ over the scored rows of a chunk, as the service weighs them (read after it accepted the chunk).
+
+    It comes as (t, k) with Σwᵢ = t·2^k: k is 0 unless the plain sum overflows float64, and then the
+    sample and class weights are divided by powers of two (exactly) before they are multiplied and added.
+    """
+    with np.errstate(over="ignore"):
+        total = _total_weight(endpoint, labels, options, 0, 0)
+    if math.isfinite(total):
+        return total, 0
+    sample_exponent = _max_exponent(options.get("sample_weights"))
+    class_exponent = 0 if endpoint == "binary-cross-entropy" else _max_exponent(options.get("class_weights"))
+    return _total_weight(endpoint, labels, options, sample_exponent, class_exponent), sample_exponent + class_exponent
+
+
+def _max_exponent(weights: Any) -> int:
+    """The k with 2^(k−1) ≤ max weight < 2^k (0 without weights): dividing by 2^k brings every weight below 1."""
+    if weights is None or not len(weights):
+        return 0
+    return math.frexp(float(as_array(weights).astype(np.float64).max()))[1]
+
+
+def _total_weight(
+    endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, Any], sample_exponent: int, class_exponent: int
+) -> float:
+    """Σwᵢ over the scored rows with the sample weights divided by 2^sample_exponent, the class weights by
+    2^class_exponent."""
     n = len(labels)
     weights = options.get("sample_weights")
-    by_sample = np.ones(n) if weights is None else as_array(weights).astype(np.float64)
+    by_sample = np.ones(n) if weights is None else np.ldexp(as_array(weights).astype(np.float64), -sample_exponent)
     if endpoint == "binary-cross-entropy":
         return float(by_sample.sum())
     scored = np.ones(n, dtype=bool)
@@ -76,7 +114,7 @@ def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, A
     if class_weights is None:
         mass: np.ndarray | float = 1.0
     else:
-        by_class = as_array(class_weights).astype(np.float64)
+        by_class = np.ldexp(as_array(class_weights).astype(np.float64), -class_exponent)
         smoothing = float(options.get("label_smoothing") or 0.0)
         if labels.ndim == 2:
             target = labels.astype(np.float64)
@@ -132,11 +170,18 @@ class Batch:
         return chunk_rows(self.labels, self.predictions, self.options, max_body_bytes)
 
     def spans(self, chunk_size: int) -> list[tuple[int, int]]:
-        """[start, stop) of each chunk of ``chunk_size`` rows."""
-        return ranges(len(self.predictions), chunk_size)
+        """[start, stop) of each chunk of ``chunk_size`` rows; one chunk of every row when the labels or the sample
+        weights do not count as many rows as the predictions: slicing would hide the rows one of them lacks, the
+        service's 422 names the difference."""
+        n = len(self.predictions)
+        weights = self.options.get("sample_weights")
+        lengths = {len(self.labels), n if weights is None or np.ndim(weights) != 1 else len(weights)}
+        return ranges(n, chunk_size) if lengths == {n} else [(0, n)]
 
     def rows(self, start: int, stop: int) -> Batch:
-        """Rows [start, stop) of this batch, with their options."""
+        """Rows [start, stop) of this batch, with their options (the batch itself when that is every row)."""
+        if start == 0 and stop == len(self.predictions):
+            return self
         part = chunk_options(self.options, start, stop)
         return Batch(self.endpoint, self.labels[start:stop], self.predictions[start:stop], part)
 
@@ -154,15 +199,16 @@ class Batch:
     def chunk(self, start: int, scores: Scores) -> Chunk:
         """The answer ``scores`` to this batch, as the chunk of a dataset starting at row ``start``."""
         # The weight is read after the service accepted the rows: it would name an error less well.
-        return Chunk(start, total_weight(self.endpoint, self.labels, self.options), scores)
+        return Chunk(start, *total_weight(self.endpoint, self.labels, self.options), scores)
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One chunk's answer: where it starts, what it weighed, what it scored."""
+    """One chunk's answer: where it starts, what it weighed (``weight``·2^``weight_exponent``), what it scored."""
 
     start: int
     weight: float
+    weight_exponent: int
     scores: Scores
 
 
@@ -173,16 +219,20 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
     first = chunks[0].scores
     n = sum(c.scores.n for c in chunks)
     n_scored = sum(c.scores.n_scored for c in chunks)
-    total = math.fsum(c.weight for c in chunks)
-    sums = [_add(getattr(c.scores.sum, name) for c in chunks) for name in ("cross_entropy", "kl_divergence", "entropy")]
+    total, exponent = _total(chunks)
+    sums = [_add(getattr(c.scores.sum, name) for c in chunks) for name in _QUANTITIES]
     means: list[float | None] = [None] * 5
     if n_scored and total > 0.0:
-        means[:3] = [None if s is None else s / total for s in sums]
+        for j, name in enumerate(_QUANTITIES):
+            plain = sums[j]
+            means[j] = plain / total if exponent == 0 and plain is not None else _mean_of_means(chunks, name)
         ce_nats = None if means[0] is None else means[0] * LOG_BASES[first.unit]
-        means[3] = None if ce_nats is None or ce_nats >= _MAX_EXP else math.exp(ce_nats)
-        correct = math.fsum(c.scores.mean.accuracy * c.weight for c in chunks if c.scores.mean.accuracy is not None)
-        means[4] = correct / total
-    infinite = any(s is None for s in sums) or (means[0] is not None and means[3] is None)
+        means[3] = None if ce_nats is None or ce_nats >= MAX_EXP_NATS else math.exp(ce_nats)
+        if exponent == 0:
+            correct = math.fsum(c.scores.mean.accuracy * c.weight for c in chunks if c.scores.mean.accuracy is not None)
+            means[4] = correct / total
+        else:
+            means[4] = _mean_of_means(chunks, "accuracy")
     per_sample = None
     if all(c.scores.per_sample is not None for c in chunks):
         parts = [c.scores.per_sample for c in chunks if c.scores.per_sample is not None]
@@ -190,7 +240,9 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
             *(np.concatenate([getattr(p, name) for p in parts]) for name in PerSample.__dataclass_fields__)
         )
     warnings = _merge_warnings(chunks, keep_empty=n_scored == 0, keep_zero_weight=bool(n_scored) and total == 0.0)
-    warnings = [w for w in warnings if w.code != "NON_FINITE" or w.count or infinite]
+    overflowing = _overflowing_aggregates(chunks, means if n_scored and total > 0.0 else None, sums)
+    if overflowing:
+        warnings.append(ScoreWarning(AGGREGATE_OVERFLOW, aggregate_overflow_message(overflowing), 0, ()))
     return Scores(
         n=n,
         n_scored=n_scored,
@@ -204,23 +256,92 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
     )
 
 
+def _total(chunks: Sequence[Chunk]) -> tuple[float, int]:
+    """Σ of the chunks' weights as (t, k) with Σ = t·2^k; k is 0 unless the plain sum overflows float64."""
+    if all(c.weight_exponent == 0 for c in chunks):
+        try:
+            total = math.fsum(c.weight for c in chunks)
+        except OverflowError:  # fsum raises where a partial sum overflows
+            total = math.inf
+        if math.isfinite(total):
+            return total, 0
+    top = _top_exponent(chunks)
+    return math.fsum(math.ldexp(c.weight, c.weight_exponent - top) for c in chunks), top
+
+
+def _top_exponent(chunks: Sequence[Chunk]) -> int:
+    """The k with every chunk's weight below 2^k."""
+    return max((math.frexp(c.weight)[1] + c.weight_exponent for c in chunks if c.weight > 0), default=0)
+
+
+def _mean_of_means(chunks: Sequence[Chunk], name: str) -> float | None:
+    """Σ_c W_c·m_c / Σ_c W_c over the chunks of weight W_c > 0 and mean ``name`` m_c; None if such an m_c is.
+
+    W_c and m_c are divided by powers of two first (exactly), so that no product or sum overflows.
+    """
+    weighted = [c for c in chunks if c.weight > 0]
+    values = [getattr(c.scores.mean, name) for c in weighted]
+    if not weighted or any(v is None for v in values):
+        return None
+    top = _top_exponent(weighted)
+    weights = [math.ldexp(c.weight, c.weight_exponent - top) for c in weighted]
+    value_exponent = max(math.frexp(v)[1] for v in values)
+    numerator = math.fsum(w * math.ldexp(v, -value_exponent) for w, v in zip(weights, values, strict=True))
+    return math.ldexp(numerator / math.fsum(weights), value_exponent)
+
+
 def _add(values: Any) -> float | None:
-    """Σ of the chunk sums; None (not finite) if any is."""
+    """Σ of the chunk sums; None (not finite) if any is, or if the total overflows float64."""
     listed = list(values)
-    return None if any(v is None for v in listed) else math.fsum(listed)
+    if any(v is None for v in listed):
+        return None
+    try:
+        total = math.fsum(listed)
+    except OverflowError:  # fsum raises where a partial sum overflows
+        return None
+    return total if math.isfinite(total) else None
+
+
+def _overflowing_aggregates(
+    chunks: Sequence[Chunk], means: list[float | None] | None, sums: list[float | None]
+) -> list[str]:
+    """The merged aggregates that are null although every value they are taken over is finite, by wire name.
+
+    A chunk's sum is null either for an infinite value of positive weight or because it overflows, and then
+    its AGGREGATE_OVERFLOW warning names it; a null that no chunk's warning explains marks infinite values.
+    """
+    names = []
+    infinite = [any(_infinite_sum(c, name) for c in chunks) for name in _QUANTITIES]
+    if means is not None:
+        names += [f"mean.{name}" for j, name in enumerate(_QUANTITIES) if means[j] is None and not infinite[j]]
+        if means[0] is not None and means[3] is None:
+            names.append("mean.perplexity")
+    names += [f"sum.{name}" for j, name in enumerate(_QUANTITIES) if sums[j] is None and not infinite[j]]
+    return names
+
+
+def _infinite_sum(chunk: Chunk, name: str) -> bool:
+    """Whether the chunk's sum ``name`` is null for an infinite value (not for an overflow its warning names)."""
+    if getattr(chunk.scores.sum, name) is not None:
+        return False
+    named = [w.message for w in chunk.scores.warnings if w.code == AGGREGATE_OVERFLOW]
+    return not any(f"sum.{name}" in message for message in named)
 
 
 def _merge_warnings(chunks: Sequence[Chunk], *, keep_empty: bool, keep_zero_weight: bool) -> list[ScoreWarning]:
     """Warnings by code: counts added, rows renumbered from the chunk's start, the first 20 rows kept.
 
     EMPTY and ZERO_WEIGHT describe a whole request: a chunk's says nothing about the dataset
-    unless the dataset as a whole is empty (or weighs nothing) too.
+    unless the dataset as a whole is empty (or weighs nothing) too. AGGREGATE_OVERFLOW is left to
+    ``merge``, which names the merged aggregates that overflow.
     """
     merged: dict[str, ScoreWarning] = {}
     for chunk in chunks:
         for w in chunk.scores.warnings:
             if (w.code == "EMPTY" and not keep_empty) or (w.code == "ZERO_WEIGHT" and not keep_zero_weight):
                 continue
+            if w.code == AGGREGATE_OVERFLOW:
+                continue  # said of the merged aggregates, which may differ from the chunk's
             rows = tuple(chunk.start + row for row in w.rows)
             if w.code in merged:
                 seen = merged[w.code]

@@ -71,8 +71,11 @@ class ProblemError(XentError):
             errors,
         )
 
-    def shifted(self, start: int, stop: int) -> ProblemError:
-        """The same problem for a chunk holding rows [start, stop) of a larger dataset: rows renumbered."""
+    def shifted(self, start: int, stop: int, rows: int) -> ProblemError:
+        """The same problem for a chunk holding rows [start, stop) of a dataset of ``rows`` rows: rows renumbered
+        (itself when the chunk is the whole dataset: there is nothing to renumber, and no chunk to speak of)."""
+        if start == 0 and stop >= rows:
+            return self
         errors = [
             ProblemDetail((*e.loc[:2], e.row + start, *e.loc[3:]), e.msg, e.type)
             if e.row is not None and e.field in ROW_FIELDS
@@ -82,6 +85,24 @@ class ProblemError(XentError):
         # ``errors`` now count rows of the whole dataset; the service's ``detail`` text still counts in the chunk.
         detail = f"in the chunk of rows {start}..{stop - 1}, counting from the chunk's first row: {self.detail}"
         return ProblemError(self.status, self.title, detail, self.type, errors)
+
+
+#: The status, title and type of the service's answer to input it cannot score (its ``ProblemKind.INVALID_INPUT``).
+INVALID_INPUT = (422, "Invalid input", "urn:xent:problem:invalid-input")
+
+
+class InvalidInputError(ProblemError, ValueError):
+    """Input the service refuses, refused by the client before sending: the service's 422 problem, word for word.
+
+    A ``ProblemError`` (status 422), so that one ``except`` handles it wherever it was refused; a ``ValueError``,
+    as a Python caller expects of an argument that cannot be used.
+    """
+
+    def __init__(self, field: str, message: str, kind: str) -> None:
+        status, title, type_uri = INVALID_INPUT
+        super().__init__(
+            status, title, f"{field}: {message}", type_uri, [ProblemDetail(("body", field), message, kind)]
+        )
 
 
 class TransportError(XentError):

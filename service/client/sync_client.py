@@ -67,7 +67,7 @@ class Client(BaseClient[Scores, httpx.BaseTransport]):
             try:
                 scores = self._send_batch(rows, how.transport)
             except ProblemError as error:
-                raise error.shifted(start, stop) from None
+                raise error.shifted(start, stop, len(whole.predictions)) from None
             return rows.chunk(start, scores)
 
         chunks: list[Chunk | None] = [None] * len(spans)

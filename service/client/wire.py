@@ -16,9 +16,17 @@ import httpx
 import numpy as np
 import orjson
 
-from service.client.errors import ProblemError
+from service.client.errors import InvalidInputError, ProblemError
 from service.client.results import Scores
-from service.core.contract import ARRAY_OPTIONS, JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE, OPTIONS, Endpoint, defaults
+from service.core.contract import (
+    ARRAY_OPTIONS,
+    JSON_MEDIA_TYPE,
+    NPZ_MEDIA_TYPE,
+    OPTIONS,
+    Endpoint,
+    defaults,
+    label_array_refusal,
+)
 
 TransportChoice = Literal["auto", "json", "npz"]
 
@@ -91,20 +99,29 @@ def as_array(value: Any) -> np.ndarray:
 
 
 def prepare(endpoint: Endpoint, labels: Any, predictions: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and predictions as arrays the service reads as meant: float predictions, integer class indices."""
+    """Labels and predictions as arrays the service reads as meant, whichever the transport: float predictions,
+    float binary labels, float target rows.
+
+    Multi-class labels the service refuses as an array are refused here, before anything is sent, with its 422
+    (``InvalidInputError``): class indices must be integers, so ``[1.0, 2.0]`` (or a pandas integer column that
+    became float through a missing value) is refused, not rounded, just as the API refuses it.
+    """
     preds = as_array(predictions)
     if preds.dtype.kind in "iub" or preds.dtype == np.float16:
         preds = preds.astype(np.float64)
     targets = as_array(labels)
-    if endpoint == "binary-cross-entropy" and targets.dtype.kind in "iub":
-        targets = targets.astype(np.float64)
-    elif targets.dtype.kind == "b" or (targets.dtype.kind == "f" and targets.ndim == 1 and _integral(targets)):
-        targets = targets.astype(np.int64)  # 1-D class indices read as floats (a CSV column, a pandas column)
+    if endpoint == "binary-cross-entropy":
+        return (targets.astype(np.float64) if targets.dtype.kind in "iub" else targets), preds
+    if targets.size == 0 and targets.ndim == 1:
+        targets = targets.astype(np.int64)  # no rows: ``[]`` reads as float, but it holds no float label
+    elif targets.ndim == 2 and targets.dtype.kind in "iu":
+        targets = targets.astype(np.float64)  # integer target rows (one-hot) are distributions, as JSON reads them
+    kind = targets.dtype.kind
+    # Ragged rows (an object array) go as they are, as JSON, so that the service names the row.
+    refusal = None if kind == "O" else label_array_refusal(kind, targets.ndim, str(targets.dtype))
+    if refusal is not None:
+        raise InvalidInputError("labels", refusal, "bad_shape")
     return targets, preds
-
-
-def _integral(values: np.ndarray) -> bool:
-    return bool(np.isfinite(values).all() and (values == np.round(values)).all())
 
 
 @dataclass(frozen=True)

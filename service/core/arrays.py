@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.errors import BadShape, NotANumber, NotFinite, OutOfRange
+from service.core.errors import BadShape, NotANumber, NotFinite, OutOfRange, capped, counted, quoted
 
 _NUMBER_TYPES = frozenset({int, float})
 _FLAT_NOT_ROWS = (
@@ -29,13 +29,12 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {quoted(value)}"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "an object"
-    return repr(value)
+    return quoted(value)
 
 
 def _number_problem(value: object) -> str | None:
@@ -91,11 +90,11 @@ def check_finite(array: np.ndarray, field: str) -> None:
 
 def _from_ndarray(values: np.ndarray, field: str, ndims: tuple[int, ...], finite: bool) -> np.ndarray:
     if values.dtype.kind not in "iuf":
-        raise NotANumber(field, f"expected an array of numbers, got dtype {values.dtype}")
+        raise NotANumber(field, f"expected an array of numbers, got dtype {capped(str(values.dtype))}")
     if values.ndim not in ndims:
         if ndims == (2,) and values.ndim == 1:
             raise BadShape(field, _FLAT_NOT_ROWS)
-        raise BadShape(field, f"expected {_dims_text(ndims)}, got {values.ndim} dimensions")
+        raise BadShape(field, f"expected {_dims_text(ndims)}, got {counted(values.ndim, 'dimension')}")
     array = np.asarray(values, dtype=np.float64)
     if finite:
         check_finite(array, field)
@@ -154,7 +153,7 @@ def float_matrix(values: Any, field: str, *, allow_vector: bool = False, finite:
         elif len(entry) != width:
             raise BadShape(
                 field,
-                f"row has {len(entry)} values but row 0 has {width}; every row needs the same length",
+                f"row has {counted(len(entry), 'value')} but row 0 has {width}; every row needs the same length",
                 row=row,
             )
     if not _NUMBER_TYPES.issuperset(map(type, chain.from_iterable(values))):
@@ -176,14 +175,15 @@ def _raise_first_bad_number(rows: list[list[Any]], field: str) -> None:
 
 
 def nonnegative_weights(values: Any, field: str, length: int | None, what: str) -> np.ndarray:
-    """A 1-D array of finite, non-negative weights, of ``length`` entries when given."""
+    """A 1-D array of finite, non-negative weights, of ``length`` entries when given (one per ``what``: "row")."""
     weights = float_vector(values, field)
     if length is not None and weights.shape[0] != length:
-        raise BadShape(field, f"has {weights.shape[0]} values but there are {length} {what}")
+        there = "there is" if length == 1 else "there are"
+        raise BadShape(field, f"has {counted(weights.shape[0], 'value')} but {there} {counted(length, what)}")
     negative = np.flatnonzero(weights < 0)
     if negative.size:
         row = int(negative[0])
-        raise OutOfRange(field, f"weight {float(weights[row])!r} is negative; weights must be >= 0", row=row)
+        raise OutOfRange(field, f"weight {quoted(float(weights[row]))} is negative; weights must be >= 0", row=row)
     return weights
 
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from service.core.arrays import describe, float_matrix, nonnegative_weights
-from service.core.errors import BadShape, NotANumber, OutOfRange
+from service.core.errors import BadShape, NotANumber, OutOfRange, quoted
 from service.core.logspace import log1m_clipped, log_clipped, log_sigmoid, xlogx
 from service.core.options import BinaryOptions, PredictionType
 from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
@@ -50,12 +50,12 @@ def score_binary(
         raise BadShape("labels", f"has shape {_shape(target)} but predictions have shape {_shape(preds)}")
     n = preds.shape[0]
     # Range checks before the reshape below, so that a flat array's errors name a row, not a column.
-    _require_unit_interval(target, "labels", "label {value!r} is outside [0, 1]")
+    _require_unit_interval(target, "labels", "label {value} is outside [0, 1]")
     if options.prediction_type is PredictionType.PROBABILITIES:
         _require_unit_interval(
             preds,
             "predictions",
-            'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
+            'probability {value} is outside [0, 1] (for scores, set prediction_type to "logits")',
         )
     if preds.ndim == 1:
         preds, target = preds[:, None], target[:, None]
@@ -64,7 +64,7 @@ def score_binary(
         raise BadShape("predictions", "rows are empty; each row needs at least one label's prediction", row=0)
     weights_by_label = _pos_weight(pos_weight, n_labels if n else None)
     weights_by_sample = (
-        np.ones(n) if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
+        np.ones(n) if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "row")
     )
     eps = options.resolved_epsilon
     settings = {
@@ -180,7 +180,7 @@ def _require_unit_interval(values: np.ndarray, field: str, message: str) -> None
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         column = where[1] if len(where) > 1 else None
-        raise OutOfRange(field, message.format(value=float(values[where])), row=where[0], column=column)
+        raise OutOfRange(field, message.format(value=quoted(float(values[where]))), row=where[0], column=column)
 
 
 def _pos_weight(pos_weight: Any, n_labels: int | None) -> np.ndarray | None:
@@ -191,4 +191,4 @@ def _pos_weight(pos_weight: Any, n_labels: int | None) -> np.ndarray | None:
         raise NotANumber("pos_weight", f"expected a number or an array of numbers, got {describe(pos_weight)}")
     if isinstance(pos_weight, int | float):
         pos_weight = [pos_weight] * (n_labels or 1)
-    return nonnegative_weights(pos_weight, "pos_weight", n_labels, "labels per sample")
+    return nonnegative_weights(pos_weight, "pos_weight", n_labels, "label per sample")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from service.core.errors import capped
 
 #: The scoring endpoints, by their path below ``/v1/``.
 Endpoint = Literal["cross-entropy", "binary-cross-entropy"]
@@ -30,6 +32,37 @@ AUTO_EPSILON = sys.float_info.epsilon
 #: Each unit of information and ln(its base): a value in nats divided by this is in that unit.
 LOG_BASES: Mapping[str, float] = {"nats": 1.0, "bits": math.log(2.0), "hartleys": math.log(10.0)}
 UNITS = tuple(LOG_BASES)
+
+#: e^x overflows float64 past this many nats: a perplexity beyond it is reported as null.
+MAX_EXP_NATS = 709.78
+#: The code of the warning that an aggregate of finite values is too large for float64 (reported as null).
+AGGREGATE_OVERFLOW = "AGGREGATE_OVERFLOW"
+
+
+def aggregate_overflow_message(names: Sequence[str]) -> str:
+    """The message of an AGGREGATE_OVERFLOW warning about the aggregates ``names`` (``sum.entropy``, …).
+
+    The service and the client's merging of chunked answers both write it, so it is defined once.
+
+    >>> print(aggregate_overflow_message(["sum.entropy"]))
+    sum.entropy overflows float64 and is reported as null
+    >>> print(aggregate_overflow_message(["sum.cross_entropy", "sum.kl_divergence", "mean.perplexity"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    sum.cross_entropy and sum.kl_divergence overflow float64 and are reported as null;
+    mean.perplexity = e^(mean cross-entropy in nats) overflows float64 (past 709.78 nats) and is reported as null
+    """
+    totals = [name for name in names if name != "mean.perplexity"]
+    parts = []
+    if len(totals) == 1:
+        parts.append(f"{totals[0]} overflows float64 and is reported as null")
+    elif totals:
+        parts.append(f"{', '.join(totals[:-1])} and {totals[-1]} overflow float64 and are reported as null")
+    if "mean.perplexity" in names:
+        parts.append(
+            "mean.perplexity = e^(mean cross-entropy in nats) overflows float64 "
+            f"(past {MAX_EXP_NATS} nats) and is reported as null"
+        )
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -209,3 +242,28 @@ ARRAY_OPTIONS = frozenset(name for options in OPTIONS.values() for name, option 
 def defaults(endpoint: Endpoint) -> dict[str, Any]:
     """Every option of ``endpoint`` with its default."""
     return {name: option.default for name, option in OPTIONS[endpoint].items()}
+
+
+def label_array_refusal(kind: str, ndim: int, dtype: str) -> str | None:
+    """Why ``/v1/cross-entropy`` refuses a labels array of this dtype kind, number of dimensions and dtype (None:
+    it reads it): the labels it reads as an array are 1-D integer class indices, 1-D class names or 2-D float
+    target rows.
+
+    The service (reading an NPZ member) and the client (before sending anything) both ask, so that float class
+    indices such as ``[1.0, 2.0]`` are refused by both, in the same words.
+
+    >>> label_array_refusal("i", 1, "int64") is None, label_array_refusal("f", 2, "float64") is None
+    (True, True)
+    >>> print(label_array_refusal("f", 1, "float64"))
+    expected 1-D integer class indices, 1-D class names or 2-D float target rows, got a 1-D array of dtype float64
+    """
+    if kind in "US":
+        return None if ndim == 1 else f"class names must be a 1-D array, got {ndim} dimensions"
+    if kind in "iu":
+        return None if ndim == 1 else f"class indices must be a 1-D array, got {ndim} dimensions"
+    if kind == "f" and ndim == 2:
+        return None
+    return (
+        "expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
+        f"got a {ndim}-D array of dtype {capped(dtype)}"
+    )

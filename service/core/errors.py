@@ -1,16 +1,86 @@
 """Typed errors of the scoring core.
 
 Every error names the input field it is about and, for arrays, the row and column,
-so that the HTTP layer (``service.api.errors``) can turn it into a precise 422
+so that the HTTP layer (``service.api.problems``) can turn it into a precise 422
 without knowing anything about the math.
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 Location = tuple[str | int, ...]
+
+#: How many characters of a caller's value a message quotes: an error must not echo a large input.
+QUOTE_LIMIT = 64
+#: How many items a message lists (allowed names, say) before it says how many more there are.
+LIST_LIMIT = 10
+# Containers and other objects are shown a few items deep, so that quoting one costs little however large it is.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = QUOTE_LIMIT
+
+
+def capped(text: str) -> str:
+    """``text`` cut to QUOTE_LIMIT characters, then "…" where it was cut."""
+    return text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "…"
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` for an error message, showing at most QUOTE_LIMIT characters of it, then "…".
+
+    A string shows its first QUOTE_LIMIT characters inside the quotes (escapes may lengthen
+    them); an integer too long to print whole says how long it is.
+
+    Examples
+    --------
+    >>> quoted("B"), quoted(0.25), quoted(None)
+    ("'B'", '0.25', 'None')
+    >>> quoted("x" * 1_000_000) == "'" + "x" * 64 + "…'"
+    True
+    >>> quoted(10**5000)
+    '<an integer of 16610 bits>'
+    """
+    if isinstance(value, str):
+        return repr(capped(value))
+    if isinstance(value, int):
+        if value.bit_length() > 4 * QUOTE_LIMIT:
+            # str() of an int is quadratic in its length and refused past 4,300 digits.
+            return f"<an integer of {value.bit_length()} bits>"
+        return capped(repr(value))
+    return capped(_SHORT_REPR.repr(value))
+
+
+#: The plurals that are not the noun + "s".
+_PLURALS = {"entry": "entries", "class": "classes", "label per sample": "labels per sample"}
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless the count is 1.
+
+    >>> counted(1, "row"), counted(2, "row"), counted(0, "row"), counted(1, "entry"), counted(3, "class")
+    ('1 row', '2 rows', '0 rows', '1 entry', '3 classes')
+    """
+    return f"{count} {noun if count == 1 else _PLURALS.get(noun, noun + 's')}"
+
+
+def rows_off(count: int) -> str:
+    """How many rows are off 1, for the messages refusing them: "1 row is off", "2 rows are off"."""
+    return f"{counted(count, 'row')} {'is' if count == 1 else 'are'} off"
+
+
+def quoted_list(values: Iterable[object]) -> str:
+    """The first LIST_LIMIT of ``values``, each ``quoted``, then how many more there are.
+
+    >>> quoted_list(["A", "B"]), quoted_list(range(12))
+    ("'A', 'B'", '0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … (12 in all)')
+    """
+    listed = list(values)
+    shown = ", ".join(quoted(v) for v in listed[:LIST_LIMIT])
+    return shown if len(listed) <= LIST_LIMIT else f"{shown}, … ({len(listed)} in all)"
 
 
 class ScoringError(Exception):

@@ -11,7 +11,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from service.core.arrays import describe, float_matrix
-from service.core.errors import BadShape, InvalidInput, InvalidOption, OutOfRange, RowsNotNormalized, UnknownClass
+from service.core.contract import label_array_refusal
+from service.core.errors import (
+    BadShape,
+    InvalidInput,
+    InvalidOption,
+    OutOfRange,
+    RowsNotNormalized,
+    UnknownClass,
+    counted,
+    quoted,
+    quoted_list,
+    rows_off,
+)
 from service.core.options import MulticlassOptions, Normalization
 
 
@@ -35,7 +47,7 @@ def class_names(classes: list[str] | None) -> list[str] | None:
             raise InvalidInput("classes", f"expected a class name (string), got {describe(name)}", row=position)
         if name in seen:
             raise InvalidInput(
-                "classes", f"duplicate class name {name!r} (also at position {seen[name]})", row=position
+                "classes", f"duplicate class name {quoted(name)} (also at position {seen[name]})", row=position
             )
         seen[name] = position
     return list(classes)
@@ -55,7 +67,9 @@ def number_of_classes(preds: np.ndarray, names: list[str] | None, class_weights:
             "for one probability per sample use binary cross-entropy",
         )
     if names is not None and len(names) != n_classes:
-        raise BadShape("classes", f"has {len(names)} names but predictions have {n_classes} columns")
+        raise BadShape(
+            "classes", f"has {counted(len(names), 'name')} but predictions have {counted(n_classes, 'column')}"
+        )
     return n_classes
 
 
@@ -70,7 +84,7 @@ def parse_labels(
             "labels", f"expected an array (class indices, class names or probability rows), got {describe(labels)}"
         )
     if len(labels) != n:
-        raise BadShape("labels", f"has {len(labels)} entries but predictions have {n} rows")
+        raise BadShape("labels", f"has {counted(len(labels), 'entry')} but predictions have {counted(n, 'row')}")
     if n == 0:
         return Targets("class_indices", np.zeros(0, dtype=bool), indices=np.zeros(0, dtype=np.int64))
     if isinstance(labels, np.ndarray):
@@ -91,22 +105,10 @@ def parse_labels(
 
 def _labels_from_array(labels: np.ndarray) -> Any:
     """Labels from a NumPy array (binary transport): integer indices, names, or float rows."""
-    kind = labels.dtype.kind
-    if kind in "US":
-        if labels.ndim != 1:
-            raise BadShape("labels", f"class names must be a 1-D array, got {labels.ndim} dimensions")
-        return labels.astype(str).tolist()
-    if kind in "iu":
-        if labels.ndim != 1:
-            raise BadShape("labels", f"class indices must be a 1-D array, got {labels.ndim} dimensions")
-        return labels
-    if kind == "f" and labels.ndim == 2:
-        return labels
-    raise BadShape(
-        "labels",
-        "expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
-        f"got a {labels.ndim}-D array of dtype {labels.dtype}",
-    )
+    refusal = label_array_refusal(labels.dtype.kind, labels.ndim, str(labels.dtype))
+    if refusal is not None:
+        raise BadShape("labels", refusal)
+    return labels.astype(str).tolist() if labels.dtype.kind in "US" else labels
 
 
 def _require_one_kind(labels: list[Any], kind: type, what: str) -> None:
@@ -125,7 +127,7 @@ def _index_targets(labels: list[Any] | np.ndarray, n_classes: int | None, option
     if isinstance(labels, np.ndarray):
         if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
             row = int(np.argmax(labels > np.iinfo(np.int64).max))
-            raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row)
+            raise UnknownClass("labels", f"class index {quoted(int(labels[row]))} is out of range", row=row)
         indices = labels.astype(np.int64, copy=False)  # read, never written
     else:
         _require_one_kind(labels, int, "a class index")
@@ -133,7 +135,7 @@ def _index_targets(labels: list[Any] | np.ndarray, n_classes: int | None, option
             indices = np.array(labels, dtype=np.int64)
         except OverflowError:
             row = next(i for i, v in enumerate(labels) if not -(2**63) <= v < 2**63)
-            raise UnknownClass("labels", f"class index {labels[row]} is out of range", row=row) from None
+            raise UnknownClass("labels", f"class index {quoted(labels[row])} is out of range", row=row) from None
     assert n_classes is not None
     if options.ignore_index is None:
         scored = np.ones(indices.shape[0], dtype=bool)
@@ -165,8 +167,8 @@ def _name_targets(labels: list[Any], names: list[str] | None, options: Multiclas
         indices = np.fromiter((column[name] for name in labels), dtype=np.int64, count=len(labels))
     except KeyError:
         row = next(i for i, name in enumerate(labels) if name not in column)
-        shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
-        raise UnknownClass("labels", f"unknown class {labels[row]!r:.60}; classes are [{shown}]", row=row) from None
+        message = f"unknown class {quoted(labels[row])}; classes are [{quoted_list(names)}]"
+        raise UnknownClass("labels", message, row=row) from None
     return Targets("class_names", np.ones(len(labels), dtype=bool), indices=indices)
 
 
@@ -175,13 +177,18 @@ def _distribution_targets(labels: Any, n_classes: int | None, options: Multiclas
     if options.ignore_index is not None:
         raise InvalidOption("ignore_index", "applies only to class-index labels, not to probability rows")
     target = float_matrix(labels, "labels")
+    assert n_classes is not None  # target rows come with at least one row, so predictions have a width
     if target.shape[1] != n_classes:
-        raise BadShape("labels", f"rows have {target.shape[1]} values but predictions have {n_classes} classes", row=0)
+        raise BadShape(
+            "labels",
+            f"rows have {counted(target.shape[1], 'value')} but predictions have {counted(n_classes, 'class')}",
+            row=0,
+        )
     negative = np.argwhere(target < 0)
     if negative.size:
         row, column = (int(i) for i in negative[0])
         raise OutOfRange(
-            "labels", f"target probability {float(target[row, column])!r} is negative", row=row, column=column
+            "labels", f"target probability {quoted(float(target[row, column]))} is negative", row=row, column=column
         )
     sums = target.sum(axis=1)
     off = np.abs(sums - 1.0) > options.tolerance
@@ -191,7 +198,7 @@ def _distribution_targets(labels: Any, n_classes: int | None, options: Multiclas
             raise RowsNotNormalized(
                 "labels",
                 f"target row sums to {sums[row]:.6g}, not 1 within tolerance {options.tolerance:g} "
-                f'({np.count_nonzero(off)} rows are off); set normalization to "renormalize" to rescale targets',
+                f'({rows_off(int(np.count_nonzero(off)))}); set normalization to "renormalize" to rescale targets',
                 row=row,
             )
         zero = sums == 0

@@ -8,11 +8,12 @@ wherever it applies, chosen in ``_hard_label_rows`` alone; it gives the same bit
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.core.arrays import check_finite, float_matrix, nonnegative_weights
+from service.core.arrays import all_finite, check_finite, float_matrix, nonnegative_weights
 from service.core.kernels import hard_label_scan
 from service.core.labels import Targets, class_names, dense_target, number_of_classes, parse_labels
 from service.core.logspace import xlogx
@@ -33,7 +34,8 @@ class _Rows(NamedTuple):
     entropy: np.ndarray
     correct: np.ndarray  # 1.0 where argmax q is the target's argmax, else 0.0
     clipped: np.ndarray | None  # rows where the ε clip moved a q under a non-zero target; None: no clip applies
-    class_mass: np.ndarray | None  # Σ_c w_c·y'_c per row; None without class weights
+    class_mass: np.ndarray | None  # Σ_c w_c·y'_c per row, times 2^-mass_exponent; None without class weights
+    mass_exponent: int = 0
 
 
 def score_multiclass(
@@ -86,10 +88,10 @@ def score_multiclass(
         n_classes = number_of_classes(preds, names, class_weights)
         targets = parse_labels(labels, n, n_classes, names, options)
         weights_by_class = (
-            None if class_weights is None else nonnegative_weights(class_weights, "class_weights", n_classes, "classes")
+            None if class_weights is None else nonnegative_weights(class_weights, "class_weights", n_classes, "class")
         )
         weights_by_sample = (
-            None if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "rows")
+            None if sample_weights is None else nonnegative_weights(sample_weights, "sample_weights", n, "row")
         )
     except Exception:
         check_finite(preds, "predictions")  # a NaN or infinity in the predictions is reported first
@@ -127,12 +129,7 @@ def score_multiclass(
                 "before the logarithm where the target is non-zero"
             )
             warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows, message))
-    # Weights multiply sᵢ·massᵢ; a missing factor is 1, and x·1 = x, so it is left out (None: all 1).
-    class_mass = rows.class_mass
-    if weights_by_sample is None:
-        weights = class_mass
-    else:
-        weights = weights_by_sample if class_mass is None else weights_by_sample * class_mass
+    weights, weight_exponent = _row_weights(weights_by_sample, rows.class_mass, rows.mass_exponent)
     return finish(
         cross_entropy=rows.cross_entropy,
         kl_divergence=rows.kl_divergence,
@@ -144,7 +141,26 @@ def score_multiclass(
         warnings=warnings,
         settings=settings,
         all_scored=targets.all_scored,
+        weight_exponent=weight_exponent,
     )
+
+
+def _row_weights(
+    by_sample: np.ndarray | None, class_mass: np.ndarray | None, mass_exponent: int
+) -> tuple[np.ndarray | None, int]:
+    """wᵢ = sᵢ·massᵢ as (w', k) with wᵢ = w'ᵢ·2^k; scaled by powers of two only where the product overflows.
+
+    A missing factor is 1, and x·1 = x, so it is left out (None: every row weighs 1).
+    """
+    if by_sample is None or class_mass is None:
+        return (class_mass, mass_exponent) if by_sample is None else (by_sample, 0)
+    with np.errstate(over="ignore"):
+        weights = by_sample * class_mass
+    if all_finite(weights):
+        return weights, mass_exponent
+    # Dividing by a power of two is exact: the means are the same, the sums are scaled back in ``finish``.
+    exponent = math.frexp(float(by_sample.max()))[1]
+    return np.ldexp(by_sample, -exponent) * class_mass, exponent + mass_exponent
 
 
 def _hard_label_rows(
@@ -210,10 +226,20 @@ def _target_rows(
     target = dense_target(targets, preds.shape[0], preds.shape[1], options.label_smoothing)
     entropy, kl_divergence = entropy_and_divergence(target, log_q)
     # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
-    class_mass = None if class_weights is None else target @ class_weights
+    class_mass, mass_exponent = (None, 0) if class_weights is None else _class_mass(target, class_weights)
     clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
     correct = (preds.argmax(axis=1) == target.argmax(axis=1)).astype(np.float64)
-    return _Rows(entropy + kl_divergence, kl_divergence, entropy, correct, clipped_rows, class_mass)
+    return _Rows(entropy + kl_divergence, kl_divergence, entropy, correct, clipped_rows, class_mass, mass_exponent)
+
+
+def _class_mass(target: np.ndarray, class_weights: np.ndarray) -> tuple[np.ndarray, int]:
+    """Σ_c w_c·y'_c per row as (m', k) with the mass m'·2^k; scaled only where it overflows (y' may sum past 1)."""
+    with np.errstate(over="ignore"):
+        mass = target @ class_weights
+    if all_finite(mass):
+        return mass, 0
+    exponent = math.frexp(float(class_weights.max()))[1]
+    return target @ np.ldexp(class_weights, -exponent), exponent
 
 
 def entropy_and_divergence(target: np.ndarray, log_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

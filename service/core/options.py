@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from service.core.contract import AUTO_EPSILON, BINARY, LOG_BASES, MULTICLASS, OPTIONS, Option
-from service.core.errors import InvalidOption
+from service.core.errors import InvalidOption, quoted, quoted_list
 
 #: float64 machine epsilon, the clip scikit-learn's ``log_loss`` uses for float64 input (``epsilon="auto"``).
 MACHINE_EPSILON = AUTO_EPSILON
@@ -60,25 +60,37 @@ def _coerce_enums(options: object) -> None:
             try:
                 coerced = kind(value)
             except ValueError:
-                allowed = ", ".join(repr(member.value) for member in kind)
-                raise InvalidOption(name, f"must be one of {allowed}, got {value!r}") from None
+                allowed = quoted_list(member.value for member in kind)
+                raise InvalidOption(name, f"must be one of {allowed}, got {quoted(value)}") from None
             object.__setattr__(options, name, coerced)  # frozen dataclass: set once, at construction
 
 
 def _check_range(option: Option, value: float) -> None:
     """InvalidOption naming ``option`` unless ``value`` lies in its range."""
     if not option.contains(value):
-        raise InvalidOption(option.name, f"must lie in {option.interval}, got {value!r}")
+        raise InvalidOption(option.name, f"must lie in {option.interval}, got {quoted(value)}")
 
 
 def _check_common(options: Mapping[str, Option], label_smoothing: float, epsilon: float | None) -> None:
     _check_range(options["label_smoothing"], label_smoothing)
     if epsilon is not None and not options["epsilon"].contains(epsilon):
-        raise InvalidOption("epsilon", f'must be "auto" or a number in {options["epsilon"].interval}, got {epsilon!r}')
+        interval = options["epsilon"].interval
+        raise InvalidOption("epsilon", f'must be "auto" or a number in {interval}, got {quoted(epsilon)}')
+
+
+class _Clip:
+    """What both endpoints' options share: the ε clip, ``None`` standing for "auto"."""
+
+    epsilon: float | None
+
+    @property
+    def resolved_epsilon(self) -> float:
+        """The numeric clip applied to probabilities."""
+        return MACHINE_EPSILON if self.epsilon is None else self.epsilon
 
 
 @dataclass(frozen=True)
-class MulticlassOptions:
+class MulticlassOptions(_Clip):
     """Options of multi-class cross-entropy; ``epsilon=None`` means "auto"."""
 
     prediction_type: PredictionType = _MULTICLASS_PREDICTION_TYPE
@@ -94,14 +106,9 @@ class MulticlassOptions:
         _check_common(_MULTICLASS, self.label_smoothing, self.epsilon)
         _check_range(_MULTICLASS["tolerance"], self.tolerance)
 
-    @property
-    def resolved_epsilon(self) -> float:
-        """The numeric clip applied to probabilities."""
-        return MACHINE_EPSILON if self.epsilon is None else self.epsilon
-
 
 @dataclass(frozen=True)
-class BinaryOptions:
+class BinaryOptions(_Clip):
     """Options of binary / multi-label cross-entropy; ``epsilon=None`` means "auto"."""
 
     prediction_type: PredictionType = _BINARY_PREDICTION_TYPE
@@ -114,8 +121,3 @@ class BinaryOptions:
         _check_common(_BINARY, self.label_smoothing, self.epsilon)
         if self.prediction_type is PredictionType.LOG_PROBABILITIES:
             raise InvalidOption("prediction_type", 'must be "probabilities" or "logits" for binary cross-entropy')
-
-    @property
-    def resolved_epsilon(self) -> float:
-        """The numeric clip applied to probabilities."""
-        return MACHINE_EPSILON if self.epsilon is None else self.epsilon

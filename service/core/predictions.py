@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.errors import OutOfRange, RowsNotNormalized
+from service.core.errors import OutOfRange, RowsNotNormalized, quoted, rows_off
 from service.core.logspace import log_clipped, log_sum_exp_rows
 from service.core.options import MulticlassOptions, Normalization, PredictionType
 from service.core.result import ScoringWarning, WarningCode
@@ -60,7 +60,7 @@ def log_predictions(
         return LogPredictions(preds, kind, eps, *log_sum_exp_rows(preds))
     if kind is PredictionType.LOG_PROBABILITIES:
         if preds.max() > 0:
-            _raise_first(preds, preds > 0, "log-probability {value!r} is positive; log-probabilities are <= 0")
+            _raise_first(preds, preds > 0, "log-probability {value} is positive; log-probabilities are <= 0")
         peak, log_sum = log_sum_exp_rows(preds)
         if apply_normalization(np.exp(peak + log_sum), scored, options, warnings):
             return LogPredictions(preds, kind, eps, peak, log_sum)
@@ -69,7 +69,7 @@ def log_predictions(
         _raise_first(
             preds,
             (preds < 0) | (preds > 1),
-            'probability {value!r} is outside [0, 1] (for scores, set prediction_type to "logits")',
+            'probability {value} is outside [0, 1] (for scores, set prediction_type to "logits")',
         )
     sums = preds.sum(axis=1)
     if apply_normalization(sums, scored, options, warnings):
@@ -82,7 +82,7 @@ def _raise_first(preds: np.ndarray, bad: np.ndarray, message: str) -> None:
     """Raise OutOfRange at the first true entry of ``bad``."""
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
-        raise OutOfRange("predictions", message.format(value=float(preds[row, column])), row=row, column=column)
+        raise OutOfRange("predictions", message.format(value=quoted(float(preds[row, column]))), row=row, column=column)
 
 
 def apply_normalization(
@@ -107,7 +107,7 @@ def apply_normalization(
         row = int(np.flatnonzero(off)[0])
         raise RowsNotNormalized(
             "predictions",
-            f"row sums to {sums[row]:.6g}, not 1 within tolerance {tolerance} ({count} rows are off); "
+            f"row sums to {sums[row]:.6g}, not 1 within tolerance {tolerance} ({rows_off(count)}); "
             'set normalization to "warn" or "renormalize" to score such rows',
             row=row,
         )

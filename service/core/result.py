@@ -2,6 +2,9 @@
 
 Both scoring functions hand their per-sample values (in nats) to ``finish``, which
 does the reductions and the unit conversion once, for everything.
+
+Over 300 lines because every aggregate is here and nowhere else: the weighted means and sums
+(with their overflow-safe rescaling), the warnings, the unit conversion and the answer's shape.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from service.core.arrays import all_finite, first_rows
+from service.core.contract import AGGREGATE_OVERFLOW, MAX_EXP_NATS, aggregate_overflow_message
 from service.core.options import Unit
 
 #: How many row indices a warning lists.
 WARNING_ROWS_SHOWN = 20
 #: ``Unit.log_base`` of each unit, looked up once.
 _LOG_BASE = {unit: unit.log_base for unit in Unit}
+#: The quantities that have a mean, a sum and a per-sample value, by wire name.
+_QUANTITIES = ("cross_entropy", "kl_divergence", "entropy")
 
 
 class WarningCode(StrEnum):
@@ -32,6 +38,7 @@ class WarningCode(StrEnum):
     NON_FINITE = "NON_FINITE"
     EMPTY = "EMPTY"
     ZERO_WEIGHT = "ZERO_WEIGHT"
+    AGGREGATE_OVERFLOW = AGGREGATE_OVERFLOW
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,11 @@ class PerSample:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Everything one scoring call found. Values may be +inf only with a NON_FINITE warning."""
+    """Everything one scoring call found.
+
+    A per-sample value may be +inf only with a NON_FINITE warning naming its row; an aggregate
+    only with that warning, or with an AGGREGATE_OVERFLOW warning naming the aggregate.
+    """
 
     n: int
     n_scored: int
@@ -139,11 +150,64 @@ def _weighted(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) 
     return float(np.dot(weights[keep], values[keep]))
 
 
+def _kept(values: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """The values of the rows in ``keep`` (None: all of them)."""
+    return values if keep is None else values[keep]
+
+
+def _scaled_mean(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | None) -> tuple[float, float] | None:
+    """Σ wᵢvᵢ / Σ wᵢ and Σ wᵢvᵢ when a plain sum overflows, from w/2^a and v/2^b; None if some vᵢ is infinite.
+
+    With 2^a > max wᵢ and 2^b > max |vᵢ|, Σ (wᵢ/2^a)·(vᵢ/2^b) and Σ wᵢ/2^a are at most n, and dividing
+    by a power of two is exact (short of the subnormal range). Taken in the plain formula's order, the
+    sums are then the plain ones times 2^−a−b and 2^−a to the bit, and so is the mean
+    (Σ (w/2^a)(v/2^b) / Σ w/2^a)·2^b wherever the plain formula does not overflow. The sum is the
+    numerator times 2^(a+b): +inf where that exceeds float64.
+    """
+    kept_values = _kept(values, keep)
+    if not all_finite(kept_values):
+        return None
+    weight_exponent = math.frexp(float(weights.max()))[1]
+    value_exponent = math.frexp(float(np.abs(kept_values).max()))[1]
+    scaled_weights = np.ldexp(weights, -weight_exponent)
+    numerator = float(np.dot(_kept(scaled_weights, keep), np.ldexp(kept_values, -value_exponent)))
+    mean = math.ldexp(numerator / float(scaled_weights.sum()), value_exponent)
+    return mean, _times_power_of_two(numerator, weight_exponent + value_exponent)
+
+
+def _times_power_of_two(value: float, exponent: int) -> float:
+    """value·2^exponent, +inf or −inf where that exceeds float64 (``math.ldexp`` raises there)."""
+    try:
+        return math.ldexp(value, exponent)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _infinite_rows(
+    nats: tuple[np.ndarray, np.ndarray], in_unit: PerSample, scored: np.ndarray, every_row: bool, base: float
+) -> np.ndarray | None:
+    """The scored rows whose cross-entropy or KL divergence, in the result's unit, is infinite; None: no row.
+
+    Dividing by ln 2 (bits) can overflow a value finite in nats; ln 10 and 1 cannot. The arrays in the
+    unit hold NaN on the rows that were not scored, so then the nats are checked when they tell.
+    """
+    if every_row or base >= 1.0:
+        ce, kl = (in_unit.cross_entropy, in_unit.kl_divergence) if every_row else nats
+        if all_finite(ce) and (kl is ce or all_finite(kl)):
+            return None
+    finite = np.isfinite(in_unit.cross_entropy)
+    if in_unit.kl_divergence is not in_unit.cross_entropy:
+        finite &= np.isfinite(in_unit.kl_divergence)
+    rows = scored & ~finite  # NaN marks the rows that were not scored
+    return rows if rows.any() else None
+
+
 def _in_unit(values: np.ndarray, base: float, scored: np.ndarray, every_row: bool) -> np.ndarray:
     """Per-sample values divided by ln(base), with NaN on the rows that were not scored."""
-    if every_row:
-        return values if base == 1.0 else values / base
-    return np.where(scored, values / base, np.nan)
+    with np.errstate(over="ignore"):  # past 1.8e308·ln 2 nats a value is +inf in bits, flagged NON_FINITE
+        if every_row:
+            return values if base == 1.0 else values / base
+        return np.where(scored, values / base, np.nan)
 
 
 def empty(unit: Unit, settings: Mapping[str, object]) -> ScoreResult:
@@ -174,13 +238,20 @@ def finish(
     warnings: list[ScoringWarning],
     settings: Mapping[str, object],
     all_scored: bool | None = None,
+    weight_exponent: int = 0,
 ) -> ScoreResult:
     """Reduce per-sample values (nats) to weighted means and sums, in ``unit``.
 
     mean = Σ wᵢℓᵢ / Σ wᵢ and sum = Σ wᵢℓᵢ over the scored rows; perplexity is
     exp(mean cross-entropy in nats), whatever the unit. ``weights=None`` weighs every row 1;
     ``all_scored`` is ``scored.all()`` when the caller knows it; ``kl_divergence`` may be the
-    very array ``cross_entropy``.
+    very array ``cross_entropy``. Row i weighs ``weights[i]``·2^``weight_exponent``: a caller
+    whose weights would overflow passes them scaled, which changes the sums, not the means.
+
+    A mean is finite whenever the values it averages are, however large the weights: where a
+    plain sum overflows, it is taken again over weights and values divided by powers of two
+    (``_scaled_mean``). A sum or perplexity too large for float64 is +inf and named by an
+    AGGREGATE_OVERFLOW warning; NON_FINITE names the scored rows whose own values are infinite.
     """
     n = int(scored.shape[0])
     every_row = bool(scored.all()) if all_scored is None else all_scored
@@ -192,13 +263,17 @@ def finish(
             weights = np.ones(n)
         if not every_row:
             weights = np.where(scored, weights, 0.0)
-        total = float(weights.sum())
+        with np.errstate(over="ignore"):  # an overflowing total is taken again, scaled, below
+            total = float(weights.sum())
         keep = None if n == 0 or weights.min() > 0 else weights > 0
     base = _LOG_BASE[unit]
     same = kl_divergence is cross_entropy
-    ce_sum = _weighted(cross_entropy, weights, keep)
-    sums = [ce_sum, ce_sum if same else _weighted(kl_divergence, weights, keep), _weighted(entropy, weights, keep)]
+    with np.errstate(over="ignore", invalid="ignore"):  # likewise an overflowing sum
+        ce_sum = _weighted(cross_entropy, weights, keep)
+        sums = [ce_sum, ce_sum if same else _weighted(kl_divergence, weights, keep), _weighted(entropy, weights, keep)]
+    plain_sums_finite = all(math.isfinite(s) for s in sums)
     means: list[float | None] = [None] * 5
+    mean_ce_nats = math.nan
     if n_scored == 0:
         reason = "the batch is empty" if n == 0 else "every row is ignored"
         warnings.append(ScoringWarning(WarningCode.EMPTY, f"nothing was scored: {reason}; means are null", 0, ()))
@@ -206,38 +281,70 @@ def finish(
         message = "the weights of the scored rows sum to 0, so the weighted means are undefined (null)"
         warnings.append(ScoringWarning.for_rows(WarningCode.ZERO_WEIGHT, scored, message))
     else:
-        mean_nats = sums[0] / total
-        # exp overflows float64 past ~709.78 nats: report +inf (then null) rather than raise.
-        perplexity = math.exp(mean_nats) if mean_nats < 709.78 else math.inf
-        means = [*(s / total / base for s in sums), perplexity, _weighted(correct, weights, keep) / total]
-    infinite_aggregates = [v for v in (*sums, *means) if v is not None and not math.isfinite(v)]
-    if keep is None and not infinite_aggregates:
-        infinite_rows = None  # every row weighs > 0 in the finite sums, so no value is NaN or infinite
-    elif all_finite(cross_entropy) and (same or all_finite(kl_divergence)):
-        infinite_rows = None
-    else:
-        infinite_rows = scored & ~(np.isfinite(cross_entropy) & np.isfinite(kl_divergence))
-    if infinite_aggregates or (infinite_rows is not None and infinite_rows.any()):
-        message = (
-            "some values are +infinity (a zero probability on a non-zero target with epsilon 0, "
-            "or an overflow); JSON cannot hold them, so they are reported as null"
-        )
-        rows = np.zeros(n, dtype=bool) if infinite_rows is None else infinite_rows
-        warnings.append(ScoringWarning.for_rows(WarningCode.NON_FINITE, rows, message))
+        with np.errstate(over="ignore", invalid="ignore"):
+            correct_sum = _weighted(correct, weights, keep)
+        mean_nats = [s / total for s in (*sums, correct_sum)]
+        if not (math.isfinite(total) and plain_sums_finite and math.isfinite(correct_sum)):
+            for j, values in enumerate((cross_entropy, kl_divergence, entropy, correct)):
+                plain = j == 3 or math.isfinite(sums[j])
+                if math.isfinite(total) and plain and math.isfinite(mean_nats[j]):
+                    continue  # this column's plain sums did not overflow: keep their mean, bit for bit
+                scaled = _scaled_mean(values, weights, keep)
+                if scaled is None:
+                    mean_nats[j] = math.inf  # a value of positive weight is +inf
+                    continue
+                mean_nats[j] = scaled[0]
+                if not plain:
+                    sums[j] = scaled[1]
+        mean_ce_nats = mean_nats[0]
+        # exp overflows float64 past MAX_EXP_NATS: report +inf (then null) rather than raise.
+        perplexity = math.exp(mean_ce_nats) if mean_ce_nats < MAX_EXP_NATS else math.inf
+        means = [*(m / base for m in mean_nats[:3]), perplexity, mean_nats[3]]
+    if weight_exponent:
+        sums = [_times_power_of_two(s, weight_exponent) for s in sums]
+    totals = [s / base for s in sums]
     per_sample_ce = _in_unit(cross_entropy, base, scored, every_row)
     per_sample = PerSample(
         per_sample_ce,
         per_sample_ce if same else _in_unit(kl_divergence, base, scored, every_row),
         _in_unit(entropy, base, scored, every_row),
     )
+    if keep is None and base >= 1.0 and plain_sums_finite:
+        infinite_rows = None  # every row weighs > 0 in the finite sums, so no value is NaN or infinite
+    else:
+        infinite_rows = _infinite_rows((cross_entropy, kl_divergence), per_sample, scored, every_row, base)
+    if infinite_rows is not None:
+        message = (
+            "some values are +infinity (a zero probability on a non-zero target with epsilon 0, "
+            "or an overflow); JSON cannot hold them, so they are reported as null"
+        )
+        warnings.append(ScoringWarning.for_rows(WarningCode.NON_FINITE, infinite_rows, message))
+    overflowing = _overflowing_aggregates(means, totals, mean_ce_nats, per_sample, keep)
+    if overflowing:
+        message = aggregate_overflow_message(overflowing)
+        warnings.append(ScoringWarning(WarningCode.AGGREGATE_OVERFLOW, message, 0, ()))
     return ScoreResult(
         n=n,
         n_scored=n_scored,
         unit=unit,
         mean=Means(*means),
-        sum=Quantities(*(s / base for s in sums)),
+        sum=Quantities(*totals),
         per_sample=per_sample,
         scored=scored,
         warnings=tuple(warnings),
         settings=settings,
     )
+
+
+def _overflowing_aggregates(
+    means: list[float | None], totals: list[float], mean_ce_nats: float, per_sample: PerSample, keep: np.ndarray | None
+) -> list[str]:
+    """The aggregates (by wire name) that are infinite although every value they are taken over is finite."""
+    names = []
+    for group, values in (("mean", means[:3]), ("sum", totals)):
+        for name, value in zip(_QUANTITIES, values, strict=True):
+            if value is not None and not math.isfinite(value) and all_finite(_kept(getattr(per_sample, name), keep)):
+                names.append(f"{group}.{name}")
+        if group == "mean" and means[3] == math.inf and math.isfinite(mean_ce_nats):
+            names.append("mean.perplexity")
+    return names

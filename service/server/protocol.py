@@ -22,7 +22,9 @@ head a byte at a time) was never closed. :class:`HeaderLimitedProtocol` adds thr
   byte resets; this deadline does not move when bytes arrive, so trickling the head does not help.
 
 A refusal (431, or 400 when httptools itself rejects the bytes) is an ``application/problem+json``
-answer with ``Connection: close``; reading stops and the connection is closed once it is written.
+answer built from the app's catalogue (``ProblemKind.HEADERS_TOO_LARGE``, ``MALFORMED_REQUEST``,
+documented on every operation) with ``Connection: close``; reading stops and the connection is
+closed once it is written.
 If a response to an earlier (pipelined) request is still being sent, the refusal waits for it.
 
 The protocol is built by a :func:`functools.partial` of the class and a :class:`HeaderLimits`:
@@ -40,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service.api.problems import PROBLEM_MEDIA_TYPE, ProblemKind, ProblemSpec
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -148,12 +152,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             if not self._refused:  # httptools' own objection, not one of the limits
                 reason = str(error)[:MAX_REASON_CHARS] or type(error).__name__
                 logger.warning("Invalid HTTP request received: %s", reason)
-                self._refuse(
-                    400,
-                    "malformed-request",
-                    "Malformed request",
-                    f"The request is not valid HTTP/1.1 ({reason}).",
-                )
+                self._refuse(ProblemKind.MALFORMED_REQUEST.value, f"The request is not valid HTTP/1.1 ({reason}).")
             return False
         return True
 
@@ -233,19 +232,18 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def _refuse_431(self, detail: str) -> None:
         logger.warning("Request header fields too large: %s", detail)
-        self._refuse(431, "headers-too-large", "Request header fields too large", detail)
+        self._refuse(ProblemKind.HEADERS_TOO_LARGE.value, detail)
 
-    def _refuse(self, status: int, slug: str, title: str, detail: str) -> None:
-        """Answer ``status`` with a problem document and close; read nothing more meanwhile."""
+    def _refuse(self, kind: ProblemSpec, detail: str) -> None:
+        """Answer with ``kind``'s problem document (from the app's catalogue) and close; read nothing more meanwhile."""
         self._refused = True
         self._cancel_head_timer()
         self.flow.pause_reading()
-        problem = {"type": f"urn:xent:problem:{slug}", "title": title, "status": status, "detail": detail}
-        body = json.dumps(problem).encode()
+        body = json.dumps(kind.body(detail)).encode()
         if self.cycle is not None and not self.cycle.response_complete:
-            self._pending = (status, body)  # after the response being sent, in on_response_complete
+            self._pending = (kind.status, body)  # after the response being sent, in on_response_complete
         else:
-            self._write_and_close(status, body)
+            self._write_and_close(kind.status, body)
 
     def _write_and_close(self, status: int, body: bytes) -> None:
         content = [STATUS_LINE[status]]
@@ -253,7 +251,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
-                b"content-type: application/problem+json\r\n",
+                b"content-type: " + PROBLEM_MEDIA_TYPE.encode("ascii") + b"\r\n",
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",

@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
-from whole_answers import EMPTY_WARNING, MACHINE_EPSILON, NON_FINITE_MESSAGE, close
+from whole_answers import EMPTY_WARNING, MACHINE_EPSILON, NON_FINITE_MESSAGE, PERPLEXITY_OVERFLOW, close
 
 from service.api.schemas import BinaryCrossEntropyResponse
 
@@ -121,7 +121,7 @@ async def test_logit_minus_1000_on_a_positive_label_costs_exactly_1000_nats(clie
         accuracy=0.0,
         prediction_type="logits",
         epsilon_applies=False,
-        warnings=[{"code": "NON_FINITE", "message": NON_FINITE_MESSAGE, "count": 0, "rows": []}],
+        warnings=[{"code": "AGGREGATE_OVERFLOW", "message": PERPLEXITY_OVERFLOW, "count": 0, "rows": []}],
     )
     assert result["mean"]["cross_entropy"] == 1000.0
 

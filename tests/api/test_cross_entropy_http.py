@@ -10,6 +10,7 @@ from whole_answers import (
     EMPTY_WARNING,
     MACHINE_EPSILON,
     NON_FINITE_MESSAGE,
+    PERPLEXITY_OVERFLOW,
     REFERENCE_ANSWER,
     REFERENCE_BODY,
     close,
@@ -184,8 +185,8 @@ async def test_logits_far_apart_score_exactly_2000_and_perplexity_overflows_to_n
         correct=[0],
         prediction_type="logits",
         epsilon_applies=False,
-        # e^2000 overflows float64: no row is infinite, the perplexity is.
-        warnings=[{"code": "NON_FINITE", "message": NON_FINITE_MESSAGE, "count": 0, "rows": []}],
+        # e^2000 overflows float64: no row is infinite, the perplexity is (AGGREGATE_OVERFLOW, not NON_FINITE).
+        warnings=[{"code": "AGGREGATE_OVERFLOW", "message": PERPLEXITY_OVERFLOW, "count": 0, "rows": []}],
     )
     assert result["mean"]["cross_entropy"] == 2000.0
     assert result["mean"]["perplexity"] is None

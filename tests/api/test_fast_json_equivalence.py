@@ -108,12 +108,16 @@ def multiclass_body(draw: st.DrawFn) -> bytes:
         "sample_weights": st.just(_array([draw(number_token()) for _ in range(n)])),
         "class_weights": st.just(_array([draw(number_token()) for _ in range(c)])),
         "lable_smoothing": st.just("0.1"),
+        "un\\u0069t": st.just('"bits"'),  # a known key spelt with an escape
+        'x\\"y': st.just("[1,]"),  # an unknown key with an escaped quote, and a malformed value
     }
     for name in draw(st.lists(st.sampled_from(sorted(options)), max_size=3, unique=True)):
         fields[name] = draw(options[name])
     parts = [f'"{key}":{value}' for key, value in fields.items()]
     if draw(st.integers(0, 9)) == 0:
         parts.append('"unit":"bits"')  # a duplicated key (or a second unit)
+    if draw(st.integers(0, 9)) == 0:
+        parts.append('"lable_smoothing":0.2')  # an unknown key, perhaps twice
     return ("{" + ",".join(draw(st.permutations(parts))) + "}").encode()
 
 
@@ -196,6 +200,8 @@ def test_large_valid_bodies_take_the_fast_path_and_match() -> None:
         b'{"labels":[1],"predictions":[[0.2,0.8]],"unit":"parsecs"}',
         b'[{"labels":[1],"predictions":[[0.2,0.8]]}]',
         b'{"labels":[1],"predictions":[[0.2,0.8]]',
+        b'{"labels":[1],"predictions":[[0.2,0.8]],"units":"bits"}',
+        b'{"labels":[1],"predictions":[[0.2,0.8]],"u\\u006eits":"bits","units":"bits"}',
     ],
     ids=[
         "nested value",
@@ -212,6 +218,8 @@ def test_large_valid_bodies_take_the_fast_path_and_match() -> None:
         "bad option",
         "not an object",
         "truncated",
+        "unknown key",
+        "unknown key with an escape, twice",
     ],
 )
 def test_fast_path_gives_way_on_anything_it_cannot_prove(slicing: str, body: bytes) -> None:

@@ -1,4 +1,7 @@
-"""Limits (rows, classes, cells, decompressed size, slow bodies, concurrency), gzip both ways, and API keys."""
+"""Limits (rows, classes, cells, decompressed size, slow bodies, concurrency), gzip bodies, and API keys.
+
+Compressed answers: tests/api/test_answer_compression.py.
+"""
 
 import asyncio
 import gzip
@@ -115,28 +118,6 @@ def test_broken_gzip_is_400(body: bytes, detail: str) -> None:
 def test_unknown_content_encoding_is_415() -> None:
     problem = _problem(_post(Settings(), b"{}", {"content-encoding": "br"}), 415, "unsupported-media-type")
     assert "Content-Encoding 'br' is not supported" in problem["detail"]
-
-
-def test_large_responses_are_gzipped_when_accepted() -> None:
-    body = _batch(5000, 3)
-    plain = _post(Settings(), body)
-    zipped = _post(Settings(), body, {"accept-encoding": "gzip"})
-    assert zipped.headers["content-encoding"] == "gzip"
-    assert "Accept-Encoding" in zipped.headers["vary"]
-    assert zipped.json() == plain.json()  # httpx decodes gzip transparently
-    assert int(zipped.headers["content-length"]) < len(plain.content) / 3
-
-
-@pytest.mark.parametrize("accept", [None, "identity", "gzip;q=0"])
-def test_responses_are_not_gzipped_unless_accepted(accept: str | None) -> None:
-    headers = {"accept-encoding": accept} if accept else {"accept-encoding": ""}
-    response = _post(Settings(), _batch(5000, 3), headers)
-    assert "content-encoding" not in response.headers
-
-
-def test_small_responses_are_not_gzipped() -> None:
-    response = _post(Settings(), json.dumps(REFERENCE).encode(), {"accept-encoding": "gzip"})
-    assert "content-encoding" not in response.headers
 
 
 def test_a_body_that_arrives_too_slowly_is_408() -> None:

@@ -66,7 +66,15 @@ def _info(max_body_bytes: int, **limits: object) -> dict[str, object]:
             "/v1/cross-entropy": ["probabilities", "logits", "log_probabilities"],
             "/v1/binary-cross-entropy": ["probabilities", "logits"],
         },
-        "warning_codes": ["ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT"],
+        "warning_codes": [
+            "ROWS_NOT_NORMALIZED",
+            "RENORMALIZED",
+            "CLIPPED",
+            "NON_FINITE",
+            "EMPTY",
+            "ZERO_WEIGHT",
+            "AGGREGATE_OVERFLOW",
+        ],
         "limits": {
             "max_body_bytes": max_body_bytes,
             "max_rows": 2_000_000,
@@ -74,13 +82,16 @@ def _info(max_body_bytes: int, **limits: object) -> dict[str, object]:
             "max_cells": 8_000_000,
             "max_concurrent_scoring": 64,
             "body_timeout_seconds": 60.0,
+            "body_min_bytes_per_second": 1024,
+            "body_min_rate_grace_seconds": 5.0,
+            "memory_budget_bytes": 923_741_824,
             "api_keys_required": False,
         }
         | limits,
     }
 
 
-@pytest.mark.parametrize("settings", [Settings(max_body_bytes=64 * 1024 * 1024)])
+@pytest.mark.parametrize("settings", [Settings(max_body_bytes=64 * 1024 * 1024, memory_budget_bytes=923_741_824)])
 async def test_info_names_version_units_and_the_default_limit(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/info")
 
@@ -90,12 +101,30 @@ async def test_info_names_version_units_and_the_default_limit(client: httpx.Asyn
 
 @pytest.mark.parametrize(
     "settings",
-    [Settings(max_body_bytes=4096, max_rows=10, max_classes=3, max_cells=30, max_concurrent_scoring=2, api_keys="k")],
+    [
+        Settings(
+            max_body_bytes=4096,
+            max_rows=10,
+            max_classes=3,
+            max_cells=30,
+            max_concurrent_scoring=2,
+            body_min_bytes_per_second=0,
+            memory_budget_bytes=0,
+            api_keys="k",
+        )
+    ],
 )
 async def test_info_limits_reflect_the_settings(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/info")
 
     assert response.status_code == 200, response.text
     assert response.json() == _info(
-        4096, max_rows=10, max_classes=3, max_cells=30, max_concurrent_scoring=2, api_keys_required=True
+        4096,
+        max_rows=10,
+        max_classes=3,
+        max_cells=30,
+        max_concurrent_scoring=2,
+        body_min_bytes_per_second=0,
+        memory_budget_bytes=None,
+        api_keys_required=True,
     )

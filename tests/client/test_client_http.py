@@ -1,6 +1,8 @@
 """The Python client against the real app: answers, transports, options, errors, retries, configuration."""
 
+import io
 import math
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,10 +14,11 @@ from in_process import asgi_transport
 
 from service.api.app import create_app
 from service.cli.local import score_locally
-from service.client import AsyncClient, Client, ProblemError, TransportError
+from service.client import AsyncClient, Client, InvalidInputError, ProblemError, TransportError
 from service.settings import Settings
 
 REFERENCE_CE = 0.47965000629754095
+NPZ_HEADERS = {"Content-Type": "application/x-npz", "Accept": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +306,110 @@ async def test_async_methods_raise_a_misspelt_option_where_awaited() -> None:
 def test_transport_errors_wrap_httpx() -> None:
     assert issubclass(TransportError, Exception)
     assert not issubclass(TransportError, httpx.HTTPError)
+
+
+@pytest.mark.parametrize(
+    ("labels", "dtype"),
+    [
+        ([1.0, 2.0], "float64"),  # whole numbers, but floats: the API refuses them, so does the client
+        (np.array([1.0, np.nan]), "float64"),  # a pandas integer column with a missing value
+        (np.array([1, 2], dtype=np.float32), "float32"),
+        ([True, False], "bool"),
+    ],
+)
+def test_float_class_labels_are_refused_before_sending_with_the_services_422(
+    labels: Any, dtype: str, server_url: str
+) -> None:
+    predictions = [[0.2, 0.5, 0.3], [0.1, 0.6, 0.3]]
+    message = (
+        "expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
+        f"got a 1-D array of dtype {dtype}"
+    )
+    # Nothing listens at the closed port: the client refuses the labels before it tries to send them.
+    with socket_closed_port() as url, Client(url, retries=0) as xent, pytest.raises(InvalidInputError) as caught:
+        xent.cross_entropy(labels, predictions)
+    refused = caught.value
+    assert isinstance(refused, ProblemError)
+    assert isinstance(refused, ValueError)
+    # The service's answer to the same array, sent as it is (NPZ): the same problem, word for word.
+    body = io.BytesIO()
+    np.savez(body, labels=np.asarray(labels), predictions=np.asarray(predictions))
+    answer = httpx.post(f"{server_url}/v1/cross-entropy", content=body.getvalue(), headers=NPZ_HEADERS)
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {
+        "type": refused.type,
+        "title": refused.title,
+        "status": refused.status,
+        "detail": refused.detail,
+        "errors": [{"loc": list(e.loc), "msg": e.msg, "type": e.type} for e in refused.errors],
+    }
+    assert (refused.status, refused.title, refused.type) == (422, "Invalid input", "urn:xent:problem:invalid-input")
+    assert refused.detail == f"labels: {message}"
+    assert [(e.loc, e.msg, e.type) for e in refused.errors] == [(("body", "labels"), message, "bad_shape")]
+
+
+@pytest.mark.anyio
+async def test_the_async_client_refuses_float_class_labels_where_awaited() -> None:
+    async with AsyncClient("http://127.0.0.1:9", retries=0) as xent:
+        call = xent.score_many([1.0, 2.0], [[0.2, 0.5, 0.3], [0.1, 0.6, 0.3]])
+        with pytest.raises(InvalidInputError, match=r"^422 Invalid input: labels: expected 1-D integer"):
+            await call
+
+
+def test_integer_target_rows_score_alike_as_json_and_as_npz(server_url: str) -> None:
+    """One-hot rows of integers are distributions whichever transport carries them (NPZ refused them before)."""
+    one_hot, predictions = [[0, 1, 0], [1, 0, 0]], [[0.228, 0.619, 0.153], [0.5, 0.25, 0.25]]
+    with Client(server_url) as xent:
+        by_json = xent.cross_entropy(one_hot, predictions, transport="json")
+        by_npz = xent.cross_entropy(np.array(one_hot), predictions, transport="npz")
+    assert (
+        by_json.mean.cross_entropy
+        == by_npz.mean.cross_entropy
+        == pytest.approx((REFERENCE_CE + math.log(2)) / 2, rel=1e-15)
+    )
+    assert by_json.settings["label_type"] == by_npz.settings["label_type"] == "distributions"
+
+
+@pytest.mark.parametrize("given", ["argument", "environment"])
+def test_a_url_without_a_scheme_is_a_value_error_with_a_hint(given: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XENT_URL", "localhost:8000")
+    where = "XENT_URL" if given == "environment" else "base_url"
+    hint = f'{where}: "localhost:8000" has no scheme; did you mean http://localhost:8000?'
+    with pytest.raises(ValueError, match=f"^{re.escape(hint)}$"):
+        Client("localhost:8000" if given == "argument" else None)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.org", '"ftp://example.org" is not an http:// or https:// address'),
+        ("http://", '"http://" has no host; for example http://127.0.0.1:8000'),
+    ],
+)
+def test_a_url_that_is_not_a_service_address_is_a_value_error(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=f"^base_url: {re.escape(problem)}$"):
+        AsyncClient(url)
+
+
+def test_a_one_chunk_error_is_the_services_own_without_chunk_wording(server_url: str) -> None:
+    with Client(server_url) as xent, pytest.raises(ProblemError) as caught:
+        xent.score_many([1, 7, 0], [[1 / 3] * 3] * 3, progress=False)
+    assert caught.value.detail == "labels row 1: class index 7 is out of range [0, 3)"
+    assert [(e.field, e.row) for e in caught.value.errors] == [("labels", 1)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "weights", "detail"),
+    [
+        (1000, None, "labels: has 1000 entries but predictions have 999 rows"),
+        (999, 998, "sample_weights: has 998 values but there are 999 rows"),
+    ],
+)
+def test_chunks_do_not_hide_rows_the_labels_or_weights_lack(
+    rows: int, weights: int | None, detail: str, server_url: str
+) -> None:
+    """Slicing 1,000 labels into chunks of 999 predictions' rows scored 999 of them; the service's 422 says why not."""
+    options: dict[str, Any] = {} if weights is None else {"sample_weights": np.ones(weights)}
+    with Client(server_url) as xent, pytest.raises(ProblemError) as caught:
+        xent.score_many(np.zeros(rows, dtype=np.int64), np.full((999, 3), 1 / 3), chunk_size=100, **options)
+    assert (caught.value.status, caught.value.detail) == (422, detail)

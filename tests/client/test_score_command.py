@@ -118,7 +118,7 @@ def test_the_table_names_every_quantity(tmp_path: Path, capsys: pytest.CaptureFi
     assert out.splitlines()[1].split() == ["cross-entropy", "0.239825", "0.47965"]
     for name in ("KL divergence", "entropy", "perplexity", "accuracy", "n "):
         assert name in out
-    assert out.splitlines()[-1].startswith("warning         CLIPPED (1 rows: 1): probabilities outside")
+    assert out.splitlines()[-1].startswith("warning         CLIPPED (1 row: 1): probabilities outside")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])
@@ -175,7 +175,8 @@ def test_bad_input_exits_2_with_the_problem(
     argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy")]
     code, out, err = _score(capsys, *argv, *(["--url", server_url] if remote else []))
     assert (code, out) == (2, "")
-    assert "labels row 1: class index 7 is out of range [0, 3)" in err
+    # One chunk: the service's message, located by the flag that gave the field, with no chunk to speak of.
+    assert err == f"xent score: --labels {tmp_path / 'y.npy'} row 1: class index 7 is out of range [0, 3)\n"
 
 
 @pytest.mark.parametrize(
@@ -209,3 +210,136 @@ def test_parquet_without_pyarrow_says_what_to_install(
     code, _, err = _score(capsys, "--predictions", str(tmp_path / "p.parquet"), "--labels", str(tmp_path / "y.npy"))
     assert code == 2
     assert "reading Parquet needs pyarrow, which is not installed (pip install pyarrow)" in err
+
+
+@pytest.mark.parametrize("chunk_size", [None, "1"])
+def test_a_chunked_error_names_the_row_of_the_file(
+    chunk_size: str | None, tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "y.npy", np.array([1, 0, 7, 0]))
+    np.save(tmp_path / "p.npy", np.full((4, 3), 1 / 3))
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--url", server_url]
+    code, out, err = _score(capsys, *argv, "--no-progress", *(["--chunk-size", chunk_size] if chunk_size else []))
+    assert (code, out) == (2, "")
+    assert err == f"xent score: --labels {tmp_path / 'y.npy'} row 2: class index 7 is out of range [0, 3)\n"
+
+
+@pytest.mark.parametrize("remote", [False, True])
+@pytest.mark.parametrize(
+    ("labels", "flags", "message"),
+    [
+        (
+            np.array([1.0, 2.0, 0.0]),
+            [],
+            "--labels {labels}: expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
+            "got a 1-D array of dtype float64",
+        ),
+        (np.array([1, 2, 0]), ["--classes", "a,b"], "--classes: has 2 names but predictions have 3 columns"),
+        (
+            np.array(["a", "b", "a"]),
+            ["--classes", "a,a,b"],
+            "--classes position 1: duplicate class name 'a' (also at position 0)",
+        ),
+        (
+            np.array([1, 2, 0]),
+            ["--class-weights", "1,-1,1"],
+            "--class-weights position 1: weight -1.0 is negative; weights must be >= 0",
+        ),
+        (np.array([1, 2]), [], "--labels {labels}: has 2 entries but predictions have 3 rows"),
+        (
+            np.array([1, 2, 0, 1]),
+            ["--sample-weights", "{weights}"],
+            "--sample-weights {weights}: has 1 value but there are 4 rows",
+        ),
+    ],
+)
+def test_messages_name_the_flag_that_gave_the_field(
+    labels: np.ndarray,
+    flags: list[str],
+    message: str,
+    remote: bool,
+    tmp_path: Path,
+    server_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    names = {"labels": tmp_path / "y.npy", "weights": tmp_path / "w.npy"}
+    np.save(names["labels"], labels)
+    np.save(names["weights"], np.array([1.0]))
+    rows = 4 if "--sample-weights" in flags else 3
+    np.save(tmp_path / "p.npy", np.full((rows, 3), 1 / 3))
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(names["labels"])]
+    argv += [flag.format(**names) for flag in flags]
+    code, out, err = _score(capsys, *argv, *(["--url", server_url] if remote else []))
+    assert (code, out) == (2, "")
+    assert err == f"xent score: {message.format(**names)}\n"
+
+
+def test_one_row_is_one_row(tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "y.npy", np.array([1, 2]))
+    np.save(tmp_path / "p.npy", np.full((1, 3), 1 / 3))
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy")]
+    for remote in ([], ["--url", server_url]):
+        code, _, err = _score(capsys, *argv, *remote)
+        assert code == 2
+        assert err == f"xent score: --labels {tmp_path / 'y.npy'}: has 2 entries but predictions have 1 row\n"
+
+
+def test_a_csv_labels_column_of_whole_floats_holds_class_indices(
+    tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV has no types: 1.0 (as pandas writes an integer column that had a missing value) is class 1."""
+    (tmp_path / "y.csv").write_text("label\n1.0\n1.0\n")
+    np.save(tmp_path / "y.npy", np.array([1, 1]))
+    np.save(tmp_path / "p.npy", np.array([[0.228, 0.619, 0.153], [0.5, 0.25, 0.25]]))
+    answers = []
+    for labels, remote in [("y.npy", []), ("y.csv", []), ("y.csv", ["--url", server_url])]:
+        argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / labels), "--json"]
+        code, out, err = _score(capsys, *argv, *remote)
+        assert code == 0, err
+        answers.append(json.loads(out))
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0]["settings"]["label_type"] == "class_indices"
+    assert answers[0]["mean"]["cross_entropy"] == pytest.approx((0.47965000629754095 + np.log(4)) / 2, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (
+            ["--url", "localhost:8000"],
+            None,
+            '--url: "localhost:8000" has no scheme; did you mean http://localhost:8000?',
+        ),
+        ([], "127.0.0.1:8000", 'XENT_URL: "127.0.0.1:8000" has no scheme; did you mean http://127.0.0.1:8000?'),
+        (["--url", "ftp://example.org"], None, '--url: "ftp://example.org" is not an http:// or https:// address'),
+    ],
+)
+def test_a_url_without_a_scheme_is_bad_input_with_a_hint(
+    flag: list[str],
+    env: str | None,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if env is None:
+        monkeypatch.delenv("XENT_URL", raising=False)
+    else:
+        monkeypatch.setenv("XENT_URL", env)
+    np.save(tmp_path / "y.npy", np.array([1]))
+    np.save(tmp_path / "p.npy", np.array([[0.5, 0.5]]))
+    code, out, err = _score(
+        capsys, "--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), *flag
+    )
+    assert (code, out, err) == (2, "", f"xent score: {expected}\n")
+
+
+def test_the_service_counts_the_errors_after_the_first(
+    tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "y.npy", np.array([1]))
+    np.save(tmp_path / "p.npy", np.array([[0.5, 0.5]]))
+    argv = ["--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--url", server_url]
+    code, out, err = _score(capsys, *argv, "--label-smoothing", "2", "--tolerance", "5")
+    assert (code, out) == (2, "")
+    assert err == "xent score: --label-smoothing: Input should be less than or equal to 1 (and 1 more)\n"

@@ -98,7 +98,7 @@ CASES = {
         multiclass([0, 1, 0], [[0.5, 0.5], [0.5, 0.5], [1.0]]),
         BadShape,
         ("predictions", 2),
-        "row has 1 values but row 0 has 2; every row needs the same length",
+        "row has 1 value but row 0 has 2; every row needs the same length",
     ),
     "row_that_is_not_an_array": (
         multiclass([0, 1], [[0.5, 0.5], {"a": 1}]),
@@ -134,7 +134,7 @@ CASES = {
         multiclass([0], P2),
         BadShape,
         ("labels",),
-        "has 1 entries but predictions have 2 rows",
+        "has 1 entry but predictions have 2 rows",
     ),
     "labels_not_an_array": (
         multiclass(1, [[0.5, 0.5]]),
@@ -296,7 +296,7 @@ CASES = {
         multiclass([0, 1], P2, sample_weights=[1.0]),
         BadShape,
         ("sample_weights",),
-        "has 1 values but there are 2 rows",
+        "has 1 value but there are 2 rows",
     ),
     "class_weights_wrong_length": (
         multiclass([0, 1], P3, class_weights=[1.0, 2.0]),

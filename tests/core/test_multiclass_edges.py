@@ -234,7 +234,7 @@ def test_unnormalized_row_raises_naming_the_row_under_policy_error(prediction_ty
         score_multiclass([0, 1], rows, options=options)
 
     assert caught.value.loc == ("predictions", 1)
-    assert "row sums to 0.6, not 1 within tolerance 0.001 (1 rows are off)" in str(caught.value)
+    assert "row sums to 0.6, not 1 within tolerance 0.001 (1 row is off)" in str(caught.value)
     assert str(caught.value).startswith("predictions row 1: ")
 
 

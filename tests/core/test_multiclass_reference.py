@@ -120,9 +120,9 @@ def test_logits_1000_0_minus_1000_on_class_2_cost_exactly_2000_nats():
     assert result.per_sample.cross_entropy.tolist() == [2000.0]
     assert result.per_sample.kl_divergence.tolist() == [2000.0]
     assert result.mean.cross_entropy == 2000.0
-    # exp(2000) overflows float64, so the perplexity is +inf and flagged, but no row is infinite.
+    # exp(2000) overflows float64, so the perplexity is +inf and flagged as an aggregate: no row is infinite.
     assert result.mean.perplexity == math.inf
-    assert [(w.code, w.count, w.rows) for w in result.warnings] == [("NON_FINITE", 0, ())]
+    assert [(w.code, w.count, w.rows) for w in result.warnings] == [("AGGREGATE_OVERFLOW", 0, ())]
 
 
 @pytest.mark.parametrize("label", [0, 1, 2])

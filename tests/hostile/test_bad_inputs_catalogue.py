@@ -16,6 +16,8 @@ import gzip
 import json
 import pickle
 import socket
+import zipfile
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,18 @@ import httpx
 import numpy as np
 import pytest
 from hostile_server import raw_exchange, running_server
-from npz_bodies import npy, npz, stored_zip
+from npz_bodies import (
+    ZipMember,
+    bzip2_zeros,
+    deflated,
+    deflated_zeros,
+    hand_zip,
+    lzma_zeros,
+    npy,
+    npy_with_header,
+    npz,
+    stored_zip,
+)
 from whole_answers import REFERENCE_ANSWER, REFERENCE_BODY
 
 from service.api.app import create_app
@@ -141,7 +154,36 @@ def big_rows(n: int, last: bytes | None = None, extra: bytes = b"") -> bytes:
     return b'{"labels":[' + b",".join([b"1"] * n) + b'],"predictions":[' + rows + b"]" + extra + b"}"
 
 
-VALID_NPZ = npz(labels=np.array([1]), predictions=np.array(ROWS))
+def inflating_past_its_size(method: int, data: bytes) -> bytes:
+    """An archive whose predictions member declares 128 bytes but inflates to ``data``'s far more (zeros)."""
+    return hand_zip(ZipMember("predictions.npy", data, method, size=128, crc=0), ZipMember("labels.npy", npy(ONE)))
+
+
+def with_predictions(content: bytes, method: int = zipfile.ZIP_STORED, flags: int = 0) -> bytes:
+    """An archive of labels [1] and a predictions member holding ``content`` (deflated if ``method`` says so)."""
+    data = deflated(content) if method == zipfile.ZIP_DEFLATED else content
+    member = ZipMember("predictions.npy", data, method, size=len(content), crc=zlib.crc32(content), flags=flags)
+    return hand_zip(ZipMember("labels.npy", npy(ONE)), member)
+
+
+def header_of(shape: str, length: int = 0) -> str:
+    """A .npy header of float64 ``shape`` (as Python writes the tuple), padded to ``length`` with its newline."""
+    return f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".ljust(length - 1) + "\n"
+
+
+def not_read(member: str, reason: str) -> dict[str, Any]:
+    """The 400 answer to an archive one of whose members is refused for ``reason``."""
+    return malformed_npz(f"the body is not a readable .npz archive: member {member!r}: {reason}")
+
+
+ONE = np.array([1])
+VALID_NPZ = npz(labels=ONE, predictions=np.array(ROWS))
+LONG_NAME = "x" * 60_000
+UNREAD_METHOD = (
+    "it is compressed with zip method {}, which is not read: send it stored (np.savez), "
+    "deflated (np.savez_compressed), or compressed with bzip2 or lzma"
+)
+INFLATES_PAST = "it inflates to more than the 128 bytes the archive declares for it"
 BINARY_NPZ = npz(labels=np.array([1]), predictions=np.array([0.5]))
 M = 10**6
 
@@ -370,8 +412,8 @@ CATALOGUE = [
     case(
         "10000-deep nesting on the fast path",
         BCE,
-        b'{"labels":[1],"pad":"' + b"x" * 70000 + b'","predictions":' + b"[" * 10000 + b"]" * 10000 + b"}",
-        malformed_json("the body is not valid JSON: recursion limit exceeded at line 1 column 70238"),
+        b'{"labels":[1],"unit":"' + b"x" * 70000 + b'","predictions":' + b"[" * 10000 + b"]" * 10000 + b"}",
+        malformed_json("the body is not valid JSON: recursion limit exceeded at line 1 column 70239"),
     ),
     case(
         "a third level of nesting",
@@ -402,7 +444,7 @@ CATALOGUE = [
         invalid(
             "labels row 0",
             ["body", "labels", 0],
-            "unknown class 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; classes are ['a', 'b']",
+            "unknown class '" + "a" * 64 + "…'; classes are ['a', 'b']",
             "unknown_class",
         ),
     ),
@@ -411,9 +453,9 @@ CATALOGUE = [
         CE,
         b'{"labels":[1],"predictions":[[0.5,0.5]],"' + b"a" * M + b'":1}',
         invalid(
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...",
-            ["body", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..."],
-            f"unknown field 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' (fields: {CE_FIELDS})",
+            "a" * 64 + "…",
+            ["body", "a" * 64 + "…"],
+            "unknown field '" + "a" * 64 + f"…' (fields: {CE_FIELDS})",
             "extra_forbidden",
         ),
     ),
@@ -430,7 +472,7 @@ CATALOGUE = [
         invalid(
             "predictions row 0, column 1",
             ["body", "predictions", 0, 1],
-            "expected a number, got the string '1111111111111111111111111111111111111...'",
+            "expected a number, got the string '" + "1" * 64 + "…'",
             "not_a_number",
         ),
     ),
@@ -465,6 +507,71 @@ CATALOGUE = [
         b'{"labels":[1],"predictions":[0.5],"threshold":0.5}',
         invalid(
             "threshold", ["body", "threshold"], f"unknown field 'threshold' (fields: {BCE_FIELDS})", "extra_forbidden"
+        ),
+    ),
+    # --- unknown keys: the first one decides the 422, at once, whatever follows it (issue 12 item 5)
+    case(
+        "100,000 unknown keys: the first one is named, in linear time",
+        CE,
+        b"{" + b",".join(b'"k%d":%d' % (i, i) for i in range(100_000)) + b',"labels":[1],"predictions":[[0.5,0.5]]}',
+        invalid("k0", ["body", "k0"], f"unknown field 'k0' (fields: {CE_FIELDS})", "extra_forbidden"),
+    ),
+    case(
+        "100,000 unknown keys on the fast path",
+        CE,
+        big_rows(4000, extra=b"," + b",".join(b'"k%d":%d' % (i, i) for i in range(100_000))),
+        invalid("k0", ["body", "k0"], f"unknown field 'k0' (fields: {CE_FIELDS})", "extra_forbidden"),
+    ),
+    case(
+        "an unknown key alone decides, not the missing fields beside it",
+        BCE,
+        b'{"threshold":0.5}',
+        invalid(
+            "threshold", ["body", "threshold"], f"unknown field 'threshold' (fields: {BCE_FIELDS})", "extra_forbidden"
+        ),
+    ),
+    case(
+        "an unknown key spelt with escapes is named decoded",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"th\\u0072esh\\"old":0.5}',
+        invalid(
+            'thresh"old',
+            ["body", 'thresh"old'],
+            f"unknown field 'thresh\"old' (fields: {BCE_FIELDS})",
+            "extra_forbidden",
+        ),
+    ),
+    case(
+        "an unknown key sent twice, after a duplicated known key",
+        CE,
+        b'{"unit":"bits","labels":[1],"unit":"nats","predictions":[[0.5,0.5]],"units":1,"units":2,"zz":3}',
+        invalid(
+            "units",
+            ["body", "units"],
+            f"unknown field 'units'; did you mean 'unit'? (fields: {CE_FIELDS})",
+            "extra_forbidden",
+        ),
+    ),
+    case(
+        "an unknown key on the fast path among escapes and a duplicate",
+        CE,
+        big_rows(4000, extra=b',"unit":"bits","unit":"n\\u0061ts","per_s\\u0061mple":true,"weights":[1]'),
+        invalid(
+            "weights",
+            ["body", "weights"],
+            f"unknown field 'weights'; did you mean 'class_weights'? (fields: {CE_FIELDS})",
+            "extra_forbidden",
+        ),
+    ),
+    case(
+        "an unknown key is refused before any value is parsed",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5,]],"tresholds":[1,2,]}',
+        invalid(
+            "tresholds",
+            ["body", "tresholds"],
+            f"unknown field 'tresholds' (fields: {CE_FIELDS})",
+            "extra_forbidden",
         ),
     ),
     case(
@@ -630,7 +737,7 @@ CATALOGUE = [
         "one label more than rows",
         CE,
         b'{"labels":[1,1],"predictions":[[0.5,0.5]]}',
-        invalid("labels", ["body", "labels"], "has 2 entries but predictions have 1 rows", "bad_shape"),
+        invalid("labels", ["body", "labels"], "has 2 entries but predictions have 1 row", "bad_shape"),
     ),
     case(
         "one label fewer than rows on the fast path",
@@ -693,7 +800,7 @@ CATALOGUE = [
         invalid(
             "labels row 1",
             ["body", "labels", 1],
-            "row has 1 values but row 0 has 2; every row needs the same length",
+            "row has 1 value but row 0 has 2; every row needs the same length",
             "bad_shape",
         ),
     ),
@@ -701,7 +808,7 @@ CATALOGUE = [
         "fewer labels than prediction rows",
         CE,
         b'{"labels":[0],"predictions":[[0.5,0.5],[0.2,0.8]]}',
-        invalid("labels", ["body", "labels"], "has 1 entries but predictions have 2 rows", "bad_shape"),
+        invalid("labels", ["body", "labels"], "has 1 entry but predictions have 2 rows", "bad_shape"),
     ),
     case(
         "binary labels and predictions of different shapes",
@@ -713,7 +820,7 @@ CATALOGUE = [
         "sample_weights length",
         CE,
         b'{"labels":[0,1],"predictions":[[0.5,0.5],[0.2,0.8]],"sample_weights":[1]}',
-        invalid("sample_weights", ["body", "sample_weights"], "has 1 values but there are 2 rows", "bad_shape"),
+        invalid("sample_weights", ["body", "sample_weights"], "has 1 value but there are 2 rows", "bad_shape"),
     ),
     case(
         "class_weights length",
@@ -884,7 +991,7 @@ CATALOGUE = [
         invalid(
             "labels row 0",
             ["body", "labels", 0],
-            'target row sums to 1.1, not 1 within tolerance 0.001 (1 rows are off); set normalization to "renormalize" '
+            'target row sums to 1.1, not 1 within tolerance 0.001 (1 row is off); set normalization to "renormalize" '
             "to rescale targets",
             "rows_not_normalized",
         ),
@@ -1261,7 +1368,7 @@ CATALOGUE = [
         CE,
         with_bad_crc(),
         malformed_npz(
-            "the body is not a readable .npz archive: member 'predictions': Bad CRC-32 for file 'predictions.npy'"
+            "the body is not a readable .npz archive: member 'predictions': bad CRC-32: the archive is damaged"
         ),
         content_type=NPZ,
     ),
@@ -1427,7 +1534,7 @@ CATALOGUE = [
         "NPZ with ragged sample_weights",
         CE,
         npz(labels=np.array([1]), predictions=np.array(ROWS), sample_weights=np.array([1.0, 2.0])),
-        invalid("sample_weights", ["body", "sample_weights"], "has 2 values but there are 1 rows", "bad_shape"),
+        invalid("sample_weights", ["body", "sample_weights"], "has 2 values but there is 1 row", "bad_shape"),
         content_type=NPZ,
     ),
     case(
@@ -1439,6 +1546,95 @@ CATALOGUE = [
             "too-large",
             "Payload too large",
             f"the uncompressed archive is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ bzip2 bomb: a member of 128 bytes declared inflates to 1 GiB",
+        CE,
+        inflating_past_its_size(zipfile.ZIP_BZIP2, bzip2_zeros(211)),
+        not_read("predictions", INFLATES_PAST),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ deflate bomb: a member of 128 bytes declared inflates to 1 GiB",
+        BCE,
+        inflating_past_its_size(zipfile.ZIP_DEFLATED, deflated_zeros(1024)),
+        not_read("predictions", INFLATES_PAST),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ lzma bomb: a member of 128 bytes declared inflates to 16 MiB",
+        CE,
+        inflating_past_its_size(zipfile.ZIP_LZMA, lzma_zeros(16)),
+        not_read("predictions", INFLATES_PAST),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ encrypted member",
+        CE,
+        with_predictions(npy(np.array(ROWS)), flags=0x1),
+        not_read("predictions", "it is encrypted; send the arrays unencrypted, as np.savez writes them"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ member compressed with method 1 (shrink)",
+        BCE,
+        with_predictions(npy(np.array([0.5])), method=1),
+        not_read("predictions", UNREAD_METHOD.format(1)),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ member compressed with method 99 (AES)",
+        CE,
+        with_predictions(npy(np.array(ROWS)), method=99),
+        not_read("predictions", UNREAD_METHOD.format(99)),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ deflated .npy header declaring shape (2**40,)",
+        BCE,
+        with_predictions(npy_with_header(header_of(f"({2**40},)", 128), bytes(8)), zipfile.ZIP_DEFLATED),
+        not_read(
+            "predictions",
+            "its .npy header declares shape (1099511627776,) of float64: 8,796,093,022,208 bytes of data; "
+            "the member holds 8",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ .npy header with a negative dimension",
+        CE,
+        with_predictions(npy_with_header(header_of("(-1, 3)", 128), bytes(24))),
+        not_read("predictions", "its .npy header declares shape (-1, 3), with a negative dimension"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ .npy header of 10,001 bytes",
+        CE,
+        with_predictions(npy_with_header(header_of("(1, 3)", 10_001), bytes(24))),
+        not_read("predictions", "its .npy header is 10,001 bytes long; at most 10,000 are read (as by np.load)"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ member name of 60,000 characters",
+        CE,
+        stored_zip({"labels.npy": npy(ONE), f"{LONG_NAME}.npy": npy(ONE)}),
+        invalid(
+            LONG_NAME[:64] + "…",
+            ["body", LONG_NAME[:64] + "…"],
+            f"unexpected member '{LONG_NAME[:64]}…' in the archive; members are: "
+            "class_weights, classes, labels, predictions, sample_weights",
+            "invalid_input",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ with a zip directory of 2,000 empty entries",
+        CE,
+        hand_zip(*[ZipMember("", b"")] * 2000),
+        malformed_npz(
+            "the body is not a readable .npz archive: its zip directory is 92,000 bytes long; at most 65,536 are read"
         ),
         content_type=NPZ,
     ),

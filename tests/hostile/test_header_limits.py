@@ -268,6 +268,26 @@ def test_bytes_httptools_rejects_are_a_400_problem(server: LiveServer) -> None:
     assert _detail(response).startswith("The request is not valid HTTP/1.1 (")
 
 
+def test_the_refusals_are_the_examples_the_openapi_document_shows(server: LiveServer) -> None:
+    too_large, _ = _exchange(server, _get(b"Host: x", b"X-Big: " + b"a" * 17_000))
+    malformed, _ = _exchange(server, _get(b"Host: x", b"Bad Header: x"))
+
+    shown = openapi_examples("/healthz", "get")
+    assert (too_large.status, too_large.json()) == (431, shown["431"]["headers-too-large"])
+    assert (malformed.status, malformed.json()) == (400, shown["400"]["malformed-request"])
+
+
+def openapi_examples(path: str, method: str) -> dict[str, dict[str, object]]:
+    """The problem examples the committed OpenAPI document shows for an operation, by status and kind."""
+    document = json.loads((Path(__file__).parents[2] / "openapi" / "openapi.json").read_text())
+    responses = document["paths"][path][method]["responses"]
+    return {
+        status: {name: example["value"] for name, example in r["content"][PROBLEM]["examples"].items()}
+        for status, r in responses.items()
+        if PROBLEM in r.get("content", {})
+    }
+
+
 # --- the head deadline ---
 
 

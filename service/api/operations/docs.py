@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 #: The vendored files, and the path they are served under.
@@ -36,6 +36,12 @@ def _openapi_url(request: Request) -> str:
     """Where the page fetches the OpenAPI document from."""
     app: FastAPI = request.app
     return _root(request) + (app.openapi_url or "")
+
+
+@router.get("/")
+async def root(request: Request) -> RedirectResponse:
+    """The service's address leads to its manual: 307 to /docs (temporary, so no browser keeps it for good)."""
+    return RedirectResponse(_root(request) + "/docs", status_code=307)
 
 
 @router.get("/docs")
@@ -66,7 +72,7 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 def install_docs(app: FastAPI) -> None:
-    """Serve the vendored assets and the two documentation pages (neither is in the OpenAPI document)."""
+    """Serve the vendored assets, the two documentation pages and ``/`` leading to them (none is in the document)."""
     if app.openapi_url is None:  # no document, nothing to show
         return
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIRECTORY), name="docs-assets")

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Count
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.api.problems import problem_responses
+from service.api.problems import ProblemKind, problem_responses
 from service.api.state import service_state
 
 #: Seconds. Most answers take milliseconds; a 64 MiB batch can take several seconds.
@@ -180,7 +180,7 @@ router = APIRouter(tags=["operations"])
             "description": "The metrics in the Prometheus text exposition format, version 0.0.4.",
             "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}},
         },
-        **problem_responses(401),
+        **problem_responses(ProblemKind.UNAUTHORIZED),
     },
 )
 async def metrics(request: Request) -> Response:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from service.api.transport import json_codec, npz_codec
+from service.api.transport import json_codec, npz_archive, npz_codec
 from service.api.transport.answer import Answer, encode
 from service.api.transport.body import Body, BodyKind, BodyWatcher, read_body
 from service.api.transport.limits import Limits
@@ -18,17 +18,22 @@ from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 #: What watches a large body of each kind as it arrives: an archive's members are checksummed during the upload.
-WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_codec.StreamedChecksums}
+WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedChecksums}
 
 
 def decode(
     model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits, *, fast_json_min_bytes: int
 ) -> RequestModel:
-    """The request model from a body (and, for NPZ, the query's options), refused with 413 past the batch limits."""
+    """The request model from a body (and, for NPZ, the query's options), refused with 413 past the batch limits.
+
+    Runs in a worker thread for every body that needs CPU to decode, so a gzip body is inflated here, not
+    while it is read on the event loop.
+    """
+    body.inflate(limits)
     if body.kind == "npz":
         request = npz_codec.decode(model, body, query, limits)
     else:
-        request = json_codec.decode(model, body, query, fast_json_min_bytes=fast_json_min_bytes)
+        request = json_codec.decode(model, body, query, limits, fast_json_min_bytes=fast_json_min_bytes)
     limits.check_batch(getattr(request, "predictions", None))
     return request
 

@@ -1,4 +1,5 @@
-"""The answer writer: what the client accepts (Accept, Accept-Encoding), then the result as JSON or NPZ, gzipped.
+"""The answer writer: what the client accepts (Accept, Accept-Encoding), then the result as JSON or NPZ, compressed
+when the policy (``XENT_COMPRESSION``) says it pays.
 
 Both formats are written from the one summary the core's result gives (``ScoreResult.to_summary``).
 """
@@ -7,16 +8,22 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
+import zstandard
 from fastapi import Request, Response
 
 from service.core import ScoreResult
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 from service.core.result import PerSample
+from service.settings import Compression
+
+#: The content codings an answer can be written in (besides as is).
+Coding = Literal["zstd", "gzip"]
 
 #: Where the answer leaves its row count in the request's scope state, for the telemetry middleware.
 ROWS_KEY = "scored_rows"
@@ -27,49 +34,89 @@ def wants_npz(request: Request) -> bool:
     return NPZ_MEDIA_TYPE in request.headers.get("accept", "").lower()
 
 
-def accepts_gzip(request: Request) -> bool:
-    """Whether Accept-Encoding allows gzip (``gzip`` or ``*`` with a non-zero q)."""
-    for part in request.headers.get("accept-encoding", "").lower().split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip() in ("gzip", "*"):
-            quality = params.strip().removeprefix("q=")
-            return not quality or (quality.replace(".", "", 1).isdigit() and float(quality) > 0)
-    return False
+def accepted_codings(accept_encoding: str) -> dict[str, float]:
+    """Each content coding of an Accept-Encoding header with its q-value (1 when it has none; 0 for a malformed one).
+
+    >>> accepted_codings("gzip, deflate, zstd;q=0.5, br;q=0")
+    {'gzip': 1.0, 'deflate': 1.0, 'zstd': 0.5, 'br': 0.0}
+    """
+    codings: dict[str, float] = {}
+    for part in accept_encoding.lower().split(","):
+        coding, _, params = part.partition(";")
+        quality = params.strip().removeprefix("q=").strip()
+        try:
+            codings[coding.strip()] = float(quality) if quality else 1.0
+        except ValueError:
+            codings[coding.strip()] = 0.0
+    return codings
+
+
+def chosen_coding(accept_encoding: str, compression: Compression) -> Coding | None:
+    """The content coding an answer may be written in, as the policy allows and the client accepts; None: as is.
+
+    ``off`` never compresses. ``zstd`` answers in zstd when the client accepts it (``zstd`` or ``*``
+    with a non-zero q). ``auto`` does too, else gzip when the client accepts that. zstd comes first
+    whatever the client's q-values: at level 1 it writes about the same ratio as gzip at level 1
+    for several times less CPU (figures in benchmarks/RESULTS.md), and its cost is the server's.
+    """
+    if compression == "off" or not accept_encoding:
+        return None
+    codings = accepted_codings(accept_encoding)
+    anything = codings.get("*", 0.0)
+    for coding in _PREFERRED[compression]:
+        if codings.get(coding, anything) > 0:
+            return coding
+    return None
+
+
+#: The codings each policy may use, in the server's order of preference.
+_PREFERRED: dict[Compression, tuple[Coding, ...]] = {"off": (), "zstd": ("zstd",), "auto": ("zstd", "gzip")}
 
 
 @dataclass(frozen=True)
 class Answer:
-    """How the client wants the answer: NPZ or JSON, and whether it may be gzip-compressed."""
+    """How the client wants the answer: NPZ or JSON, and the content coding a large JSON answer may be written in."""
 
     as_npz: bool = False
-    gzip_min_bytes: int | None = None  # None: the client does not accept gzip
+    coding: Coding | None = None  # None: as is (compression off, or the client accepts none the policy allows)
+    compression_min_bytes: int = 0
     #: The request's scope state, where the number of rows answered is left (see ROWS_KEY).
     exchange: dict[str, Any] | None = None
 
     @classmethod
-    def for_request(cls, request: Request, gzip_min_bytes: int) -> Answer:
-        """The answer format a request asks for (Accept and Accept-Encoding headers)."""
+    def for_request(cls, request: Request, compression: Compression, compression_min_bytes: int) -> Answer:
+        """The answer format a request asks for (Accept and Accept-Encoding headers), as the policy allows."""
         exchange = request.scope.setdefault("state", {})
-        return cls(wants_npz(request), gzip_min_bytes if accepts_gzip(request) else None, exchange)
+        as_npz = wants_npz(request)
+        # An NPZ answer is float64 arrays: compressing them costs time and saves next to nothing.
+        coding = None if as_npz else chosen_coding(request.headers.get("accept-encoding", ""), compression)
+        return cls(as_npz, coding, compression_min_bytes, exchange)
 
     def response(self, content: bytes, media_type: str) -> Response:
-        """``content`` as a response, gzip-compressed when large and accepted.
+        """``content`` as a response, compressed when the policy and the client allow it and it is large enough.
 
-        Compressing here, in the worker thread that encoded the answer, keeps a
-        multi-megabyte gzip off the event loop.
+        Compressing here, in the worker thread that encoded the answer, keeps it off the event loop.
+        ``Vary: Accept-Encoding`` either way: the answer depends on that header whenever compression is on.
         """
         headers = {"Vary": "Accept-Encoding"}
-        if self.gzip_min_bytes is not None and len(content) >= self.gzip_min_bytes:
-            # Level 4: most of level 9's ratio on float text at a fraction of its time.
-            content = zlib_gzip(content)
-            headers["Content-Encoding"] = "gzip"
+        if self.coding is not None and len(content) >= self.compression_min_bytes:
+            content = _COMPRESSORS[self.coding](content)
+            headers["Content-Encoding"] = self.coding
         return Response(content, media_type=media_type, headers=headers)
 
 
-def zlib_gzip(content: bytes) -> bytes:
-    """gzip-compress ``content`` at level 4."""
-    compressor = zlib.compressobj(4, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def zstd_compress(content: bytes) -> bytes:
+    """zstd-compress ``content`` at level 1, the fastest regular level: higher ones cost more time than they save."""
+    return zstandard.ZstdCompressor(level=1).compress(content)
+
+
+def gzip_compress(content: bytes) -> bytes:
+    """gzip-compress ``content`` at level 1: on float text nearly the ratio of higher levels, for less of their time."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return compressor.compress(content) + compressor.flush()
+
+
+_COMPRESSORS: dict[Coding, Callable[[bytes], bytes]] = {"zstd": zstd_compress, "gzip": gzip_compress}
 
 
 def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answer: Answer | None = None) -> Response:

@@ -1,4 +1,4 @@
-"""Reading a request body: its media type, gzip inflation, a bounded buffer, a deadline.
+"""Reading a request body: its media type, a bounded buffer, a deadline; gzip inflation, off the event loop.
 
 Every size is checked by the request's :class:`~service.api.transport.limits.Limits`; a codec
 that wants to see a large body while it arrives (the NPZ checksums) passes a watcher.
@@ -32,6 +32,13 @@ BodyKind = Literal["json", "npz"]
 MAPPED_MIN_BYTES = 1 << 20
 
 
+class BodyCharge(Protocol):
+    """What a body is charged against while it arrives (the worker's memory budget)."""
+
+    async def charge_body(self, kind: BodyKind, size: int) -> None:
+        """Hold the memory a ``kind`` body of ``size`` bytes is expected to need; may wait, or raise 503 or 413."""
+
+
 class BodyWatcher(Protocol):
     """Sees a large body as it arrives (it then lives in one memory map, so views of it stay valid)."""
 
@@ -47,11 +54,24 @@ class Body:
     data: bytes | bytearray | memoryview  # memoryview: a large body in its own memory map
     #: What watched the body arrive, if anything did to the end.
     watcher: BodyWatcher | None = None
+    #: The Content-Encoding ``data`` is in: gzip until :meth:`inflate` (in the decode step) decodes it.
+    encoding: Literal["identity", "gzip"] = "identity"
     #: Its length in bytes (kept after ``release``).
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.size = len(self.data)
+
+    def inflate(self, limits: Limits) -> None:
+        """Decode a gzip body in place (413 past the body limit, 400 if it is not gzip); no-op for identity.
+
+        Called by the decode step, which runs in a worker thread: inflating as the body arrives
+        would hold the event loop for as long as a gzip bomb takes to reach the limit.
+        """
+        if self.encoding == "gzip":
+            inflated = _gunzip(self.data, limits)
+            self.release()
+            self.data, self.size, self.encoding = inflated, len(inflated), "identity"
 
     def release(self) -> None:
         """Let go of the bytes (a large body's memory map is unmapped) once nothing else needs them."""
@@ -72,43 +92,43 @@ def body_kind(content_type: str | None) -> BodyKind:
     raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(f"{_MEDIA_HINT}; {got}")
 
 
-class _Gunzip:
-    """Streaming gzip decoding whose output is held to the body limit (a gzip bomb stops there)."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.size = 0
-        self._decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-
-    def feed(self, data: bytes) -> bytes:
-        """The bytes ``data`` decodes to; 413 past the limit, 400 if it is not gzip."""
-        out: list[bytes] = []
-        try:
-            while data:
-                # max_length: never inflate more than one byte past what the limit allows.
-                piece = self._decoder.decompress(data, self.limits.body_bytes - self.size + 1)
-                self.size += len(piece)
-                self.limits.check_inflated(self.size)
-                out.append(piece)
-                data = self._decoder.unconsumed_tail
-        except zlib.error as error:
-            raise ProblemKind.MALFORMED_GZIP.error(f"the body is not valid gzip: {error}") from None
-        return b"".join(out)
-
-    def finish(self) -> None:
-        """400 unless the gzip stream ended properly."""
-        if not self._decoder.eof:
-            raise ProblemKind.MALFORMED_GZIP.error("the gzip body is truncated")
-
-
-def _decoder_for(content_encoding: str | None, limits: Limits) -> _Gunzip | None:
+def _encoding_of(content_encoding: str | None) -> Literal["identity", "gzip"]:
+    """The body's Content-Encoding; 415 for one the service does not read."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
-        return _Gunzip(limits)
+        return "gzip"
     if encoding == "identity":
-        return None
+        return "identity"
     detail = f"Content-Encoding {content_encoding!r} is not supported; send the body as is or gzip-compressed"
     raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(detail)
+
+
+#: Most bytes of gzip input, and of output, handled by one call to zlib (which copies its unconsumed input each time).
+_GZIP_PIECE = 1 << 20
+
+
+def _gunzip(data: bytes | bytearray | memoryview, limits: Limits) -> bytearray:
+    """What a gzip body decodes to, held to the body limit (a gzip bomb stops one byte past it); 400 if not gzip."""
+    decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    inflated = bytearray()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _GZIP_PIECE):
+            pending: bytes | memoryview = view[start : start + _GZIP_PIECE]
+            while not decoder.eof:
+                # Never more than one byte past what the limit allows, nor a large piece at a time.
+                most = min(_GZIP_PIECE, limits.body_bytes - len(inflated) + 1)
+                piece = decoder.decompress(pending, most)
+                inflated += piece
+                limits.check_inflated(len(inflated))
+                pending = decoder.unconsumed_tail
+                if not pending and len(piece) < most:  # this input is used up (a full piece may leave output held)
+                    break
+    except zlib.error as error:
+        raise ProblemKind.MALFORMED_GZIP.error(f"the body is not valid gzip: {error}") from None
+    if not decoder.eof:
+        raise ProblemKind.MALFORMED_GZIP.error("the gzip body is truncated")
+    return inflated
 
 
 async def read_body(
@@ -116,42 +136,68 @@ async def read_body(
     limits: Limits,
     *,
     timeout: float,
+    min_bytes_per_second: float = 0,
+    grace_seconds: float = 0,
+    charge: BodyCharge | None = None,
     watchers: Mapping[BodyKind, Callable[[], BodyWatcher]],
 ) -> Body:
-    """The (decompressed) body, after checking its media type and size.
+    """The body as sent, after checking its media type and size (a gzip body is inflated later: ``Body.inflate``).
 
-    413 as soon as the declared, streamed or decompressed size passes the limit, without
-    reading the rest; 408 if the client takes longer than ``timeout`` seconds to send it
-    (a slow client must not hold a worker forever). ``watchers``: what watches a large
-    body of each kind while it arrives.
+    413 as soon as the declared or streamed size passes the limit, without reading the rest;
+    408 if the client takes longer than ``timeout`` seconds to send it
+    (a slow client must not hold a worker forever), or if after ``grace_seconds`` it arrives
+    slower than ``min_bytes_per_second`` (mod_reqtimeout's MinRate: ``n`` bytes must have arrived
+    within ``grace_seconds + n / min_bytes_per_second``), so a trickle is cut long before the
+    total timeout. ``charge``: where the body's memory is charged, by its declared length before
+    the first byte is read, else (no length, or gzip) by what has arrived, as it grows.
+    ``watchers``: what watches a large body of each kind while it arrives.
     """
     kind = body_kind(request.headers.get("content-type"))
-    gunzip = _decoder_for(request.headers.get("content-encoding"), limits)
+    encoding = _encoding_of(request.headers.get("content-encoding"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         limits.check_body(int(declared))
     # Filled in place as chunks arrive (see _BodyBuffer), never a list of chunks joined at the end:
     # the join would hold the body twice at its peak.
-    mapped = int(declared) if declared is not None and declared.isdigit() and not gunzip else None
+    mapped = int(declared) if declared is not None and declared.isdigit() and encoding == "identity" else None
+    charged = 0  # bytes of body charged for
+    if charge is not None and mapped is not None:
+        await charge.charge_body(kind, mapped)
+        charged = mapped
     buffer = _BodyBuffer(mapped, watchers.get(kind))
     size = 0
+    started = asyncio.get_running_loop().time()
+    give_up = started + timeout
+    too_slow = started + grace_seconds if min_bytes_per_second else give_up
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(min(give_up, too_slow)) as deadline:
             async for chunk in request.stream():
                 size += len(chunk)
                 limits.check_body(size)
-                buffer.add(gunzip.feed(chunk) if gunzip else chunk)
+                buffer.add(chunk)  # a gzip body stays compressed here: it is inflated off the event loop
+                if charge is not None and buffer.filled > charged:
+                    charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
+                    await charge.charge_body(kind, charged)
+                if min_bytes_per_second:
+                    too_slow = started + grace_seconds + size / min_bytes_per_second
+                    deadline.reschedule(min(give_up, too_slow))
     except TimeoutError:
-        detail = f"the request body did not arrive within {timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
+        if too_slow < give_up:
+            elapsed = asyncio.get_running_loop().time() - started
+            detail = (
+                f"the request body arrived too slowly: {size} bytes in {elapsed:.1f} seconds, under "
+                f"{min_bytes_per_second:g} bytes per second after the first {grace_seconds:g}"
+                " (XENT_BODY_MIN_BYTES_PER_SECOND)"
+            )
+        else:
+            detail = f"the request body did not arrive within {timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
         raise ProblemKind.TIMEOUT.error(detail) from None
     except ClientDisconnect:
         # The client closed the connection before its body was complete. Nobody will read this answer,
         # but the log line and the metrics say what happened: a 400, not a 500 with a stack trace.
         of = f" of the {declared} it declared" if declared is not None else ""
         raise ProblemKind.INCOMPLETE_BODY.error(f"the connection closed after {size} bytes of the body{of}") from None
-    if gunzip:
-        gunzip.finish()
-    return Body(kind, buffer.contents(), buffer.watcher)
+    return Body(kind, buffer.contents(), buffer.watcher, encoding)
 
 
 class _BodyBuffer:
@@ -177,6 +223,11 @@ class _BodyBuffer:
                 mapped.madvise(mmap.MADV_HUGEPAGE)
             self._view = memoryview(mapped)
             self.watcher = watch() if watch is not None else None
+
+    @property
+    def filled(self) -> int:
+        """Bytes held so far."""
+        return self._filled
 
     def add(self, chunk: bytes) -> None:
         end = self._filled + len(chunk)

@@ -1,8 +1,10 @@
 """The JSON codec: a JSON body into a request model, on the fast path or the reference one.
 
-Large bodies try the simdjson fast path first (``_json_fast``); it gives way to the
-reference Pydantic path for anything it cannot prove well-formed, so both give the same
-requests and the same errors.
+Before either parser runs, the outline of the body's top level (``_json_outline``, NumPy scans
+of the bytes) refuses its first unknown key (422) and a batch past the limits (413): in time
+linear in the body, and before a parser holds an object per number. Then large bodies try the
+simdjson fast path (``_json_fast``); it gives way to the reference Pydantic path for anything it
+cannot prove well-formed, so both give the same requests and the same errors.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from service.api.problems import ProblemKind, query_parameter_error, validation_error
+from service.api.problems import HttpProblem, ProblemKind, query_parameter_error, unknown_field, validation_error
 from service.api.transport._json_fast import decode_fast
+from service.api.transport._json_outline import JsonOutline
 from service.api.transport.body import Body
+from service.api.transport.limits import Limits
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 
 def decode(
-    model: type[RequestModel], body: Body, query: Mapping[str, str], *, fast_json_min_bytes: int
+    model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits, *, fast_json_min_bytes: int
 ) -> RequestModel:
     """The request model from a JSON body (and no query options); the body is released after.
 
@@ -32,12 +36,58 @@ def decode(
             name, "options of a JSON request go in the body; query parameters are only for application/x-npz bodies"
         )
     _refuse_byte_order_mark(body.data)
-    request = decode_fast(model, body.data) if len(body.data) >= fast_json_min_bytes else None
-    if request is None:
-        request = _decode_reference(model, body.data)
+    if len(body.data) < fast_json_min_bytes and limits.batch_fits_in(len(body.data)):
+        request = _decode_small(model, body.data, limits)
+        body.release()
+        return request
+    outline = JsonOutline.of(body.data)
+    if outline is not None:
+        _screen(model, outline, limits)
+    fast = decode_fast(model, body.data, outline) if len(body.data) >= fast_json_min_bytes else None
+    request = _decode_reference(model, body.data) if fast is None else fast
     # The arrays are copies: the text can go now, before scoring and the answer need memory too.
     body.release()
     return request
+
+
+def _decode_small(model: type[RequestModel], data: bytes | bytearray | memoryview, limits: Limits) -> RequestModel:
+    """A body too small to hold a batch past the limits: Pydantic first, the outline only when it refuses the body.
+
+    On such a body the outline's NumPy scans cost many times Pydantic's whole parse (the fixed cost of
+    a small request), and all the screen could find is an unknown key, which Pydantic refuses too
+    (``extra="forbid"``). When Pydantic refuses the body, the outline screens it before that error is
+    raised, so the first error is the same as on every other path.
+    """
+    try:
+        return _decode_reference(model, data)
+    except HttpProblem:
+        outline = JsonOutline.of(data)
+        if outline is not None:
+            _screen(model, outline, limits)
+        raise
+
+
+def _screen(model: type[BaseModel], outline: JsonOutline, limits: Limits) -> None:
+    """Refuse what the outline shows already: an unknown key (the first), then arrays past the batch limits.
+
+    ``extra="forbid"`` makes any unknown key a 422, so the first one decides it, whatever the
+    rest of the body holds; the predictions' rows and columns are those ``Limits.check_batch``
+    checks after decoding, counted from the text, so the 413 is the same on every path.
+    """
+    unknown = outline.first_unknown(model.model_fields)
+    if unknown is not None:
+        raise unknown_field(unknown, model)
+    if limits.batch_fits_in(outline.data.shape[0]):
+        return
+    for name in getattr(model, "array_kinds", {}):
+        shape = outline.shape(name)
+        if shape is None:
+            continue
+        rows, columns = shape
+        if name == "predictions":
+            limits.check_shape(rows, columns)
+        else:
+            limits.check_values(name, rows * max(columns, 1))
 
 
 #: Byte order marks, longest first (UTF-32's starts with UTF-16's).

@@ -45,19 +45,52 @@ class Limits:
             raise self.too_large("the decompressed request body")
 
     def check_archive(self, size: int) -> None:
-        """413 when an archive's members, uncompressed, pass the limit (checked before any is read)."""
+        """413 when an archive's members, uncompressed, pass the limit (checked before any is read).
+
+        What the archive declares is what it gets: each member is decompressed to at most one byte
+        past its declared size (``npz_archive``), so no archive inflates past this limit, whatever
+        its compressed data would inflate to.
+        """
         if size > self.body_bytes:
             raise self.too_large("the uncompressed archive")
 
     def check_batch(self, predictions: Any) -> None:
         """413 naming the limit and the value sent when a batch has too many rows, classes or cells."""
-        rows, columns = _shape(predictions)
+        self.check_shape(*_shape(predictions))
+
+    def check_shape(self, rows: int, columns: int) -> None:
+        """413 when predictions of ``rows`` × ``columns`` (as counted in the text, before decoding) pass a limit."""
         if rows > self.rows:
             raise _refuse("rows", rows, self.rows, "XENT_MAX_ROWS")
         if columns > self.classes:
             raise _refuse("classes (columns)", columns, self.classes, "XENT_MAX_CLASSES")
         if rows * columns > self.cells:
             raise _refuse("rows × classes", rows * columns, self.cells, "XENT_MAX_CELLS")
+
+    def batch_fits_in(self, json_bytes: int) -> bool:
+        """Whether no JSON array of ``json_bytes`` can hold more entries, or entries × first-entry length, than allowed.
+
+        r entries whose first is an array of c take at least 2r + 2c bytes (brackets, commas, a byte
+        each), so r, c ≤ bytes / 2 and r·c ≤ bytes² / 16. Such bodies need no counting before decoding.
+        """
+        half = json_bytes // 2
+        return half <= min(self.rows, self.classes) and json_bytes * json_bytes // 16 <= self.cells
+
+    def check_values(self, field: str, count: int) -> None:
+        """413 when the array ``field`` beside the predictions holds more values than a batch has cells.
+
+        No valid batch has such a field (each matches the predictions' rows or classes); checked in
+        the text before decoding, so that a parser never builds an object per value of it.
+        """
+        if count > self.cells:
+            detail = f"{field} has {count:,} values; the limit is {self.cells:,} (XENT_MAX_CELLS)"
+            raise ProblemKind.TOO_LARGE.error(detail)
+
+
+def batch_cells(predictions: Any) -> int:
+    """Rows × columns of decoded predictions (what the memory budget charges a batch by)."""
+    rows, columns = _shape(predictions)
+    return rows * columns
 
 
 def _shape(predictions: Any) -> tuple[int, int]:

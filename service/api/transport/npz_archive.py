@@ -1,0 +1,346 @@
+"""An ``.npz`` archive's members as arrays: zero-copy when stored, decompressed in bounded pieces otherwise.
+
+Long because the zip reading the NPZ codec needs is all here, and nowhere else: the member
+checksums computed while the body arrives, the walk from the zip directory to each member's
+data, and the bounded decompression. The ``.npy`` header grammar is in ``npy_header``.
+
+``np.load`` on a body copies every member at least twice (the body into a ``BytesIO``,
+then each member out of the zip stream in 256 KiB pieces). An uncompressed member
+(``np.savez``) is already laid out as a ``.npy`` header followed by the raw array, so
+here the array is a view into the body itself: the zip directory is read, the member's
+CRC-32 is checked (a damaged archive is refused, as by ``np.load``), its ``.npy`` header
+is parsed strictly, and ``np.frombuffer`` does the rest. A compressed member
+(``np.savez_compressed``: deflate; bzip2 and lzma too) is decompressed in bounded pieces
+into one buffer of the size the archive declares for it, and no further (``zipfile``
+inflates a whole bzip2 or lzma block at once, whatever size the archive declares).
+Encrypted members and other methods are refused; object arrays are never unpickled.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.api.transport.npy_header import BadNpyHeader, NotNpy, PickledNpy, read_header
+
+__all__ = ["BadNpyHeader", "NotNpy", "NpzArchive", "PickledNpy", "StreamedChecksums", "UnreadableMember"]
+
+#: Local file header: signature, version, flags, method, time, date, crc, sizes, name and extra lengths.
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+class _ViewReader(io.RawIOBase):
+    """A read-only, seekable file over a memoryview: what ``zipfile`` and NumPy's header reader need."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        size = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:size] = self._view[self._position : self._position + size]
+        self._position += size
+        return size
+
+
+class StreamedChecksums:
+    """The CRC-32 of each uncompressed member, computed while the archive is still arriving.
+
+    Fed the body so far after every chunk, it walks the local file headers in order and runs
+    each member's checksum over the bytes as they come, so that checking an 80 MB archive
+    overlaps its upload instead of following it. It stops quietly at anything it does not
+    follow (a compressed member, sizes only in a trailing data descriptor, the central
+    directory); members it did not finish are checksummed when they are read.
+    """
+
+    def __init__(self) -> None:
+        #: (start of the data, its length) → CRC-32, for every member finished so far.
+        self.found: dict[tuple[int, int], int] = {}
+        self._next_header = 0  # offset of the next local header; -1 once lost
+        self._start = self._end = self._position = -1  # the member being checksummed
+        self._crc = 0
+
+    def feed(self, view: memoryview, filled: int) -> None:
+        """Advance over ``view[:filled]``, everything received so far."""
+        while True:
+            if self._start >= 0:
+                upto = min(filled, self._end)
+                if upto > self._position:
+                    self._crc = zlib.crc32(view[self._position : upto], self._crc)
+                    self._position = upto
+                if self._position < self._end:
+                    return
+                self.found[(self._start, self._end - self._start)] = self._crc
+                self._next_header, self._start = self._end, -1
+            if self._next_header < 0 or not self._enter_member(view, filled):
+                return
+
+    def _enter_member(self, view: memoryview, filled: int) -> bool:
+        """Read the local header at ``_next_header`` if it has arrived; False to wait (or when lost)."""
+        header = self._next_header
+        if filled < header + _LOCAL_HEADER.size:
+            return False
+        fields = _LOCAL_HEADER.unpack(view[header : header + _LOCAL_HEADER.size])
+        signature, flags, method, size, name_length, extra_length = (fields[i] for i in (0, 2, 3, 7, 9, 10))
+        if signature != _LOCAL_SIGNATURE or flags & 0x9 or method != zipfile.ZIP_STORED:
+            self._next_header = -1  # the central directory, or a member this does not follow
+            return False
+        start = header + _LOCAL_HEADER.size + name_length + extra_length
+        if filled < start:
+            return False
+        if size == 0xFFFFFFFF:
+            size = _zip64_compressed_size(bytes(view[start - extra_length : start]), fields[8] == 0xFFFFFFFF)
+            if size is None:
+                self._next_header = -1
+                return False
+        self._start, self._end, self._position, self._crc = start, start + size, start, 0
+        return True
+
+
+def _zip64_compressed_size(extra: bytes, uncompressed_too: bool) -> int | None:
+    """The compressed size from a local header's zip64 extra field (after the uncompressed one, if there)."""
+    position = 0
+    while position + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, position)
+        if kind == 0x0001:
+            offset = position + 4 + (8 if uncompressed_too else 0)
+            if offset + 8 <= position + 4 + length <= len(extra):
+                size: int = struct.unpack_from("<Q", extra, offset)[0]
+                return size
+            return None
+        position += 4 + length
+    return None
+
+
+#: The largest zip directory (central directory) read: room for a member name of 60,000 characters.
+MAX_DIRECTORY_BYTES = 1 << 16
+_END_RECORD = struct.Struct("<4s4H2LH")  # signature, disks, entries, directory size and offset, comment length
+
+
+def _directory_size(view: memoryview) -> int:
+    """The size of the zip directory as the end record says, found where ``zipfile`` finds it; 0 if there is none.
+
+    The end record is the last 22 bytes, or else the last one within a comment's reach of the end;
+    a zip64 locator just before it points to the zip64 end record, whose size ``zipfile`` uses instead.
+    """
+    reach = max(0, len(view) - _END_RECORD.size - 0xFFFF)
+    if bytes(view[-_END_RECORD.size :][:4]) == b"PK\x05\x06" and bytes(view[-2:]) == b"\0\0":
+        end = len(view) - _END_RECORD.size
+    else:
+        end = reach + bytes(view[reach:]).rfind(b"PK\x05\x06")
+        if end < reach or end + _END_RECORD.size > len(view):
+            return 0
+    size: int = _END_RECORD.unpack_from(view, end)[5]
+    if (
+        end >= 76
+        and bytes(view[end - 20 : end - 16]) == b"PK\x06\x07"
+        and bytes(view[end - 76 : end - 72]) == b"PK\x06\x06"
+    ):
+        size = struct.unpack_from("<Q", view, end - 76 + 40)[0]
+    return size
+
+
+class NpzArchive:
+    """The members of an ``.npz`` held in ``data`` (bytes, bytearray or a memoryview).
+
+    ``checksums``: CRC-32s already computed while the body arrived (``StreamedChecksums``).
+    Raises ``zipfile.BadZipFile`` (or OSError / EOFError / ValueError) for something
+    that is not a readable zip archive, as ``np.load`` would.
+    """
+
+    def __init__(
+        self, data: bytes | bytearray | memoryview, checksums: Mapping[tuple[int, int], int] | None = None
+    ) -> None:
+        self._view = memoryview(data).cast("B")
+        self._checksums = checksums or {}
+        directory = _directory_size(self._view)
+        if directory > MAX_DIRECTORY_BYTES:
+            # zipfile builds an object per entry of the directory: 60 MB of empty entries would take
+            # 15 s and half a gigabyte. The few members of a request need a few hundred bytes.
+            raise zipfile.BadZipFile(
+                f"its zip directory is {directory:,} bytes long; at most {MAX_DIRECTORY_BYTES:,} are read"
+            )
+        self.zip = zipfile.ZipFile(_ViewReader(self._view))
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.zip.close()
+
+    def infolist(self) -> list[zipfile.ZipInfo]:
+        return self.zip.infolist()
+
+    def members(self) -> Iterator[tuple[str, zipfile.ZipInfo]]:
+        """(name as ``np.load`` gives it: without ``.npy``, entry) for every entry."""
+        for info in self.zip.infolist():
+            name = info.filename
+            yield (name[:-4] if name.endswith(".npy") else name), info
+
+    def read(self, info: zipfile.ZipInfo) -> np.ndarray:
+        """The array in ``info``: NotNpy if it is not a .npy member, UnreadableMember or PickledNpy if refused.
+
+        Nothing is allocated from what the member's .npy header declares: the header must declare
+        exactly the bytes that follow it, and the array is a view of them.
+        """
+        content = self._content(info)
+        header = read_header(content)
+        held = len(content) - header.data_offset
+        if held != header.nbytes:
+            raise UnreadableMember(
+                f"its .npy header declares {header.describe()}: {header.nbytes:,} bytes of data; "
+                f"the member holds {held:,}"
+            )
+        array = np.frombuffer(content, dtype=header.dtype, count=header.count, offset=header.data_offset)
+        if not array.flags.aligned:
+            array = array.copy()  # unaligned float64 would slow every NumPy loop that reads it
+        return array.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+    def _content(self, info: zipfile.ZipInfo) -> memoryview:
+        """The member's bytes, uncompressed and CRC-checked: a view into the body when it is stored."""
+        if info.flag_bits & 0x1:
+            raise UnreadableMember("it is encrypted; send the arrays unencrypted, as np.savez writes them")
+        method = info.compress_type
+        if method != zipfile.ZIP_STORED and method not in _INFLATERS:
+            raise UnreadableMember(
+                f"it is compressed with zip method {method}, which is not read: send it stored (np.savez), "
+                "deflated (np.savez_compressed), or compressed with bzip2 or lzma"
+            )
+        header = bytes(self._view[info.header_offset : info.header_offset + _LOCAL_HEADER.size])
+        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+            raise UnreadableMember("its local header is not where the archive's directory says")
+        *_, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+        start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        data = self._view[start : start + info.compress_size]
+        if len(data) != info.compress_size:
+            raise UnreadableMember("the archive ends inside it")
+        if method == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise UnreadableMember(f"it is stored in {info.compress_size:,} bytes but declares {info.file_size:,}")
+            content, checksum = data, self._checksums.get((start, info.compress_size))
+        else:
+            content, checksum = _inflate(method, data, info.file_size), None
+        if (zlib.crc32(content) if checksum is None else checksum) != info.CRC:
+            raise UnreadableMember("bad CRC-32: the archive is damaged")
+        return content
+
+
+class UnreadableMember(Exception):
+    """A member that cannot be read as an array; the message says why."""
+
+
+#: Bytes of compressed input handed to a decompressor at a time, and most bytes of output taken from it at once.
+_INPUT_PIECE = 1 << 18
+_OUTPUT_PIECE = 1 << 20
+
+
+class _Inflater(Protocol):
+    """What ``bz2.BZ2Decompressor`` and ``lzma.LZMADecompressor`` offer, and ``_RawDeflate`` too."""
+
+    @property
+    def needs_input(self) -> bool: ...
+
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes | memoryview, max_length: int = -1) -> bytes: ...
+
+
+class _RawDeflate:
+    """zlib's raw deflate decompressor with the interface of bz2's and lzma's (it keeps its unused input)."""
+
+    def __init__(self) -> None:
+        self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+        self.needs_input = True
+
+    @property
+    def eof(self) -> bool:
+        return self._decompressor.eof
+
+    def decompress(self, data: bytes | memoryview, max_length: int = -1) -> bytes:
+        piece = self._decompressor.decompress(data or self._decompressor.unconsumed_tail, max_length)
+        # Input left over, or output up to the brim (zlib may hold more): ask again before new input.
+        self.needs_input = not self._decompressor.unconsumed_tail and len(piece) < max_length
+        return piece
+
+
+def _lzma(data: memoryview, size: int) -> tuple[_Inflater, int]:
+    """An LZMA decompressor for a zip member (version, properties, then raw LZMA1) and where its stream starts.
+
+    The dictionary is held to the member's declared size: a match never reaches further back
+    than the output so far, and a header that asks for gigabytes must not get them.
+    """
+    if len(data) < 9 or struct.unpack_from("<H", data, 2)[0] != 5:
+        raise UnreadableMember("its lzma properties are missing or not 5 bytes")
+    properties, dictionary = data[4], struct.unpack_from("<I", data, 5)[0]
+    literal_context, rest = properties % 9, properties // 9
+    lzma_filter = {
+        "id": lzma.FILTER_LZMA1,
+        "lc": literal_context,
+        "lp": rest % 5,
+        "pb": rest // 5,
+        "dict_size": max(4096, min(dictionary, size + 1)),
+    }
+    return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[lzma_filter]), 9
+
+
+#: Each compression method read, and how to start decompressing a member of it (from the member's data and size).
+_INFLATERS: dict[int, Callable[[memoryview, int], tuple[_Inflater, int]]] = {
+    zipfile.ZIP_DEFLATED: lambda data, size: (_RawDeflate(), 0),
+    zipfile.ZIP_BZIP2: lambda data, size: (bz2.BZ2Decompressor(), 0),
+    zipfile.ZIP_LZMA: _lzma,
+}
+
+
+def _inflate(method: int, data: memoryview, size: int) -> memoryview:
+    """A compressed member's ``size`` bytes, decompressed in bounded pieces; UnreadableMember if they differ.
+
+    The archive's declared sizes are held to the body limit before any member is read
+    (``Limits.check_archive``), and decompression stops one byte past the declared size of
+    the member, whatever its data would inflate to: a bomb costs at most what the archive
+    admits to, and no more CPU than that either.
+    """
+    try:
+        inflater, position = _INFLATERS[method](data, size)
+        output = np.empty(size + 1, dtype=np.uint8)  # pages are only touched as they are filled
+        filled = 0
+        while filled <= size:
+            if inflater.eof:
+                break
+            chunk = data[position : position + _INPUT_PIECE] if inflater.needs_input else b""
+            if inflater.needs_input and not chunk:
+                break  # the data ended before the stream did
+            position += len(chunk)
+            piece = inflater.decompress(chunk, min(_OUTPUT_PIECE, size + 1 - filled))
+            output[filled : filled + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+            filled += len(piece)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as error:
+        raise UnreadableMember(f"its compressed data is damaged ({error})") from None
+    if filled != size:
+        more = "more than" if filled > size else f"only {filled:,} bytes, not"
+        raise UnreadableMember(f"it inflates to {more} the {size:,} bytes the archive declares for it")
+    return output.data[:size]
