@@ -235,6 +235,29 @@ OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
     ),
 }
 
+#: The options of issue 14's standard errors and intervals, the same on both endpoints. Kept apart from
+#: ``OPTIONS`` until the request models, the client and the CLI carry them (``tests/test_contract.py`` holds
+#: those to ``OPTIONS``); the wiring merges them into each endpoint's options then.
+UNCERTAINTY_OPTIONS: Mapping[str, Option] = _in_order(
+    Option(
+        "confidence",
+        0.95,
+        "Confidence level of the intervals in `ci`, in (0, 1). Default 0.95: m ± z·SE with z = Φ⁻¹((1 + 0.95)/2) "
+        "≈ 1.96, the normal quantile.",
+        gt=0,
+        lt=1,
+    ),
+    Option(
+        "cluster_ids",
+        None,
+        "N strings or integers, one per row: rows that share a cluster are not independent (several questions "
+        "from one passage, several windows of one document), and the standard errors become cluster-robust (CR1). "
+        'Compared as given: `1` and `"1"` are not the same cluster, and one request uses strings or integers, '
+        "not both.",
+        array=True,
+    ),
+)
+
 #: Options that are arrays: NPZ members rather than query parameters.
 ARRAY_OPTIONS = frozenset(name for options in OPTIONS.values() for name, option in options.items() if option.array)
 

@@ -88,6 +88,13 @@ class ScoreResult:
 
     A per-sample value may be +inf only with a NON_FINITE warning naming its row; an aggregate
     only with that warning, or with an AGGREGATE_OVERFLOW warning naming the aggregate.
+
+    ``row_weights`` and ``correct`` are what the means were taken over, kept for the standard
+    errors (``service.core.statistics``): ``row_weights`` is wᵢ·2^−k for one k ≥ 0 (the caller's
+    overflow scaling, which changes no mean or standard error), 0 on every row that was not
+    scored; ``correct`` is each row's correctness, whose weighted mean is ``mean.accuracy``
+    (0 or 1; for a multi-label row the fraction of its K labels that are right). Neither is
+    part of the answer.
     """
 
     n: int
@@ -99,6 +106,8 @@ class ScoreResult:
     scored: np.ndarray
     warnings: tuple[ScoringWarning, ...]
     settings: Mapping[str, object]
+    row_weights: np.ndarray
+    correct: np.ndarray
 
     def to_summary(self, *, per_sample: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``).
@@ -333,6 +342,8 @@ def finish(
         scored=scored,
         warnings=tuple(warnings),
         settings=settings,
+        row_weights=weights,
+        correct=correct,
     )
 
 
