@@ -392,30 +392,47 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-#: benchmarks/soak.py writes its section of RESULTS.md between these markers; render() output does not hold it.
+#: benchmarks/soak.py and benchmarks/uncertainty.py each write a section of RESULTS.md between markers of
+#: their own; render() output holds neither, and benchmarks/run.py carries both over.
 SOAK_BEGIN = "<!-- soak: written by benchmarks/soak.py; benchmarks/run.py keeps it -->"
 SOAK_END = "<!-- /soak -->"
+UNCERTAINTY_BEGIN = "<!-- uncertainty: written by benchmarks/uncertainty.py; benchmarks/run.py keeps it -->"
+UNCERTAINTY_END = "<!-- /uncertainty -->"
+KEPT_SECTIONS = ((SOAK_BEGIN, SOAK_END), (UNCERTAINTY_BEGIN, UNCERTAINTY_END))
+
+
+def marked_section(text: str, begin_marker: str = SOAK_BEGIN, end_marker: str = SOAK_END) -> str:
+    """The section of a RESULTS.md between the markers (markers included, with a final newline), or ''."""
+    begin = text.find(begin_marker)
+    end = text.find(end_marker, begin)
+    if begin < 0 or end < 0:
+        return ""
+    return text[begin : end + len(end_marker)] + "\n"
 
 
 def soak_section(text: str) -> str:
-    """The load, soak and faults section of a RESULTS.md (markers included, with a final newline), or ''."""
-    begin = text.find(SOAK_BEGIN)
-    end = text.find(SOAK_END, begin)
-    if begin < 0 or end < 0:
-        return ""
-    return text[begin : end + len(SOAK_END)] + "\n"
+    """The load, soak and faults section of a RESULTS.md, or ''."""
+    return marked_section(text, SOAK_BEGIN, SOAK_END)
 
 
-def replace_soak_section(text: str, section: str) -> str:
-    """``text`` with its soak section replaced by ``section`` (appended if it had none)."""
-    old = soak_section(text)
+def replace_marked_section(text: str, section: str, begin_marker: str = SOAK_BEGIN, end_marker: str = SOAK_END) -> str:
+    """``text`` with its section between the markers replaced by ``section`` (appended if it had none)."""
+    old = marked_section(text, begin_marker, end_marker)
     if old:
-        begin = text.find(SOAK_BEGIN)
+        begin = text.find(begin_marker)
         return text[:begin] + section + text[begin + len(old) :].lstrip("\n")
     return (text.rstrip() + "\n\n" + section) if text.strip() else section
 
 
+def replace_soak_section(text: str, section: str) -> str:
+    """``text`` with its soak section replaced by ``section`` (appended if it had none)."""
+    return replace_marked_section(text, section, SOAK_BEGIN, SOAK_END)
+
+
 def keep_soak_section(new_text: str, old_text: str) -> str:
-    """A freshly rendered RESULTS.md with the soak section of the previous one carried over."""
-    kept = soak_section(old_text)
-    return replace_soak_section(new_text, kept) if kept else new_text
+    """A freshly rendered RESULTS.md with the kept sections (soak, uncertainty) of the previous one carried over."""
+    for begin_marker, end_marker in KEPT_SECTIONS:
+        kept = marked_section(old_text, begin_marker, end_marker)
+        if kept:
+            new_text = replace_marked_section(new_text, kept, begin_marker, end_marker)
+    return new_text

@@ -52,3 +52,43 @@ BINARY_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+CROSS_ENTROPY_COMPARE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "paired": {
+        "summary": "A model against a baseline on four rows: the paired difference of each metric",
+        "value": {
+            "labels": [1, 0, 2, 1],
+            "predictions": [[0.228, 0.619, 0.153], [0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2]],
+            "baseline_predictions": [[0.3, 0.4, 0.3], [0.4, 0.3, 0.3], [0.3, 0.3, 0.4], [0.4, 0.3, 0.3]],
+        },
+    },
+    "clustered_logits_baseline": {
+        "summary": "Rows in clusters (two per document), a baseline given as logits",
+        "value": {
+            "labels": [1, 0, 2, 1, 0, 2],
+            "predictions": [
+                [0.228, 0.619, 0.153],
+                [0.5, 0.3, 0.2],
+                [0.1, 0.2, 0.7],
+                [0.2, 0.6, 0.2],
+                [0.6, 0.2, 0.2],
+                [0.3, 0.3, 0.4],
+            ],
+            "baseline_predictions": [[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 1]],
+            "baseline_prediction_type": "logits",
+            "cluster_ids": ["doc-a", "doc-a", "doc-b", "doc-b", "doc-c", "doc-c"],
+            "per_sample": False,
+        },
+    },
+}
+
+BINARY_COMPARE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "paired": {
+        "summary": "Binary: a model against a baseline on the same four labels",
+        "value": {
+            "labels": [0, 1, 1, 0],
+            "predictions": [0.1, 0.8, 0.6, 0.3],
+            "baseline_predictions": [0.4, 0.6, 0.5, 0.5],
+        },
+    },
+}

@@ -27,8 +27,8 @@ def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]
     the body.
     """
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
-    properties = model.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
-    required = {"predictions", "labels"}
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    properties, required = schema["properties"], set(schema.get("required", ()))
     query = [
         {
             "name": name,
@@ -83,19 +83,19 @@ def _query_row(parameter: dict[str, Any]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-NPZ_RESPONSE = {
-    NPZ_MEDIA_TYPE: {
-        "schema": {
-            "type": "string",
-            "format": "binary",
-            "description": (
-                "With `Accept: application/x-npz`: an `.npz` holding float64 `cross_entropy`, `kl_divergence`, "
-                "`entropy` (NaN on ignored rows) and boolean `scored` arrays, and `summary`, the JSON answer "
-                '(with `per_sample` null) as a 0-d string array: `json.loads(str(np.load(f)["summary"]))`.'
-            ),
-        }
-    }
-}
+#: The per-sample arrays of an NPZ answer: a scoring answer's, and a comparison's.
+SCORE_ARRAYS = "float64 `cross_entropy`, `kl_divergence`, `entropy`"
+DIFFERENCE_ARRAYS = "float64 `difference` (the per-sample CE differences, model − baseline)"
+
+
+def _npz_response(arrays: str) -> dict[str, Any]:
+    """The NPZ form of a 200 answer holding ``arrays`` (in words)."""
+    description = (
+        f"With `Accept: application/x-npz`: an `.npz` holding {arrays} (NaN on ignored rows) and boolean `scored` "
+        "arrays (when `per_sample` is true), and `summary`, the JSON answer (with `per_sample` null) as a 0-d string "
+        'array: `json.loads(str(np.load(f)["summary"]))`.'
+    )
+    return {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary", "description": description}}}
 
 
 _ERRORS = problem_responses(
@@ -124,10 +124,14 @@ def _answers(
 
 
 def scoring_responses(
-    model: type[BaseModel], handler: Callable[[Any, Answer], Response], examples: dict[str, dict[str, Any]]
+    model: type[BaseModel],
+    handler: Callable[[Any, Answer], Response],
+    examples: dict[str, dict[str, Any]],
+    npz_arrays: str = SCORE_ARRAYS,
 ) -> dict[int | str, dict[str, Any]]:
     """The documented answers of a scoring operation: 200 (JSON with computed examples, or NPZ) and its problems."""
+    content = {JSON_MEDIA_TYPE: {"examples": _answers(model, handler, examples)}, **_npz_response(npz_arrays)}
     return {
-        200: {"content": {JSON_MEDIA_TYPE: {"examples": _answers(model, handler, examples)}, **NPZ_RESPONSE}},
+        200: {"content": content},
         **_ERRORS,
     }

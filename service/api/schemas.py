@@ -9,7 +9,8 @@ Over 300 lines because it is the API manual: every request and answer model with
 descriptions, read (and published) as one document.
 """
 
-from typing import Annotated, Any, ClassVar, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
@@ -67,6 +68,17 @@ Epsilon = Annotated[
         }
     ),
 ]
+ClusterIds = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "title": "Cluster names"},
+                {"type": "array", "items": {"type": "integer"}, "title": "Cluster numbers"},
+            ]
+        }
+    ),
+]
 PosWeight = Annotated[
     Any,
     WithJsonSchema(
@@ -109,6 +121,7 @@ class CrossEntropyRequest(_Strict):
         "classes": "names",
         "class_weights": "numbers",
         "sample_weights": "numbers",
+        "cluster_ids": "ids",
     }
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
@@ -132,6 +145,8 @@ class CrossEntropyRequest(_Strict):
     tolerance: float = _option(_MULTICLASS["tolerance"])
     unit: UnitName = _option(_MULTICLASS["unit"])
     per_sample: bool = _option(_MULTICLASS["per_sample"])
+    confidence: float = _option(_MULTICLASS["confidence"])
+    cluster_ids: ClusterIds | None = _option(_MULTICLASS["cluster_ids"])
 
     # Before the strict int check and its range: the schema says integer, and 1.0 is one.
     _ignore_index = field_validator("ignore_index", mode="before")(_integral_float_as_int)
@@ -157,6 +172,7 @@ class BinaryCrossEntropyRequest(_Strict):
         "labels": "numbers_or_rows",
         "pos_weight": "numbers",
         "sample_weights": "numbers",
+        "cluster_ids": "ids",
     }
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
@@ -173,6 +189,8 @@ class BinaryCrossEntropyRequest(_Strict):
     epsilon: Epsilon = _option(_BINARY["epsilon"])
     unit: UnitName = _option(_BINARY["unit"])
     per_sample: bool = _option(_BINARY["per_sample"])
+    confidence: float = _option(_BINARY["confidence"])
+    cluster_ids: ClusterIds | None = _option(_BINARY["cluster_ids"])
 
     def options(self) -> BinaryOptions:
         """The core's options for this request."""
@@ -182,6 +200,59 @@ class BinaryCrossEntropyRequest(_Strict):
             epsilon=resolve_epsilon(self.epsilon),
             unit=Unit(self.unit),
         )
+
+
+_BASELINE_PREDICTIONS = (
+    "The baseline model's predictions for the same rows: the shape of `predictions`, of the kind "
+    "`baseline_prediction_type` says."
+)
+_BASELINE_PREDICTION_TYPE = "How to read `baseline_predictions`; default (null): as `prediction_type` says."
+
+
+class _Baseline:
+    """What both comparison requests add to their base request's methods: the baseline's prediction type and options."""
+
+    if TYPE_CHECKING:
+        prediction_type: str
+        baseline_prediction_type: str | None
+
+        def options(self) -> Any: ...
+
+    @property
+    def baseline_type(self) -> str:
+        """The baseline's prediction type, the default resolved."""
+        return self.baseline_prediction_type or self.prediction_type
+
+    def baseline_options(self) -> Any:
+        """The core's options for the baseline: the model's, but its prediction type."""
+        return replace(self.options(), prediction_type=PredictionType(self.baseline_type))
+
+
+class CrossEntropyCompareRequest(_Baseline, CrossEntropyRequest):
+    """Two models' multi-class predictions for the same rows and labels: the model, and a baseline."""
+
+    array_kinds: ClassVar[dict[str, str]] = {**CrossEntropyRequest.array_kinds, "baseline_predictions": "rows"}
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
+
+    baseline_predictions: Matrix = Field(description=_BASELINE_PREDICTIONS)
+    baseline_prediction_type: Literal["probabilities", "logits", "log_probabilities"] | None = Field(
+        None, description=_BASELINE_PREDICTION_TYPE
+    )
+
+
+class BinaryCrossEntropyCompareRequest(_Baseline, BinaryCrossEntropyRequest):
+    """Two models' binary or multi-label predictions for the same rows and labels: the model, and a baseline."""
+
+    array_kinds: ClassVar[dict[str, str]] = {
+        **BinaryCrossEntropyRequest.array_kinds,
+        "baseline_predictions": "numbers_or_rows",
+    }
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
+
+    baseline_predictions: VectorOrMatrix = Field(description=_BASELINE_PREDICTIONS)
+    baseline_prediction_type: Literal["probabilities", "logits"] | None = Field(
+        None, description=_BASELINE_PREDICTION_TYPE
+    )
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -219,6 +290,42 @@ class Sums(BaseModel):
     entropy: float | None = Field(description="Σ wᵢ·Hᵢ.")
 
 
+_SE = (
+    "SE² = n/(n−1) · Σwᵢ²(ℓᵢ − m)² / (Σwᵢ)² over the n scored rows with wᵢ > 0, m = Σwᵢℓᵢ / Σwᵢ (HC1; s²/n "
+    "with all weights 1); with `cluster_ids`, the CR1 error SE² = G/(G−1) · Σ_g (Σ_{i∈g} wᵢ(ℓᵢ − m))² / (Σwᵢ)² "
+    "over the G clusters holding such a row. `null` (with a `STDERR_UNDEFINED` warning) when n < 2 or G < 2, "
+    "and for a metric with an infinite per-sample value."
+)
+_CI = (
+    "[low, high] = m ± z·SE with z = Φ⁻¹((1 + confidence)/2), the normal quantile; `null` where the standard "
+    "error is (or a bound is not finite)."
+)
+
+
+class Stderrs(BaseModel):
+    """Standard errors of the means, in the answer's unit (accuracy as a fraction). """ + _SE
+
+    cross_entropy: float | None = Field(description="SE of the mean cross-entropy (ℓᵢ: a row's CE).")
+    kl_divergence: float | None = Field(description="SE of the mean KL divergence.")
+    entropy: float | None = Field(description="SE of the mean target entropy.")
+    accuracy: float | None = Field(description="SE of the accuracy (ℓᵢ: a row's correctness, 0…1).")
+
+
+Interval = Annotated[list[float] | None, Field(min_length=2, max_length=2)]
+
+
+class Intervals(BaseModel):
+    """Confidence intervals of the means at `settings.confidence`. """ + _CI
+
+    cross_entropy: Interval = Field(description="Interval of the mean cross-entropy.")
+    kl_divergence: Interval = Field(description="Interval of the mean KL divergence.")
+    entropy: Interval = Field(description="Interval of the mean target entropy.")
+    accuracy: Interval = Field(description="Interval of the accuracy.")
+    perplexity: Interval = Field(
+        description="e^(the cross-entropy interval in nats), whatever the unit: perplexity's interval."
+    )
+
+
 class PerSampleValues(BaseModel):
     """One value per row; `null` for an ignored row (or a value that is not finite)."""
 
@@ -233,7 +340,14 @@ class ScoringWarningModel(BaseModel):
     model_config = ConfigDict(title="ScoringWarning")
 
     code: Literal[
-        "ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "NON_FINITE", "EMPTY", "ZERO_WEIGHT", "AGGREGATE_OVERFLOW"
+        "ROWS_NOT_NORMALIZED",
+        "RENORMALIZED",
+        "CLIPPED",
+        "NON_FINITE",
+        "EMPTY",
+        "ZERO_WEIGHT",
+        "AGGREGATE_OVERFLOW",
+        "STDERR_UNDEFINED",
     ] = Field(
         description=(
             "`ROWS_NOT_NORMALIZED`: prediction rows off 1 were scored as given. `RENORMALIZED`: they were divided "
@@ -244,7 +358,10 @@ class ScoringWarningModel(BaseModel):
             "`AGGREGATE_OVERFLOW`: an aggregate is too large for float64 although every value it is taken over is "
             "finite — a weighted sum (`sum.*`), or the perplexity e^(mean cross-entropy in nats) past 709.78 nats; "
             "it is reported as null and the message names it (e.g. `sum.cross_entropy`, `mean.perplexity`). "
-            "`count` is 0 and `rows` is empty: no row is at fault. Means stay exact however large the weights."
+            "`count` is 0 and `rows` is empty: no row is at fault. Means stay exact however large the weights. "
+            "`STDERR_UNDEFINED`: the standard errors and intervals are null because fewer than 2 scored rows of "
+            "positive weight (n < 2), or fewer than 2 clusters holding one (G < 2), were given; the message says "
+            "which (`count` 0, `rows` empty)."
         )
     )
     message: str = Field(description="What happened, in words.")
@@ -269,6 +386,7 @@ class MulticlassSettings(BaseModel):
     class_weights: list[float] | None = Field(description="The class weights, if given.")
     sample_weights: bool = Field(description="Whether sample weights were given.")
     per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
+    confidence: float = Field(description="Confidence level of the intervals in `ci`.")
 
 
 class BinarySettings(BaseModel):
@@ -283,14 +401,21 @@ class BinarySettings(BaseModel):
     sample_weights: bool = Field(description="Whether sample weights were given.")
     labels_per_sample: int | None = Field(description="K, the number of labels per sample (1 for binary).")
     per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
+    confidence: float = Field(description="Confidence level of the intervals in `ci`.")
+
+
+_N_CLUSTERS = "G: the clusters of `cluster_ids` holding a scored row of positive weight; null without `cluster_ids`."
 
 
 class _ScoreResponse(BaseModel):
     n: int = Field(description="Rows received.")
     n_scored: int = Field(description="Rows scored (not ignored).")
+    n_clusters: int | None = Field(description=_N_CLUSTERS)
     unit: UnitName = Field(description="Unit of every value but perplexity and accuracy.")
     mean: Means = Field(description="Weighted means over the scored rows (null where undefined).")
     sum: Sums = Field(description="Weighted sums over the scored rows.")
+    stderr: Stderrs = Field(description="Standard error of each mean.")
+    ci: Intervals = Field(description="Confidence interval of each mean.")
     per_sample: PerSampleValues | None = Field(description="Per-sample arrays of length N, or null if not asked for.")
     warnings: list[ScoringWarningModel] = Field(description="What the caller should know about the numbers.")
 
@@ -306,6 +431,95 @@ class BinaryCrossEntropyResponse(_ScoreResponse):
     """Binary / multi-label scores: per-sample and aggregate CE, KL and target entropy."""
 
     settings: BinarySettings = Field(description="Every option as resolved.")
+
+
+class ModelScores(BaseModel):
+    """One side of a comparison: its means, sums, standard errors and intervals, as a scoring answer has them."""
+
+    mean: Means = Field(description="Weighted means over the scored rows.")
+    sum: Sums = Field(description="Weighted sums over the scored rows.")
+    stderr: Stderrs = Field(description="Standard error of each mean.")
+    ci: Intervals = Field(description="Confidence interval of each mean.")
+
+
+class PairedDifferenceModel(BaseModel):
+    """A paired difference dᵢ = ℓᵢ(model) − ℓᵢ(baseline) over the same rows (negative: the model is better, for a
+    loss; for accuracy, positive is better)."""
+
+    model_config = ConfigDict(title="PairedDifference")
+
+    mean: float | None = Field(description="Σwᵢdᵢ / Σwᵢ: the model's mean minus the baseline's.")
+    stderr: float | None = Field(description="SE of the mean difference, by the formula of `stderr` applied to dᵢ.")
+    ci: Interval = Field(description="mean ± z·SE, z = Φ⁻¹((1 + confidence)/2).")
+    z: float | None = Field(description="mean / SE; null when SE is 0 or null.")
+    p_value: float | None = Field(
+        description="Two-sided normal p-value of no difference, erfc(|z|/√2); null when z is."
+    )
+    correlation: float | None = Field(
+        description="Weighted Pearson correlation of the two models' per-sample values over the scored rows with "
+        "wᵢ > 0; null when either is constant there."
+    )
+
+
+class Differences(BaseModel):
+    """The paired differences, model − baseline, per metric."""
+
+    cross_entropy: PairedDifferenceModel = Field(description="Difference of the cross-entropies.")
+    kl_divergence: PairedDifferenceModel = Field(description="Difference of the KL divergences.")
+    accuracy: PairedDifferenceModel = Field(description="Difference of the accuracies (correctness per row).")
+
+
+class DifferenceValues(BaseModel):
+    """The per-sample cross-entropy differences."""
+
+    difference: list[float | None] = Field(
+        description="CE(model) − CE(baseline) of each row; null on an ignored row (or where not finite)."
+    )
+
+
+class SourcedWarning(ScoringWarningModel):
+    """A warning of one side of a comparison."""
+
+    model_config = ConfigDict(title="ComparisonWarning")
+
+    source: Literal["model", "baseline"] = Field(description="Which side's scoring it is about.")
+
+
+class _CompareResponse(BaseModel):
+    n: int = Field(description="Rows received.")
+    n_scored: int = Field(description="Rows scored (not ignored).")
+    n_clusters: int | None = Field(description=_N_CLUSTERS)
+    unit: UnitName = Field(description="Unit of every value but perplexity and accuracy.")
+    model: ModelScores = Field(description="The model's scores (`predictions`).")
+    baseline: ModelScores = Field(description="The baseline's scores (`baseline_predictions`).")
+    difference: Differences = Field(description="Paired differences model − baseline, with SE, interval and test.")
+    per_sample: DifferenceValues | None = Field(description="Per-sample differences, or null if not asked for.")
+    warnings: list[SourcedWarning] = Field(description="Both sides' warnings, each with its source.")
+
+
+class MulticlassCompareSettings(MulticlassSettings):
+    """Every option as resolved, the baseline's prediction type too."""
+
+    baseline_prediction_type: str = Field(description="How `baseline_predictions` were read.")
+
+
+class BinaryCompareSettings(BinarySettings):
+    """Every option as resolved, the baseline's prediction type too."""
+
+    baseline_prediction_type: str = Field(description="How `baseline_predictions` were read.")
+
+
+class CrossEntropyCompareResponse(_CompareResponse):
+    """A paired comparison of two multi-class models on the same rows."""
+
+    classes: list[str] | None = Field(description="The class names, when given.")
+    settings: MulticlassCompareSettings = Field(description="Every option as resolved.")
+
+
+class BinaryCrossEntropyCompareResponse(_CompareResponse):
+    """A paired comparison of two binary / multi-label models on the same rows."""
+
+    settings: BinaryCompareSettings = Field(description="Every option as resolved.")
 
 
 class Health(BaseModel):

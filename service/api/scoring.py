@@ -1,23 +1,32 @@
 """Scoring routes: read the body, then decode → score → encode (in a worker thread unless the body is small)."""
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response, params
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.examples import BINARY_EXAMPLES, CROSS_ENTROPY_EXAMPLES
-from service.api.operation_docs import openapi_extra, scoring_responses
+from service.api.examples import (
+    BINARY_COMPARE_EXAMPLES,
+    BINARY_EXAMPLES,
+    CROSS_ENTROPY_COMPARE_EXAMPLES,
+    CROSS_ENTROPY_EXAMPLES,
+)
+from service.api.keyed_route import KeyedRoute
+from service.api.operation_docs import DIFFERENCE_ARRAYS, SCORE_ARRAYS, openapi_extra, scoring_responses
 from service.api.operations.memory import give_back_free_memory
 from service.api.policy.admission import Charge
-from service.api.policy.auth import check_api_key, require_api_key
 from service.api.problems import problem_responses
 from service.api.schemas import (
+    BinaryCrossEntropyCompareRequest,
+    BinaryCrossEntropyCompareResponse,
     BinaryCrossEntropyRequest,
     BinaryCrossEntropyResponse,
+    CrossEntropyCompareRequest,
+    CrossEntropyCompareResponse,
     CrossEntropyRequest,
     CrossEntropyResponse,
 )
@@ -30,49 +39,13 @@ from service.api.transport import (
     encode,
     read_body,
 )
+from service.api.transport.answer import per_sample_arrays
 from service.api.transport.limits import batch_cells
-from service.core import score_binary, score_multiclass
+from service.core import ScoreResult, score_binary, score_multiclass
+from service.core.baseline import scoring_baseline
+from service.core.summary import comparison_summary
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class KeyedRoute(APIRoute):
-    """A route that needs the API key: documented by FastAPI like any other, run as a plain Starlette endpoint.
-
-    The endpoint takes the ``Request`` alone and returns a ``Response``, so there is nothing for
-    FastAPI to solve per request (no dependency tree, no parameters, no thread hop for a sync
-    dependency): the handler checks the key with a plain call, then awaits the endpoint.
-    ``Depends(require_api_key)`` is declared on the route only for the OpenAPI document, which
-    lists both key schemes on the operation from it; any other dependency is refused here, since
-    it would be documented but never run.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        endpoint: Callable[..., Any],
-        *,
-        dependencies: Sequence[params.Depends] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        unsupported = [d.dependency for d in dependencies or () if d.dependency is not require_api_key]
-        if unsupported:
-            raise TypeError(f"{path}: a KeyedRoute runs no dependencies, so it cannot take {unsupported}")
-        parameters = list(inspect.signature(endpoint).parameters.values())
-        if [parameter.annotation for parameter in parameters] != [Request]:
-            raise TypeError(f"{path}: a KeyedRoute endpoint takes the Request alone, not {parameters}")
-        super().__init__(path, endpoint, dependencies=[Depends(require_api_key)], **kwargs)
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint: Endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            check_api_key(service_state(request).api_keys, request.scope["headers"])
-            return await endpoint(request)
-
-        return handler
 
 
 #: The scoring routes. ``create_app`` puts them on the app's own router (not ``include_router``), so a
@@ -108,7 +81,7 @@ async def _score_in_threads(
         await run_in_threadpool(body.inflate, state.limits)
         await charge.charge_body(body.kind, body.size)
     request = await run_in_threadpool(_decode, model, body, query, state)
-    await charge.charge_cells(batch_cells(getattr(request, "predictions", None)))
+    await charge.charge_cells(batch_cells(request))
     return await run_in_threadpool(handler, request, answer)
 
 
@@ -159,7 +132,7 @@ REQUEST_MODELS: list[type[BaseModel]] = []
 
 
 def scoring_route(
-    path: str, response_model: type[BaseModel], examples: dict[str, dict[str, object]]
+    path: str, response_model: type[BaseModel], examples: dict[str, dict[str, object]], npz_arrays: str = SCORE_ARRAYS
 ) -> Callable[[Callable[[RequestModel, Answer], Response]], Callable[[RequestModel, Answer], Response]]:
     """Add a scoring endpoint at ``path``: the decorated function scores a decoded request and answers it.
 
@@ -183,12 +156,71 @@ def scoring_route(
             summary=summary,
             description=description,
             response_model=response_model,
-            responses=scoring_responses(model, handler, examples),
+            responses=scoring_responses(model, handler, examples, npz_arrays),
             openapi_extra=openapi_extra(model, examples),
         )
         return handler
 
     return add
+
+
+def _answer(result: ScoreResult, request: CrossEntropyRequest | BinaryCrossEntropyRequest, answer: Answer) -> Response:
+    """The scoring answer: the core's summary, with its standard errors and intervals, and the per-sample arrays."""
+    extra = {"classes": request.classes} if isinstance(request, CrossEntropyRequest) else {}
+    summary = result.to_summary(
+        per_sample=request.per_sample, extra=extra, confidence=request.confidence, cluster_ids=request.cluster_ids
+    )
+    arrays = per_sample_arrays(result.per_sample) if request.per_sample else None
+    return encode(summary, arrays, result.scored, answer)
+
+
+def _compare_answer(
+    model: ScoreResult,
+    baseline: ScoreResult,
+    request: CrossEntropyCompareRequest | BinaryCrossEntropyCompareRequest,
+    answer: Answer,
+) -> Response:
+    """The comparison's answer: the core's summary of both sides and their paired differences."""
+    extra = {"classes": request.classes} if isinstance(request, CrossEntropyCompareRequest) else {}
+    summary, differences = comparison_summary(
+        model,
+        baseline,
+        per_sample=request.per_sample,
+        confidence=request.confidence,
+        cluster_ids=request.cluster_ids,
+        extra=extra,
+        settings={"baseline_prediction_type": request.baseline_type},
+    )
+    arrays = {"difference": differences} if request.per_sample else None
+    return encode(summary, arrays, model.scored, answer)
+
+
+@contextmanager
+def _as_baseline(request: CrossEntropyCompareRequest | BinaryCrossEntropyCompareRequest) -> Iterator[None]:
+    """Score the baseline in this block, as ``xent score`` does in-process (``service.core.baseline``)."""
+    with scoring_baseline(request.baseline_predictions, request.predictions):
+        yield
+
+
+def _multiclass(request: CrossEntropyRequest, predictions: Any, options: Any) -> ScoreResult:
+    return score_multiclass(
+        request.labels,
+        predictions,
+        classes=request.classes,
+        class_weights=request.class_weights,
+        sample_weights=request.sample_weights,
+        options=options,
+    )
+
+
+def _binary(request: BinaryCrossEntropyRequest, predictions: Any, options: Any) -> ScoreResult:
+    return score_binary(
+        request.labels,
+        predictions,
+        pos_weight=request.pos_weight,
+        sample_weights=request.sample_weights,
+        options=options,
+    )
 
 
 @scoring_route("/cross-entropy", CrossEntropyResponse, CROSS_ENTROPY_EXAMPLES)
@@ -197,16 +229,9 @@ def cross_entropy(request: CrossEntropyRequest, answer: Answer) -> Response:
 
     Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
-    KL(target ‖ prediction) and target entropy, with CE = H + KL on every row."""
-    result = score_multiclass(
-        request.labels,
-        request.predictions,
-        classes=request.classes,
-        class_weights=request.class_weights,
-        sample_weights=request.sample_weights,
-        options=request.options(),
-    )
-    return encode(result, per_sample=request.per_sample, extra={"classes": request.classes}, answer=answer)
+    KL(target ‖ prediction) and target entropy, with CE = H + KL on every row, and each mean's
+    standard error and confidence interval (clustered with `cluster_ids`)."""
+    return _answer(_multiclass(request, request.predictions, request.options()), request, answer)
 
 
 @scoring_route("/binary-cross-entropy", BinaryCrossEntropyResponse, BINARY_EXAMPLES)
@@ -214,12 +239,38 @@ def binary_cross_entropy(request: BinaryCrossEntropyRequest, answer: Answer) -> 
     """Binary and multi-label cross-entropy
 
     Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
-    A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones."""
-    result = score_binary(
-        request.labels,
-        request.predictions,
-        pos_weight=request.pos_weight,
-        sample_weights=request.sample_weights,
-        options=request.options(),
-    )
-    return encode(result, per_sample=request.per_sample, extra={}, answer=answer)
+    A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones.
+    Each mean comes with its standard error and confidence interval (clustered with `cluster_ids`)."""
+    return _answer(_binary(request, request.predictions, request.options()), request, answer)
+
+
+@scoring_route("/cross-entropy/compare", CrossEntropyCompareResponse, CROSS_ENTROPY_COMPARE_EXAMPLES, DIFFERENCE_ARRAYS)
+def cross_entropy_compare(request: CrossEntropyCompareRequest, answer: Answer) -> Response:
+    """Paired comparison of two multi-class models on the same rows
+
+    Score `predictions` (the model) and `baseline_predictions` (the baseline) against the same labels,
+    with the options of `/v1/cross-entropy`, and compare them row by row: the mean difference
+    dᵢ = ℓᵢ(model) − ℓᵢ(baseline) of cross-entropy, KL divergence and accuracy, with its paired
+    (or clustered) standard error, interval, z, two-sided p-value, and the two models' correlation."""
+    model = _multiclass(request, request.predictions, request.options())
+    with _as_baseline(request):
+        baseline = _multiclass(request, request.baseline_predictions, request.baseline_options())
+    return _compare_answer(model, baseline, request, answer)
+
+
+@scoring_route(
+    "/binary-cross-entropy/compare",
+    BinaryCrossEntropyCompareResponse,
+    BINARY_COMPARE_EXAMPLES,
+    DIFFERENCE_ARRAYS,
+)
+def binary_cross_entropy_compare(request: BinaryCrossEntropyCompareRequest, answer: Answer) -> Response:
+    """Paired comparison of two binary / multi-label models on the same rows
+
+    Score `predictions` (the model) and `baseline_predictions` (the baseline) against the same labels,
+    with the options of `/v1/binary-cross-entropy`, and compare them row by row, as
+    `/v1/cross-entropy/compare` does."""
+    model = _binary(request, request.predictions, request.options())
+    with _as_baseline(request):
+        baseline = _binary(request, request.baseline_predictions, request.baseline_options())
+    return _compare_answer(model, baseline, request, answer)

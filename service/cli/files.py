@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -156,5 +157,20 @@ def write_per_sample(path: str | Path, values: PerSample) -> None:
             else:
                 buffer.write(f"{row},{ce!r},{kl!r},{h!r}\n")
         path.write_text(buffer.getvalue(), encoding="utf-8")
+    else:
+        raise UnreadableFile(f"{path}: per-sample values are written to .csv or .npy, not {suffix or 'no suffix'!r}")
+
+
+def write_differences(path: str | Path, differences: np.ndarray) -> None:
+    """A comparison's per-sample cross-entropy differences (model − baseline) to .csv (a header, empty cells on
+    rows not scored) or .npy (N values, NaN on rows not scored)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, differences)
+    elif suffix == ".csv":
+        lines = ["row,cross_entropy_difference\n"]
+        lines += [f"{row},{'' if math.isnan(d) else repr(d)}\n" for row, d in enumerate(differences.tolist())]
+        path.write_text("".join(lines), encoding="utf-8")
     else:
         raise UnreadableFile(f"{path}: per-sample values are written to .csv or .npy, not {suffix or 'no suffix'!r}")

@@ -1,4 +1,4 @@
-"""``xent score`` without a service: the core scores the arrays in this process.
+"""``xent score`` without a service: the core scores (or compares) the arrays in this process.
 
 The answer is built as the service builds it (``ScoreResult.to_summary``) and read into ``Scores`` as
 the client reads the service's NPZ answer (``Scores.from_arrays``), so that in-process and remote
@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from service.client import Scores
-from service.client.wire import check_options, prepare
+from service.client import Comparison, Scores
+from service.client.wire import check_options, prepare, prepare_predictions
 from service.core import BinaryOptions, MulticlassOptions, ScoreResult, score_binary, score_multiclass
+from service.core.baseline import scoring_baseline
 from service.core.contract import BINARY, MULTICLASS, resolve_epsilon
+from service.core.summary import comparison_summary
 
 
 def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mapping[str, Any]) -> Scores:
@@ -26,39 +28,80 @@ def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mappi
     endpoint = BINARY if binary else MULTICLASS
     given = check_options(endpoint, options)
     targets, preds = prepare(endpoint, labels, predictions)
+    result = _score(targets, preds, binary, given, given["prediction_type"])
+    per_sample = bool(given["per_sample"])
+    summary = result.to_summary(
+        per_sample=per_sample,
+        extra=None if binary else {"classes": given["classes"]},  # multi-class answers echo the class names
+        confidence=given["confidence"],
+        cluster_ids=_ids(given["cluster_ids"]),
+    )
+    return Scores.from_arrays(summary, _answer_arrays(result) if per_sample else {})
+
+
+def compare_locally(
+    labels: Any, predictions: Any, baseline_predictions: Any, *, binary: bool, options: Mapping[str, Any]
+) -> Comparison:
+    """Compare two models' predictions in this process with the service's core: the answer ``/compare`` sends.
+
+    ``options`` are ``Client.compare``'s (``baseline_prediction_type`` among them; None: ``prediction_type``).
+    """
+    endpoint = BINARY if binary else MULTICLASS
+    given = check_options(endpoint, options, compare=True)
+    targets, preds = prepare(endpoint, labels, predictions)
+    baseline_type = given["baseline_prediction_type"] or given["prediction_type"]
+    model = _score(targets, preds, binary, given, given["prediction_type"])
+    with scoring_baseline(baseline := prepare_predictions(baseline_predictions), preds):
+        baseline_result = _score(targets, baseline, binary, given, baseline_type)
+    per_sample = bool(given["per_sample"])
+    summary, differences = comparison_summary(
+        model,
+        baseline_result,
+        per_sample=per_sample,
+        confidence=given["confidence"],
+        cluster_ids=_ids(given["cluster_ids"]),
+        extra=None if binary else {"classes": given["classes"]},
+        settings={"baseline_prediction_type": baseline_type},
+    )
+    return Comparison.from_summary(summary, differences if per_sample else None)
+
+
+def _ids(cluster_ids: Any) -> Any:
+    """Cluster ids as the service decodes them: an array as it is, anything else as a list."""
+    return cluster_ids if cluster_ids is None or isinstance(cluster_ids, np.ndarray) else list(cluster_ids)
+
+
+def _score(
+    targets: np.ndarray, preds: np.ndarray, binary: bool, given: Mapping[str, Any], prediction_type: str
+) -> ScoreResult:
+    """One model's ``ScoreResult`` with the options ``given`` (every one filled in) and ``prediction_type``."""
     common: dict[str, Any] = {
-        "prediction_type": given["prediction_type"],
+        "prediction_type": prediction_type,
         "label_smoothing": float(given["label_smoothing"]),
         "epsilon": resolve_epsilon(given["epsilon"]),
         "unit": given["unit"],
     }
-    extra: dict[str, Any] | None = None
     if binary:
-        result = score_binary(
+        return score_binary(
             targets,
             preds,
             pos_weight=given["pos_weight"],
             sample_weights=given["sample_weights"],
             options=BinaryOptions(**common),
         )
-    else:
-        result = score_multiclass(
-            targets,
-            preds,
-            classes=given["classes"],
-            class_weights=given["class_weights"],
-            sample_weights=given["sample_weights"],
-            options=MulticlassOptions(
-                **common,
-                normalization=given["normalization"],
-                tolerance=float(given["tolerance"]),
-                ignore_index=given["ignore_index"],
-            ),
-        )
-        extra = {"classes": given["classes"]}  # multi-class answers echo the class names
-    per_sample = bool(given["per_sample"])
-    summary = result.to_summary(per_sample=per_sample, extra=extra)
-    return Scores.from_arrays(summary, _answer_arrays(result) if per_sample else {})
+    return score_multiclass(
+        targets,
+        preds,
+        classes=given["classes"],
+        class_weights=given["class_weights"],
+        sample_weights=given["sample_weights"],
+        options=MulticlassOptions(
+            **common,
+            normalization=given["normalization"],
+            tolerance=float(given["tolerance"]),
+            ignore_index=given["ignore_index"],
+        ),
+    )
 
 
 def _answer_arrays(result: ScoreResult) -> dict[str, np.ndarray]:

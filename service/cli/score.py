@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
-from service.cli.files import FORMATS, UnreadableFile, read_array, write_per_sample
+from service.cli.comparison import compare_arrays, comparison_table
+from service.cli.files import FORMATS, UnreadableFile, read_array, write_differences, write_per_sample
 from service.cli.local import score_locally
-from service.client import ProblemError, Scores, TransportError
+from service.client import Client, Comparison, ProblemError, Scores, TransportError
 from service.client.config import url_problem
 from service.core.contract import AUTO, BINARY, MULTICLASS, OPTIONS
 from service.core.errors import InvalidInput, counted
@@ -30,7 +31,7 @@ _OPTIONS = OPTIONS[MULTICLASS]  # the flags of both endpoints: the multi-class c
 EXIT_OK, EXIT_SERVICE, EXIT_BAD_INPUT = 0, 1, 2
 
 #: The request fields read from files, each given by the flag of its name (``sample_weights``: ``--sample-weights``).
-FILE_FIELDS = ("predictions", "labels", "sample_weights")
+FILE_FIELDS = ("predictions", "labels", "sample_weights", "cluster_ids", "baseline_predictions")
 #: Every option a flag gives: the comma-separated ones (``--classes A,B,C``) are located by position.
 OPTION_FIELDS = frozenset(OPTIONS[MULTICLASS]) | frozenset(OPTIONS[BINARY])
 
@@ -53,11 +54,23 @@ def add_parser(commands: Any) -> None:
     files.add_argument("--predictions", required=True, metavar="FILE", help="N×C (or N for --binary) predictions")
     files.add_argument("--labels", required=True, metavar="FILE", help="class indices, names or target rows")
     files.add_argument("--sample-weights", metavar="FILE", help="N non-negative weights")
+    files.add_argument("--cluster-ids", metavar="FILE", help="N cluster ids (strings or integers): clustered errors")
+    files.add_argument(
+        "--baseline-predictions",
+        metavar="FILE",
+        help="a baseline's predictions for the same rows: print the paired comparison model − baseline",
+    )
     files.add_argument("--per-sample", metavar="OUT", help="write per-sample CE, KL, H to OUT (.csv or .npy)")
     options = score.add_argument_group("options (as in the API)")
     options.add_argument("--binary", action="store_true", help="binary / multi-label cross-entropy")
     options.add_argument("--prediction-type", choices=_OPTIONS["prediction_type"].choices)
+    options.add_argument(
+        "--baseline-prediction-type",
+        choices=_OPTIONS["prediction_type"].choices,
+        help="how to read --baseline-predictions (default: as --prediction-type)",
+    )
     options.add_argument("--unit", choices=_OPTIONS["unit"].choices)
+    options.add_argument("--confidence", type=float, help="confidence level of the intervals (default 0.95)")
     options.add_argument("--classes", metavar="A,B,C", help="class names in column order, comma-separated")
     options.add_argument("--class-weights", metavar="W,W,W", help="C class weights, comma-separated")
     options.add_argument("--pos-weight", metavar="W[,W...]", help="binary: one weight, or K comma-separated")
@@ -100,6 +113,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "unit": args.unit,
         "label_smoothing": args.label_smoothing,
         "epsilon": epsilon,
+        "confidence": args.confidence,
     }
     if args.binary:
         pos_weight = _numbers(args.pos_weight, "pos-weight")
@@ -114,22 +128,33 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         }
     if args.sample_weights is not None:
         given["sample_weights"] = read_array(args.sample_weights, "sample_weights")
+    if args.cluster_ids is not None:
+        given["cluster_ids"] = read_array(args.cluster_ids, "cluster_ids")
     given["per_sample"] = args.per_sample is not None
     return {name: value for name, value in given.items() if value is not None}
 
 
-def score_files(args: argparse.Namespace) -> Scores:
-    """Read the files and score them, in-process or against the service."""
+def score_files(args: argparse.Namespace) -> Scores | Comparison:
+    """Read the files and score them (with ``--baseline-predictions``, compare), in-process or against the service."""
     url = args.url or os.environ.get("XENT_URL")
     problem = url_problem(url) if url else None
     if problem is not None:
         raise BadFlag(f"{'--url' if args.url else 'XENT_URL'}: {problem}")
+    if args.baseline_predictions is None and args.baseline_prediction_type is not None:
+        raise BadFlag("--baseline-prediction-type: it says how to read --baseline-predictions, which is not given")
+    if args.baseline_predictions is not None and args.chunk_size is not None:
+        raise BadFlag("--chunk-size: a comparison is sent in one request (its paired standard errors need every row)")
     labels = read_array(args.labels, "labels")
     predictions = read_array(args.predictions, "predictions")
     options = _options(args)
+    if args.baseline_predictions is not None:
+        baseline = read_array(args.baseline_predictions, "baseline_predictions")
+        options["baseline_prediction_type"] = args.baseline_prediction_type
+        if not url:
+            return compare_arrays(None, labels, predictions, baseline, binary=args.binary, options=options)
+        with Client(url, api_key=args.api_key, timeout=args.timeout, retries=args.retries) as client:
+            return compare_arrays(client, labels, predictions, baseline, binary=args.binary, options=options)
     if url:
-        from service.client import Client
-
         with Client(url, api_key=args.api_key, timeout=args.timeout, retries=args.retries) as client:
             progress = False if args.no_progress else None
             if args.binary:
@@ -206,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         scores = score_files(args)
         if args.per_sample is not None and scores.per_sample is not None:
-            write_per_sample(args.per_sample, scores.per_sample)
+            if isinstance(scores, Comparison):
+                write_differences(args.per_sample, scores.per_sample)
+            else:
+                write_per_sample(args.per_sample, scores.per_sample)
     except (UnreadableFile, BadFlag) as error:
         return _fail(EXIT_BAD_INPUT, str(error))
     except InvalidInput as error:  # in-process: the message the service would send in its 422, flag first
@@ -219,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(scores.summary(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        sys.stdout.write(summary_table(scores))
+        sys.stdout.write(comparison_table(scores) if isinstance(scores, Comparison) else summary_table(scores))
     return EXIT_OK
 
 

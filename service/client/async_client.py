@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -15,11 +15,14 @@ from service.client.base import NO_BODY_LIMIT, BaseClient
 from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import Progress, progress_bar
 from service.client.errors import ProblemError, XentError
-from service.client.results import Scores
-from service.client.wire import Request, TransportChoice, read_response
+from service.client.results import Comparison, Scores
+from service.client.wire import Request, TransportChoice, read_comparison, read_response
+
+#: What an answer is read as: ``Scores`` or ``Comparison``.
+AnswerT = TypeVar("AnswerT")
 
 
-class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], httpx.AsyncBaseTransport]):
+class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], Coroutine[Any, Any, Comparison], httpx.AsyncBaseTransport]):
     """An async client of a xent service: the same arguments and methods as ``Client``, awaited."""
 
     _http: httpx.AsyncClient
@@ -51,11 +54,17 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], httpx.AsyncBaseTranspo
         return await self._send_batch(batch(), transport)
 
     async def _send_batch(self, batch: Batch, transport: TransportChoice) -> Scores:
+        return await self._send(await self._request(batch, transport), read_response)
+
+    async def _compare(self, batch: Callable[[], Batch], transport: TransportChoice) -> Comparison:
+        return await self._send(await self._request(batch(), transport), read_comparison)
+
+    async def _request(self, batch: Batch, transport: TransportChoice) -> Request:
         npz_min_values = self.config.npz_min_values
         if not batch.is_npz(transport, npz_min_values):
-            return await self._send(batch.request(transport, npz_min_values))
+            return batch.request(transport, npz_min_values)
         # Packing and unpacking a large archive is CPU work: keep it off the event loop.
-        return await self._send(await anyio.to_thread.run_sync(batch.request, transport, npz_min_values))
+        return await anyio.to_thread.run_sync(batch.request, transport, npz_min_values)
 
     async def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> Scores:
         whole = batch()
@@ -87,7 +96,7 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], httpx.AsyncBaseTranspo
             raise failures[0]
         return merge([chunk for chunk in chunks if chunk is not None])
 
-    async def _send(self, request: Request) -> Scores:
+    async def _send(self, request: Request, read: Callable[[httpx.Response], AnswerT]) -> AnswerT:
         attempts = self._attempts()
         while True:
             try:
@@ -99,5 +108,5 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], httpx.AsyncBaseTranspo
                 continue
             wait = attempts.answered(response)
             if wait is None:
-                return await anyio.to_thread.run_sync(read_response, response)
+                return await anyio.to_thread.run_sync(read, response)
             await anyio.sleep(wait)

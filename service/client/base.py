@@ -29,6 +29,8 @@ _BCE = OPTIONS[BINARY]
 
 #: What a scoring method returns: ``Scores`` (``Client``), or a coroutine of ``Scores`` (``AsyncClient``).
 ScoresT = TypeVar("ScoresT")
+#: What ``compare`` returns: ``Comparison`` (``Client``), or a coroutine of ``Comparison`` (``AsyncClient``).
+ComparisonT = TypeVar("ComparisonT")
 #: The httpx transport the client can be given: ``httpx.BaseTransport`` or ``httpx.AsyncBaseTransport``.
 TransportT = TypeVar("TransportT")
 
@@ -36,9 +38,9 @@ TransportT = TypeVar("TransportT")
 NO_BODY_LIMIT = (httpx.HTTPError, ProblemError, KeyError, TypeError, ValueError)
 
 
-class BaseClient(ABC, Generic[ScoresT, TransportT]):
+class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
     """The configuration and the scoring methods of a xent client (the arguments: see ``Client``); a subclass
-    opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``)."""
+    opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``, ``_compare``)."""
 
     def __init__(
         self,
@@ -70,6 +72,10 @@ class BaseClient(ABC, Generic[ScoresT, TransportT]):
     def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> ScoresT:
         """Send the batch in chunks, as ``how`` says, and merge the answers."""
 
+    @abstractmethod
+    def _compare(self, batch: Callable[[], Batch], transport: TransportChoice) -> ComparisonT:
+        """Send one comparison batch and read the answer."""
+
     def cross_entropy(
         self,
         labels: Any,
@@ -86,6 +92,8 @@ class BaseClient(ABC, Generic[ScoresT, TransportT]):
         tolerance: float = _CE["tolerance"].default,
         unit: Literal["nats", "bits", "hartleys"] = _CE["unit"].default,
         per_sample: bool = _CE["per_sample"].default,
+        confidence: float = _CE["confidence"].default,
+        cluster_ids: Any = _CE["cluster_ids"].default,
         transport: TransportChoice = "auto",
     ) -> ScoresT:
         """Multi-class cross-entropy, KL divergence and target entropy of one batch (``POST /v1/cross-entropy``)."""
@@ -104,6 +112,8 @@ class BaseClient(ABC, Generic[ScoresT, TransportT]):
         epsilon: float | Literal["auto"] = _BCE["epsilon"].default,
         unit: Literal["nats", "bits", "hartleys"] = _BCE["unit"].default,
         per_sample: bool = _BCE["per_sample"].default,
+        confidence: float = _BCE["confidence"].default,
+        cluster_ids: Any = _BCE["cluster_ids"].default,
         transport: TransportChoice = "auto",
     ) -> ScoresT:
         """Binary / multi-label cross-entropy of one batch (``POST /v1/binary-cross-entropy``)."""
@@ -157,6 +167,56 @@ class BaseClient(ABC, Generic[ScoresT, TransportT]):
         endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
         how = Chunking(chunk_size, concurrency, progress, transport)
         return self._score_chunks(partial(Batch.of, endpoint, labels, predictions, options), how)
+
+    @overload
+    def compare(
+        self,
+        labels: Any,
+        predictions: Any,
+        baseline_predictions: Any,
+        *,
+        binary: Literal[False] = False,
+        baseline_prediction_type: Literal["probabilities", "logits", "log_probabilities"] | None = None,
+        transport: TransportChoice = "auto",
+        **options: Unpack[CrossEntropyOptions],
+    ) -> ComparisonT: ...
+    @overload
+    def compare(
+        self,
+        labels: Any,
+        predictions: Any,
+        baseline_predictions: Any,
+        *,
+        binary: Literal[True],
+        baseline_prediction_type: Literal["probabilities", "logits"] | None = None,
+        transport: TransportChoice = "auto",
+        **options: Unpack[BinaryCrossEntropyOptions],
+    ) -> ComparisonT: ...
+    def compare(
+        self,
+        labels: Any,
+        predictions: Any,
+        baseline_predictions: Any,
+        *,
+        binary: bool = False,
+        baseline_prediction_type: str | None = None,
+        transport: TransportChoice = "auto",
+        **options: Any,
+    ) -> ComparisonT:
+        """Compare a model's ``predictions`` with a baseline's on the same labels, paired row by row
+        (``POST /v1/cross-entropy/compare``; ``binary=True``: ``/v1/binary-cross-entropy/compare``).
+
+        ``options`` are the base endpoint's (``cross_entropy`` / ``binary_cross_entropy``), with ``confidence``
+        and ``cluster_ids``; ``baseline_prediction_type`` defaults to ``prediction_type``. The ``Comparison``'s
+        ``difference`` is model − baseline per metric (negative cross-entropy: the model is better), with the
+        paired standard error, interval, z, p-value and correlation. One request: the paired standard errors
+        need every row at once (``score_many`` does not compare).
+        """
+        endpoint: Endpoint = "binary-cross-entropy" if binary else "cross-entropy"
+        given = {**options, "baseline_prediction_type": baseline_prediction_type}
+        return self._compare(
+            partial(Batch.comparing, endpoint, labels, predictions, baseline_predictions, given), transport
+        )
 
     def _attempts(self) -> Attempts:
         """The tries of one request, as configured."""

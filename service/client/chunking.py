@@ -8,6 +8,11 @@ answer does not carry them), with the service's formula: wᵢ = sᵢ·Σ_c w_c·
 Only where a sum overflows float64 (null) is a mean merged as Σ_c W_c·m_c / Σ_c W_c over the
 chunks' means m_c and weights W_c, both divided by powers of two first, as the service does.
 
+Standard errors are not merged: the dataset's needs every row's weight, correctness and cluster (a cluster
+may span chunks), which the answers do not carry, and this package does not redo the service's statistics.
+A merged answer's ``stderr`` and ``ci`` are null with a STDERR_UNDEFINED warning saying so; one chunk's
+answer is returned as it is, standard errors and all.
+
 Over 300 lines because planning the chunks and merging them exactly are one argument: the merge is
 exact only for the split this module makes.
 """
@@ -21,8 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from service.client.results import Means, PerSample, Scores, ScoreWarning, Sums
-from service.client.wire import Request, TransportChoice, as_array, build_request, check_options, prepare
+from service.client.results import Intervals, Means, PerSample, Scores, ScoreWarning, Stderrs, Sums
+from service.client.wire import (
+    Request,
+    TransportChoice,
+    as_array,
+    build_request,
+    check_options,
+    prepare,
+    prepare_predictions,
+)
 from service.core.contract import AGGREGATE_OVERFLOW, LOG_BASES, MAX_EXP_NATS, Endpoint, aggregate_overflow_message
 
 #: Rows per chunk, at most: big enough to amortize a request, small enough to show progress.
@@ -33,6 +46,8 @@ BODY_LIMIT_SHARE = 4
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: A warning lists this many row indices, as the service's do.
 WARNING_ROWS_SHOWN = 20
+#: The code of the warning that standard errors are null (the service's, for too few rows or clusters).
+STDERR_UNDEFINED = "STDERR_UNDEFINED"
 #: Warnings in the order the service emits them (row checks first, then the aggregates').
 WARNING_ORDER = (
     "ROWS_NOT_NORMALIZED",
@@ -42,6 +57,7 @@ WARNING_ORDER = (
     "ZERO_WEIGHT",
     "NON_FINITE",
     AGGREGATE_OVERFLOW,
+    STDERR_UNDEFINED,
 )
 #: The quantities with a mean and a sum, by wire name.
 _QUANTITIES = ("cross_entropy", "kl_divergence", "entropy")
@@ -66,12 +82,16 @@ def ranges(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
 
 
+#: The options that hold one value per row: a chunk sends its rows' slice.
+PER_ROW_OPTIONS = ("sample_weights", "cluster_ids")
+
+
 def chunk_options(options: Mapping[str, Any], start: int, stop: int) -> dict[str, Any]:
-    """The options of the chunk [start, stop): sample weights are per row, so they are sliced too."""
-    weights = options.get("sample_weights")
-    if weights is None:
-        return dict(options)
-    return {**options, "sample_weights": as_array(weights)[start:stop]}
+    """The options of the chunk [start, stop): sample weights and cluster ids are per row, so they are sliced too."""
+    return {
+        name: as_array(value)[start:stop] if name in PER_ROW_OPTIONS and value is not None else value
+        for name, value in options.items()
+    }
 
 
 def total_weight(endpoint: Endpoint, labels: np.ndarray, options: Mapping[str, Any]) -> tuple[float, int]:
@@ -157,6 +177,7 @@ class Batch:
     labels: np.ndarray
     predictions: np.ndarray
     options: dict[str, Any]
+    baseline: np.ndarray | None = None  # a comparison's baseline predictions (``/compare``)
 
     @classmethod
     def of(cls, endpoint: Endpoint, labels: Any, predictions: Any, options: Mapping[str, Any]) -> Batch:
@@ -164,6 +185,15 @@ class Batch:
         resolved = check_options(endpoint, options)
         targets, preds = prepare(endpoint, labels, predictions)
         return cls(endpoint, targets, preds, resolved)
+
+    @classmethod
+    def comparing(
+        cls, endpoint: Endpoint, labels: Any, predictions: Any, baseline: Any, options: Mapping[str, Any]
+    ) -> Batch:
+        """The batch comparing ``predictions`` with ``baseline`` predictions on the same labels (``/compare``)."""
+        resolved = check_options(endpoint, options, compare=True)
+        targets, preds = prepare(endpoint, labels, predictions)
+        return cls(endpoint, targets, preds, resolved, prepare_predictions(baseline))
 
     def chunk_rows(self, max_body_bytes: int | None) -> int:
         """Rows per chunk for this batch and the service's body limit (None: not known)."""
@@ -174,8 +204,10 @@ class Batch:
         weights do not count as many rows as the predictions: slicing would hide the rows one of them lacks, the
         service's 422 names the difference."""
         n = len(self.predictions)
-        weights = self.options.get("sample_weights")
-        lengths = {len(self.labels), n if weights is None or np.ndim(weights) != 1 else len(weights)}
+        lengths = {len(self.labels)}
+        for name in PER_ROW_OPTIONS:
+            value = self.options.get(name)
+            lengths.add(n if value is None or np.ndim(value) != 1 else len(value))
         return ranges(n, chunk_size) if lengths == {n} else [(0, n)]
 
     def rows(self, start: int, stop: int) -> Batch:
@@ -187,14 +219,16 @@ class Batch:
 
     def is_npz(self, transport: TransportChoice, npz_min_values: int) -> bool:
         """Whether to send (and ask for) NPZ."""
-        if self.predictions.dtype.kind == "O":
+        if self.predictions.dtype.kind == "O" or (self.baseline is not None and self.baseline.dtype.kind == "O"):
             return False  # ragged rows fit no array: only JSON can carry them
         return transport == "npz" or (transport == "auto" and self.predictions.size >= npz_min_values)
 
     def request(self, transport: TransportChoice, npz_min_values: int) -> Request:
         """The HTTP request scoring this batch, as JSON or NPZ."""
         npz = self.is_npz(transport, npz_min_values)
-        return build_request(self.endpoint, self.labels, self.predictions, self.options, npz=npz)
+        return build_request(
+            self.endpoint, self.labels, self.predictions, self.options, npz=npz, baseline=self.baseline
+        )
 
     def chunk(self, start: int, scores: Scores) -> Chunk:
         """The answer ``scores`` to this batch, as the chunk of a dataset starting at row ``start``."""
@@ -243,6 +277,9 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
     overflowing = _overflowing_aggregates(chunks, means if n_scored and total > 0.0 else None, sums)
     if overflowing:
         warnings.append(ScoreWarning(AGGREGATE_OVERFLOW, aggregate_overflow_message(overflowing), 0, ()))
+    with_errors = first.stderr is not None
+    if with_errors:
+        warnings.append(ScoreWarning(STDERR_UNDEFINED, chunked_stderr_message(len(chunks), n), 0, ()))
     return Scores(
         n=n,
         n_scored=n_scored,
@@ -253,6 +290,18 @@ def merge(chunks: Sequence[Chunk]) -> Scores:
         warnings=tuple(warnings),
         settings=first.settings,
         classes=first.classes,
+        stderr=Stderrs(None, None, None, None) if with_errors else None,
+        ci=Intervals(None, None, None, None, None) if with_errors else None,
+        n_clusters=None,
+    )
+
+
+def chunked_stderr_message(chunks: int, n: int) -> str:
+    """Why a merged answer has no standard errors: they are not merged (see ``merge``)."""
+    return (
+        f"standard errors and intervals are null: the answer merges {chunks} chunked requests, and the chunks' "
+        "standard errors do not add up to the dataset's (that needs every row's weight, correctness and cluster); "
+        f"score the {n} rows in one request (chunk_size >= {n}) to have them"
     )
 
 
@@ -340,7 +389,7 @@ def _merge_warnings(chunks: Sequence[Chunk], *, keep_empty: bool, keep_zero_weig
         for w in chunk.scores.warnings:
             if (w.code == "EMPTY" and not keep_empty) or (w.code == "ZERO_WEIGHT" and not keep_zero_weight):
                 continue
-            if w.code == AGGREGATE_OVERFLOW:
+            if w.code in (AGGREGATE_OVERFLOW, STDERR_UNDEFINED):
                 continue  # said of the merged aggregates, which may differ from the chunk's
             rows = tuple(chunk.start + row for row in w.rows)
             if w.code in merged:

@@ -1,5 +1,9 @@
-"""What a scoring call returns: ``Scores``, read from a JSON or NPZ answer (``xent score`` reads its in-process
-answers the NPZ way)."""
+"""What a scoring call returns: ``Scores`` (or, from ``compare``, a ``Comparison``), read from a JSON or NPZ answer
+(``xent score`` reads its in-process answers the NPZ way).
+
+Over 300 lines because it is the typed mirror of both answers, field for field (the core's own result types carry
+the math, which this package does not import: ``tests/client`` checks it).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,54 @@ class Sums:
     cross_entropy: float | None
     kl_divergence: float | None
     entropy: float | None
+
+
+#: A confidence interval (low, high).
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Stderrs:
+    """Standard errors of the means (accuracy as a fraction); None where undefined (a STDERR_UNDEFINED or
+    NON_FINITE warning says why)."""
+
+    cross_entropy: float | None
+    kl_divergence: float | None
+    entropy: float | None
+    accuracy: float | None
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any] | None) -> Stderrs | None:
+        """From the answer's ``stderr`` object (None: the answer has none)."""
+        return None if values is None else cls(**values)
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Confidence intervals (low, high) of the means at ``settings["confidence"]``; perplexity's is
+    e^(the cross-entropy one in nats). None where undefined."""
+
+    cross_entropy: Interval | None
+    kl_divergence: Interval | None
+    entropy: Interval | None
+    accuracy: Interval | None
+    perplexity: Interval | None
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any] | None) -> Intervals | None:
+        """From the answer's ``ci`` object (None: the answer has none)."""
+        return None if values is None else cls(**{name: _interval(value) for name, value in values.items()})
+
+
+def _interval(value: Any) -> Interval | None:
+    return None if value is None else (float(value[0]), float(value[1]))
+
+
+def _listed(value: Any) -> Any:
+    """A dataclass of numbers and intervals as the answer's JSON object (intervals as 2-lists)."""
+    if value is None:
+        return None
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in vars(value).items()}
 
 
 @dataclass(frozen=True)
@@ -66,6 +118,9 @@ class Scores:
     warnings: tuple[ScoreWarning, ...]
     settings: Mapping[str, Any]
     classes: tuple[str, ...] | None = None
+    stderr: Stderrs | None = None
+    ci: Intervals | None = None
+    n_clusters: int | None = None
 
     @classmethod
     def from_summary(cls, summary: Mapping[str, Any], per_sample: PerSample | None) -> Scores:
@@ -83,6 +138,9 @@ class Scores:
             ),
             settings=dict(summary["settings"]),
             classes=None if classes is None else tuple(classes),
+            stderr=Stderrs.read(summary.get("stderr")),
+            ci=Intervals.read(summary.get("ci")),
+            n_clusters=summary.get("n_clusters"),
         )
 
     @classmethod
@@ -120,13 +178,162 @@ class Scores:
 
     def summary(self) -> dict[str, Any]:
         """The API's JSON answer without the per-sample arrays (``per_sample`` null)."""
-        body: dict[str, Any] = {"n": self.n, "n_scored": self.n_scored, "unit": self.unit}
+        body: dict[str, Any] = {"n": self.n, "n_scored": self.n_scored}
+        if self.stderr is not None:
+            body["n_clusters"] = self.n_clusters
+        body["unit"] = self.unit
         if "label_type" in self.settings:  # multi-class answers carry the class names
             body["classes"] = None if self.classes is None else list(self.classes)
         return {
             **body,
             "mean": dict(vars(self.mean)),
             "sum": dict(vars(self.sum)),
+            **({} if self.stderr is None else {"stderr": _listed(self.stderr), "ci": _listed(self.ci)}),
+            "per_sample": None,
+            "warnings": [{**vars(w), "rows": list(w.rows)} for w in self.warnings],
+            "settings": dict(self.settings),
+        }
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model's aggregates in a comparison: means, sums, their standard errors and intervals."""
+
+    mean: Means
+    sum: Sums
+    stderr: Stderrs | None
+    ci: Intervals | None
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any]) -> Side:
+        """From the comparison answer's ``model`` or ``baseline`` object."""
+        return cls(
+            Means(**values["mean"]), Sums(**values["sum"]), Stderrs.read(values["stderr"]), Intervals.read(values["ci"])
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """As the answer's JSON object."""
+        return {
+            "mean": dict(vars(self.mean)),
+            "sum": dict(vars(self.sum)),
+            "stderr": _listed(self.stderr),
+            "ci": _listed(self.ci),
+        }
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One metric's paired difference dᵢ = ℓᵢ(model) − ℓᵢ(baseline): negative means the model is better (for
+    accuracy, positive does). ``z`` = mean/stderr and ``p_value`` (two-sided, normal) are None when the standard
+    error is 0 or None; ``correlation`` is that of the two models' per-sample values (None when one is constant)."""
+
+    mean: float | None
+    stderr: float | None
+    ci: Interval | None
+    z: float | None
+    p_value: float | None
+    correlation: float | None
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any]) -> PairedDifference:
+        """From one entry of the answer's ``difference`` object."""
+        return cls(**{**values, "ci": _interval(values["ci"])})
+
+
+@dataclass(frozen=True)
+class Differences:
+    """The ``difference`` block: model − baseline, per metric."""
+
+    cross_entropy: PairedDifference
+    kl_divergence: PairedDifference
+    accuracy: PairedDifference
+
+
+@dataclass(frozen=True)
+class ComparisonWarning:
+    """A warning of one side of a comparison: ``source`` is ``"model"`` or ``"baseline"``."""
+
+    code: str
+    message: str
+    count: int
+    rows: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of a model with a baseline on the same rows (``compare``).
+
+    ``per_sample`` is each row's cross-entropy difference model − baseline (NaN on the rows not scored; None
+    with ``per_sample=False``). An infinite difference is ±inf from an NPZ answer, NaN from a JSON one (JSON's
+    null does not say which; the model's and the baseline's NON_FINITE warnings name the rows).
+    """
+
+    n: int
+    n_scored: int
+    n_clusters: int | None
+    unit: str
+    model: Side
+    baseline: Side
+    difference: Differences
+    per_sample: np.ndarray | None
+    warnings: tuple[ComparisonWarning, ...]
+    settings: Mapping[str, Any]
+    classes: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], per_sample: np.ndarray | None) -> Comparison:
+        """From the API's JSON answer (its ``per_sample`` already decoded into ``per_sample``)."""
+        difference, classes = summary["difference"], summary.get("classes")
+        return cls(
+            n=int(summary["n"]),
+            n_scored=int(summary["n_scored"]),
+            n_clusters=summary.get("n_clusters"),
+            unit=str(summary["unit"]),
+            model=Side.read(summary["model"]),
+            baseline=Side.read(summary["baseline"]),
+            difference=Differences(
+                *(PairedDifference.read(difference[name]) for name in Differences.__dataclass_fields__)
+            ),
+            per_sample=per_sample,
+            warnings=tuple(
+                ComparisonWarning(w["code"], w["message"], int(w["count"]), tuple(w["rows"]), w["source"])
+                for w in summary["warnings"]
+            ),
+            settings=dict(summary["settings"]),
+            classes=None if classes is None else tuple(classes),
+        )
+
+    @classmethod
+    def from_json(cls, content: bytes) -> Comparison:
+        """From a JSON answer (null per-sample differences read as NaN)."""
+        summary = orjson.loads(content)
+        values = summary.get("per_sample")
+        per_sample = None if values is None else np.array(values["difference"], dtype=np.float64)
+        return cls.from_summary(summary, per_sample)
+
+    @classmethod
+    def from_npz(cls, content: bytes) -> Comparison:
+        """From an ``application/x-npz`` answer: the JSON ``summary`` and, with ``per_sample``, ``difference``."""
+        with np.load(io.BytesIO(content), allow_pickle=False) as archive:
+            per_sample = archive["difference"] if "difference" in archive.files else None
+            return cls.from_summary(orjson.loads(str(archive["summary"])), per_sample)
+
+    def summary(self) -> dict[str, Any]:
+        """The API's JSON answer without the per-sample differences (``per_sample`` null)."""
+        body: dict[str, Any] = {
+            "n": self.n,
+            "n_scored": self.n_scored,
+            "n_clusters": self.n_clusters,
+            "unit": self.unit,
+        }
+        if "label_type" in self.settings:  # multi-class answers carry the class names
+            body["classes"] = None if self.classes is None else list(self.classes)
+        return {
+            **body,
+            "model": self.model.summary(),
+            "baseline": self.baseline.summary(),
+            "difference": {name: _listed(value) for name, value in vars(self.difference).items()},
             "per_sample": None,
             "warnings": [{**vars(w), "rows": list(w.rows)} for w in self.warnings],
             "settings": dict(self.settings),

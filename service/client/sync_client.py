@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -14,11 +14,14 @@ from service.client.base import NO_BODY_LIMIT, BaseClient
 from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import progress_bar
 from service.client.errors import ProblemError
-from service.client.results import Scores
-from service.client.wire import Request, TransportChoice, read_response
+from service.client.results import Comparison, Scores
+from service.client.wire import Request, TransportChoice, read_comparison, read_response
+
+#: What an answer is read as: ``Scores`` or ``Comparison``.
+AnswerT = TypeVar("AnswerT")
 
 
-class Client(BaseClient[Scores, httpx.BaseTransport]):
+class Client(BaseClient[Scores, Comparison, httpx.BaseTransport]):
     """A client of a xent service.
 
     ``base_url`` and ``api_key`` default to ``XENT_URL`` (else http://127.0.0.1:8000) and ``XENT_API_KEY``;
@@ -55,7 +58,10 @@ class Client(BaseClient[Scores, httpx.BaseTransport]):
         return self._send_batch(batch(), transport)
 
     def _send_batch(self, batch: Batch, transport: TransportChoice) -> Scores:
-        return self._send(batch.request(transport, self.config.npz_min_values))
+        return self._send(batch.request(transport, self.config.npz_min_values), read_response)
+
+    def _compare(self, batch: Callable[[], Batch], transport: TransportChoice) -> Comparison:
+        return self._send(batch().request(transport, self.config.npz_min_values), read_comparison)
 
     def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> Scores:
         whole = batch()
@@ -86,7 +92,7 @@ class Client(BaseClient[Scores, httpx.BaseTransport]):
                 raise
         return merge([chunk for chunk in chunks if chunk is not None])
 
-    def _send(self, request: Request) -> Scores:
+    def _send(self, request: Request, read: Callable[[httpx.Response], AnswerT]) -> AnswerT:
         attempts = self._attempts()
         while True:
             try:
@@ -98,5 +104,5 @@ class Client(BaseClient[Scores, httpx.BaseTransport]):
                 continue
             wait = attempts.answered(response)
             if wait is None:
-                return read_response(response)
+                return read(response)
             time.sleep(wait)

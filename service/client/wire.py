@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from service.client.errors import InvalidInputError, ProblemError
-from service.client.results import Scores
+from service.client.results import Comparison, Scores
 from service.core.contract import (
     ARRAY_OPTIONS,
     JSON_MEDIA_TYPE,
@@ -52,6 +52,8 @@ class CrossEntropyOptions(TypedDict, total=False):
     tolerance: float
     unit: Literal["nats", "bits", "hartleys"]
     per_sample: bool
+    confidence: float
+    cluster_ids: Any
 
 
 class BinaryCrossEntropyOptions(TypedDict, total=False):
@@ -64,19 +66,31 @@ class BinaryCrossEntropyOptions(TypedDict, total=False):
     epsilon: float | Literal["auto"]
     unit: Literal["nats", "bits", "hartleys"]
     per_sample: bool
+    confidence: float
+    cluster_ids: Any
 
 
 #: The API's defaults, per endpoint (the keys are every option it accepts), from the contract.
 DEFAULTS: dict[Endpoint, dict[str, Any]] = {endpoint: defaults(endpoint) for endpoint in OPTIONS}
 
 
-def check_options(endpoint: Endpoint, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Every option of ``endpoint``, defaults filled in; a misspelt name is a TypeError naming the right ones."""
-    unknown = sorted(options.keys() - DEFAULTS[endpoint].keys())
+#: The options of each ``/compare`` endpoint: the base endpoint's and the baseline's prediction type (None: the
+#: model's).
+COMPARE_DEFAULTS: dict[Endpoint, dict[str, Any]] = {
+    endpoint: {**DEFAULTS[endpoint], "baseline_prediction_type": None} for endpoint in OPTIONS
+}
+
+
+def check_options(endpoint: Endpoint, options: Mapping[str, Any], *, compare: bool = False) -> dict[str, Any]:
+    """Every option of ``endpoint`` (of its ``/compare`` twin), defaults filled in; a misspelt name is a TypeError
+    naming the right ones."""
+    known = (COMPARE_DEFAULTS if compare else DEFAULTS)[endpoint]
+    unknown = sorted(options.keys() - known.keys())
     if unknown:
-        allowed = ", ".join(DEFAULTS[endpoint])
-        raise TypeError(f"unknown option {unknown[0]!r} for /v1/{endpoint}; options are: {allowed}")
-    return {**DEFAULTS[endpoint], **options}
+        allowed = ", ".join(known)
+        path = f"/v1/{endpoint}/compare" if compare else f"/v1/{endpoint}"
+        raise TypeError(f"unknown option {unknown[0]!r} for {path}; options are: {allowed}")
+    return {**known, **options}
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -98,6 +112,12 @@ def as_array(value: Any) -> np.ndarray:
     return array
 
 
+def prepare_predictions(predictions: Any) -> np.ndarray:
+    """Predictions as an array the service reads as meant: integers, booleans and float16 as float64."""
+    preds = as_array(predictions)
+    return preds.astype(np.float64) if preds.dtype.kind in "iub" or preds.dtype == np.float16 else preds
+
+
 def prepare(endpoint: Endpoint, labels: Any, predictions: Any) -> tuple[np.ndarray, np.ndarray]:
     """Labels and predictions as arrays the service reads as meant, whichever the transport: float predictions,
     float binary labels, float target rows.
@@ -106,9 +126,7 @@ def prepare(endpoint: Endpoint, labels: Any, predictions: Any) -> tuple[np.ndarr
     (``InvalidInputError``): class indices must be integers, so ``[1.0, 2.0]`` (or a pandas integer column that
     became float through a missing value) is refused, not rounded, just as the API refuses it.
     """
-    preds = as_array(predictions)
-    if preds.dtype.kind in "iub" or preds.dtype == np.float16:
-        preds = preds.astype(np.float64)
+    preds = prepare_predictions(predictions)
     targets = as_array(labels)
     if endpoint == "binary-cross-entropy":
         return (targets.astype(np.float64) if targets.dtype.kind in "iub" else targets), preds
@@ -135,18 +153,31 @@ class Request:
 
 
 def build_request(
-    endpoint: Endpoint, labels: np.ndarray, predictions: np.ndarray, options: Mapping[str, Any], *, npz: bool
+    endpoint: Endpoint,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    options: Mapping[str, Any],
+    *,
+    npz: bool,
+    baseline: np.ndarray | None = None,
 ) -> Request:
-    """The request scoring ``labels`` against ``predictions`` with ``options`` (defaults already filled in)."""
-    path = f"/v1/{endpoint}"
+    """The request scoring ``labels`` against ``predictions`` with ``options`` (defaults already filled in); with
+    ``baseline`` predictions, the request comparing the two (``/compare``, a ``baseline_predictions`` field or
+    NPZ member)."""
+    path = f"/v1/{endpoint}" if baseline is None else f"/v1/{endpoint}/compare"
+    known = DEFAULTS[endpoint] if baseline is None else COMPARE_DEFAULTS[endpoint]
     # Only what differs from the API's default is sent: shorter requests, the same answer.
-    given = {k: v for k, v in options.items() if v is not None and not _same(v, DEFAULTS[endpoint][k])}
+    given = {k: v for k, v in options.items() if v is not None and not _same(v, known[k])}
     if not npz:
         body = {"labels": _jsonable(labels), "predictions": _jsonable(predictions)}
+        if baseline is not None:
+            body["baseline_predictions"] = _jsonable(baseline)
         body |= {k: _jsonable(as_array(v)) if k in ARRAY_OPTIONS and np.ndim(v) else v for k, v in given.items()}
         content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         return Request(path, content, {"Content-Type": JSON_MEDIA_TYPE, "Accept": JSON_MEDIA_TYPE}, {})
     members = {"labels": labels, "predictions": predictions}
+    if baseline is not None:
+        members["baseline_predictions"] = baseline
     params: dict[str, str] = {}
     for name, value in given.items():
         if name in ARRAY_OPTIONS and not (name == "pos_weight" and np.ndim(value) == 0):
@@ -186,11 +217,22 @@ def read_response(response: httpx.Response) -> Scores:
     return read_answer(response.status_code, response.headers.get("content-type", ""), response.content)
 
 
+def read_comparison(response: httpx.Response) -> Comparison:
+    """The comparison of a 200 answer to ``/compare``; a ``ProblemError`` for any other."""
+    npz = _is_npz_answer(response.status_code, response.headers.get("content-type", ""), response.content)
+    return Comparison.from_npz(response.content) if npz else Comparison.from_json(response.content)
+
+
 def read_answer(status: int, content_type: str, content: bytes) -> Scores:
     """The scores of a 200 answer; a ``ProblemError`` for any other."""
+    return Scores.from_npz(content) if _is_npz_answer(status, content_type, content) else Scores.from_json(content)
+
+
+def _is_npz_answer(status: int, content_type: str, content: bytes) -> bool:
+    """Whether a 200 answer is NPZ (else JSON); a ``ProblemError`` for any other status."""
     media = content_type.split(";", 1)[0].strip().lower()
     if status == 200:
-        return Scores.from_npz(content) if media == NPZ_MEDIA_TYPE else Scores.from_json(content)
+        return media == NPZ_MEDIA_TYPE
     document = None
     if media.endswith("json"):
         try:

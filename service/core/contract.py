@@ -140,6 +140,23 @@ _COMMON = {
     "per_sample": Option(
         "per_sample", True, "Return the per-sample arrays (default). `false` leaves them out, for very large batches."
     ),
+    "confidence": Option(
+        "confidence",
+        0.95,
+        "Confidence level of the intervals in `ci`, in (0, 1). Default 0.95: m ± z·SE with z = Φ⁻¹((1 + 0.95)/2) "
+        "≈ 1.96, the normal quantile.",
+        gt=0,
+        lt=1,
+    ),
+    "cluster_ids": Option(
+        "cluster_ids",
+        None,
+        "N strings or integers, one per row: rows that share a cluster are not independent (several questions "
+        "from one passage, several windows of one document), and the standard errors become cluster-robust (CR1). "
+        'Compared as given: `1` and `"1"` are not the same cluster, and one request uses strings or integers, '
+        "not both.",
+        array=True,
+    ),
 }
 
 
@@ -206,6 +223,8 @@ OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
         ),
         _COMMON["unit"],
         _COMMON["per_sample"],
+        _COMMON["confidence"],
+        _COMMON["cluster_ids"],
     ),
     BINARY: _in_order(
         Option(
@@ -232,31 +251,13 @@ OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
         _COMMON["epsilon"],
         _COMMON["unit"],
         _COMMON["per_sample"],
+        _COMMON["confidence"],
+        _COMMON["cluster_ids"],
     ),
 }
 
-#: The options of issue 14's standard errors and intervals, the same on both endpoints. Kept apart from
-#: ``OPTIONS`` until the request models, the client and the CLI carry them (``tests/test_contract.py`` holds
-#: those to ``OPTIONS``); the wiring merges them into each endpoint's options then.
-UNCERTAINTY_OPTIONS: Mapping[str, Option] = _in_order(
-    Option(
-        "confidence",
-        0.95,
-        "Confidence level of the intervals in `ci`, in (0, 1). Default 0.95: m ± z·SE with z = Φ⁻¹((1 + 0.95)/2) "
-        "≈ 1.96, the normal quantile.",
-        gt=0,
-        lt=1,
-    ),
-    Option(
-        "cluster_ids",
-        None,
-        "N strings or integers, one per row: rows that share a cluster are not independent (several questions "
-        "from one passage, several windows of one document), and the standard errors become cluster-robust (CR1). "
-        'Compared as given: `1` and `"1"` are not the same cluster, and one request uses strings or integers, '
-        "not both.",
-        array=True,
-    ),
-)
+#: The options of the standard errors and intervals (issue 14), the same on both endpoints.
+UNCERTAINTY_OPTIONS: Mapping[str, Option] = {name: OPTIONS[MULTICLASS][name] for name in ("confidence", "cluster_ids")}
 
 #: Options that are arrays: NPZ members rather than query parameters.
 ARRAY_OPTIONS = frozenset(name for options in OPTIONS.values() for name, option in options.items() if option.array)

@@ -18,13 +18,20 @@ from typing import Any
 import numpy as np
 
 from service.core.arrays import all_finite, first_rows
-from service.core.contract import AGGREGATE_OVERFLOW, MAX_EXP_NATS, aggregate_overflow_message
+from service.core.contract import (
+    AGGREGATE_OVERFLOW,
+    MAX_EXP_NATS,
+    UNCERTAINTY_OPTIONS,
+    aggregate_overflow_message,
+)
 from service.core.options import Unit
 
 #: How many row indices a warning lists.
 WARNING_ROWS_SHOWN = 20
 #: ``Unit.log_base`` of each unit, looked up once.
 _LOG_BASE = {unit: unit.log_base for unit in Unit}
+#: The default confidence level of the intervals, from the contract.
+DEFAULT_CONFIDENCE: float = UNCERTAINTY_OPTIONS["confidence"].default
 #: The quantities that have a mean, a sum and a per-sample value, by wire name.
 _QUANTITIES = ("cross_entropy", "kl_divergence", "entropy")
 
@@ -39,6 +46,7 @@ class WarningCode(StrEnum):
     EMPTY = "EMPTY"
     ZERO_WEIGHT = "ZERO_WEIGHT"
     AGGREGATE_OVERFLOW = AGGREGATE_OVERFLOW
+    STDERR_UNDEFINED = "STDERR_UNDEFINED"
 
 
 @dataclass(frozen=True)
@@ -109,19 +117,41 @@ class ScoreResult:
     row_weights: np.ndarray
     correct: np.ndarray
 
-    def to_summary(self, *, per_sample: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``).
+    def to_summary(
+        self,
+        *,
+        per_sample: bool,
+        extra: Mapping[str, Any] | None = None,
+        confidence: float = DEFAULT_CONFIDENCE,
+        cluster_ids: Any = None,
+    ) -> dict[str, Any]:
+        """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``), built here only.
 
         Non-finite numbers are None (JSON has no infinity); ``per_sample`` there is None,
         for the writer to fill in, while ``settings.per_sample`` records the flag; ``extra``
-        adds top-level fields after ``unit``.
+        adds top-level fields after ``unit``. ``stderr``, ``ci`` and ``n_clusters`` are those of
+        ``service.core.uncertainty.uncertainty`` at ``confidence``, clustered by ``cluster_ids``.
         """
-        mean, sums = self.mean, self.sum
+        from service.core.summary import uncertainty_fields  # it imports uncertainty, which imports this module
+
+        spread, warnings, level = uncertainty_fields(self, confidence, cluster_ids)
         return {
             "n": self.n,
             "n_scored": self.n_scored,
+            "n_clusters": spread.pop("n_clusters"),
             "unit": self.unit.value,
             **(extra or {}),
+            **self.aggregates(),
+            **spread,
+            "per_sample": None,
+            "warnings": [*wire_warnings(self.warnings), *warnings],
+            "settings": {**self.settings, "per_sample": per_sample, "confidence": level},
+        }
+
+    def aggregates(self) -> dict[str, Any]:
+        """The answer's ``mean`` and ``sum`` blocks (null where not finite)."""
+        mean, sums = self.mean, self.sum
+        return {
             "mean": {
                 "cross_entropy": finite_or_none(mean.cross_entropy),
                 "kl_divergence": finite_or_none(mean.kl_divergence),
@@ -134,13 +164,12 @@ class ScoreResult:
                 "kl_divergence": finite_or_none(sums.kl_divergence),
                 "entropy": finite_or_none(sums.entropy),
             },
-            "per_sample": None,
-            "warnings": [
-                {"code": w.code.value, "message": w.message, "count": w.count, "rows": list(w.rows)}
-                for w in self.warnings
-            ],
-            "settings": {**self.settings, "per_sample": per_sample},
         }
+
+
+def wire_warnings(warnings: Any) -> list[dict[str, Any]]:
+    """Warnings (``ScoringWarning`` or alike: code, message, count, rows) as the answer lists them."""
+    return [{"code": str(w.code), "message": w.message, "count": w.count, "rows": list(w.rows)} for w in warnings]
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -1,7 +1,5 @@
 """The JSON answer is written exactly as orjson would write the whole document."""
 
-import dataclasses
-
 import numpy as np
 import orjson
 from hypothesis import given
@@ -11,7 +9,6 @@ from hypothesis.extra.numpy import arrays
 from service.api.transport import answer
 from service.api.transport.answer import encode
 from service.core import score_multiclass
-from service.core.result import PerSample
 
 FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -36,14 +33,14 @@ def test_the_json_answer_is_byte_for_byte_orjsons(
     n = cross_entropy.shape[0]
     kl_divergence = cross_entropy if kl == "same" else cross_entropy[::-1].copy()
     entropy = {"zeros": np.zeros(n), "negative zeros": -np.zeros(n), "values": np.abs(cross_entropy)}[entropy_kind]
-    result = score_multiclass([0], [[0.5, 0.5]], classes=[name, "other"])
-    result = dataclasses.replace(result, per_sample=PerSample(cross_entropy, kl_divergence, entropy))
+    result = score_multiclass([0, 1, 0], [[0.5, 0.5], [1e-310, 1.0], [0.9, 0.1]], classes=[name, "other"])
     extra = {"classes": [name, "other"]}
-    document = result.to_summary(per_sample=per_sample, extra=extra)
-    if per_sample:
-        document["per_sample"] = {"cross_entropy": cross_entropy, "kl_divergence": kl_divergence, "entropy": entropy}
+    # Three rows, so that the summary holds standard errors and intervals too.
+    summary = result.to_summary(per_sample=per_sample, extra=extra)
+    arrays = {"cross_entropy": cross_entropy, "kl_divergence": kl_divergence, "entropy": entropy}
+    document = {**summary, "per_sample": arrays if per_sample else None}
     try:
-        written = encode(result, per_sample=per_sample, extra=extra).body
+        written = encode(summary, arrays if per_sample else None, result.scored).body
     finally:
         answer.SPLICE_MIN_ROWS = 256
     assert written == orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)

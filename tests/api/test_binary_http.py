@@ -5,7 +5,16 @@ from typing import Any
 
 import httpx
 import pytest
-from whole_answers import EMPTY_WARNING, MACHINE_EPSILON, NON_FINITE_MESSAGE, PERPLEXITY_OVERFLOW, close
+from whole_answers import (
+    EMPTY_WARNING,
+    MACHINE_EPSILON,
+    NO_SPREAD,
+    NON_FINITE_MESSAGE,
+    PERPLEXITY_OVERFLOW,
+    close,
+    spread,
+    stderr_undefined,
+)
 
 from service.api.schemas import BinaryCrossEntropyResponse
 
@@ -24,6 +33,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "sample_weights": False,
     "labels_per_sample": 1,
     "per_sample": True,
+    "confidence": 0.95,
 }
 
 
@@ -38,6 +48,7 @@ def answer(
     entropy: list[float],
     *,
     accuracy: float,
+    correct: list[float] | None = None,
     weights: list[float] | None = None,
     base: float = 1.0,
     warnings: list[dict[str, Any]] | None = None,
@@ -59,9 +70,24 @@ def answer(
     def shown(value: float | None) -> Any:
         return None if value is None else close(value / base)
 
+    n = len(cross_entropy)
+    means_nats = {
+        "cross_entropy": means[0],
+        "kl_divergence": means[1],
+        "entropy": means[2],
+        "accuracy": accuracy if total else None,
+    }
+    rows = {
+        "cross_entropy": cross_entropy,
+        "kl_divergence": kl_divergence,
+        "entropy": entropy,
+        "accuracy": correct or [accuracy] * n,  # every row alike unless the test says otherwise
+    }
+    weighed = sum(1 for w in weights if w > 0)
     return {
-        "n": len(cross_entropy),
-        "n_scored": len(cross_entropy),
+        "n": n,
+        "n_scored": n,
+        "n_clusters": None,
         "unit": settings.get("unit", "nats"),
         "mean": {
             "cross_entropy": shown(means[0]),
@@ -78,7 +104,8 @@ def answer(
         }
         if per_sample
         else None,
-        "warnings": warnings or [],
+        **spread(rows, weights, means_nats, base),  # type: ignore[arg-type]
+        "warnings": [*(warnings or []), *([stderr_undefined(weighed)] if weighed < 2 else [])],
         "settings": {**DEFAULT_SETTINGS, "per_sample": per_sample, **settings},
     }
 
@@ -106,7 +133,9 @@ async def test_multi_label_rows_score_the_mean_over_their_labels(client: httpx.A
     ce = [(-math.log(0.8) - math.log(0.9)) / 2, LN2]
 
     # Row 1's second label sits at 0.5, which is not on the positive side: 3 of 4 labels are right.
-    assert await score(client, body) == answer(ce, ce, [0.0, 0.0], accuracy=0.75, labels_per_sample=2)
+    assert await score(client, body) == answer(
+        ce, ce, [0.0, 0.0], accuracy=0.75, correct=[1.0, 0.5], labels_per_sample=2
+    )
 
 
 async def test_logit_minus_1000_on_a_positive_label_costs_exactly_1000_nats(client: httpx.AsyncClient) -> None:
@@ -162,7 +191,7 @@ async def test_a_pos_weight_per_label(client: httpx.AsyncClient) -> None:
     kl = [(-math.log(0.8) - math.log(0.9)) / 2, LN2]
 
     assert await score(client, body) == answer(
-        ce, kl, [0.0, 0.0], accuracy=0.75, pos_weight=[2.0, 0.5], labels_per_sample=2
+        ce, kl, [0.0, 0.0], accuracy=0.75, correct=[1.0, 0.5], pos_weight=[2.0, 0.5], labels_per_sample=2
     )
 
 
@@ -207,6 +236,7 @@ async def test_default_epsilon_clips_a_zero_probability_on_a_positive_label(clie
         ce,
         [0.0, 0.0],
         accuracy=0.5,
+        correct=[0.0, 1.0],
         warnings=[
             {
                 "code": "CLIPPED",
@@ -228,6 +258,7 @@ async def test_a_numeric_epsilon_is_the_clip(client: httpx.AsyncClient) -> None:
         ce,
         [0.0, 0.0],
         accuracy=0.5,
+        correct=[0.0, 1.0],
         epsilon=0.01,
         warnings=[
             {
@@ -249,6 +280,7 @@ async def test_epsilon_0_gives_infinity_reported_as_null(client: httpx.AsyncClie
         [None, -math.log(0.75)],
         [0.0, 0.0],
         accuracy=0.5,
+        correct=[0.0, 1.0],
         epsilon=0.0,
         warnings=[{"code": "NON_FINITE", "message": NON_FINITE_MESSAGE, "count": 1, "rows": [0]}],
     )
@@ -260,7 +292,7 @@ async def test_per_sample_false_leaves_the_arrays_out(client: httpx.AsyncClient)
 
     result = await score(client, body)
 
-    assert result == answer(ce, ce, [0.0, 0.0], accuracy=0.5, per_sample=False)
+    assert result == answer(ce, ce, [0.0, 0.0], accuracy=0.5, correct=[0.0, 1.0], per_sample=False)
     assert result["per_sample"] is None
 
 
@@ -271,11 +303,13 @@ async def test_empty_batch_is_200_with_null_means_and_an_empty_warning(client: h
     assert response.json() == {
         "n": 0,
         "n_scored": 0,
+        "n_clusters": None,
         "unit": "nats",
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
+        **NO_SPREAD,
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
-        "warnings": [EMPTY_WARNING],
+        "warnings": [EMPTY_WARNING, stderr_undefined(0)],
         "settings": {**DEFAULT_SETTINGS, "labels_per_sample": None},
     }
 
@@ -286,9 +320,11 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
     assert await score(client, body) == {
         "n": 1,
         "n_scored": 1,
+        "n_clusters": None,
         "unit": "nats",
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
+        **NO_SPREAD,
         "per_sample": {"cross_entropy": [close(LN2)], "kl_divergence": [close(LN2)], "entropy": [0.0]},
         "warnings": [
             {
@@ -296,7 +332,8 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
                 "message": "the weights of the scored rows sum to 0, so the weighted means are undefined (null)",
                 "count": 1,
                 "rows": [0],
-            }
+            },
+            stderr_undefined(0),
         ],
         "settings": {**DEFAULT_SETTINGS, "sample_weights": True},
     }

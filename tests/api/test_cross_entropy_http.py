@@ -9,12 +9,16 @@ from whole_answers import (
     CROSS_ENTROPY_DEFAULTS,
     EMPTY_WARNING,
     MACHINE_EPSILON,
+    NO_SPREAD,
     NON_FINITE_MESSAGE,
     PERPLEXITY_OVERFLOW,
     REFERENCE_ANSWER,
     REFERENCE_BODY,
+    Z95,
     close,
     closes,
+    spread,
+    stderr_undefined,
 )
 
 from service.api.schemas import CrossEntropyResponse
@@ -62,9 +66,19 @@ def answer(
     sums = [weighted(per_sample_ce), weighted(kl), weighted(entropy)]
     accuracy = sum(weights[i] * (correct or [1.0] * n)[i] for i in scored) / total
     in_unit = [None if v is None else v / base for v in per_sample_ce]
+    row_weights = [weights[i] if i in scored else 0.0 for i in range(n)]
+    means = {
+        "cross_entropy": sums[0] / total if total else None,
+        "kl_divergence": sums[1] / total if total else None,
+        "entropy": sums[2] / total if total else None,
+        "accuracy": accuracy,
+    }
+    rows = {"cross_entropy": per_sample_ce, "kl_divergence": kl, "entropy": entropy, "accuracy": correct or [1.0] * n}
+    weighed = sum(1 for w in row_weights if w > 0)
     return {
         "n": n,
         "n_scored": len(scored),
+        "n_clusters": None,
         "unit": unit,
         "classes": classes,
         "mean": {
@@ -87,7 +101,8 @@ def answer(
         }
         if per_sample
         else None,
-        "warnings": warnings or [],
+        **spread(rows, row_weights, means, base),  # type: ignore[arg-type]
+        "warnings": [*(warnings or []), *([stderr_undefined(weighed)] if weighed < 2 else [])],
         "settings": {**DEFAULT_SETTINGS, "unit": unit, "per_sample": per_sample, **settings},
     }
 
@@ -267,10 +282,21 @@ async def test_epsilon_0_gives_infinity_reported_as_null_with_a_non_finite_warni
     assert await score(client, body) == {
         "n": 2,
         "n_scored": 2,
+        "n_clusters": None,
         "unit": "nats",
         "classes": None,
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": 0.0, "perplexity": None, "accuracy": 0.5},
         "sum": {"cross_entropy": None, "kl_divergence": None, "entropy": 0.0},
+        # An infinite CE leaves CE's (and KL's) error undefined, the others stay; correctness [0, 1] has
+        # s = √½ and SE = s/√2 = 0.5, so the accuracy interval is 0.5 ± 1.96·0.5.
+        "stderr": {"cross_entropy": None, "kl_divergence": None, "entropy": 0.0, "accuracy": close(0.5)},
+        "ci": {
+            "cross_entropy": None,
+            "kl_divergence": None,
+            "entropy": [0.0, 0.0],
+            "accuracy": closes([0.5 - Z95 * 0.5, 0.5 + Z95 * 0.5]),
+            "perplexity": None,
+        },
         "per_sample": {
             "cross_entropy": [None, close(-math.log(0.8))],
             "kl_divergence": [None, close(-math.log(0.8))],
@@ -366,12 +392,14 @@ async def test_empty_batch_is_200_with_null_means_zero_sums_and_an_empty_warning
     assert await score(client, {"labels": [], "predictions": []}) == {
         "n": 0,
         "n_scored": 0,
+        "n_clusters": None,
         "unit": "nats",
         "classes": None,
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
+        **NO_SPREAD,
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
-        "warnings": [EMPTY_WARNING],
+        "warnings": [EMPTY_WARNING, stderr_undefined(0)],
         "settings": DEFAULT_SETTINGS,
     }
 
@@ -382,10 +410,12 @@ async def test_all_rows_ignored_is_200_with_null_means_and_an_empty_warning(clie
     assert await score(client, body) == {
         "n": 2,
         "n_scored": 0,
+        "n_clusters": None,
         "unit": "nats",
         "classes": None,
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
+        **NO_SPREAD,
         "per_sample": {"cross_entropy": [None, None], "kl_divergence": [None, None], "entropy": [None, None]},
         "warnings": [
             {
@@ -393,7 +423,8 @@ async def test_all_rows_ignored_is_200_with_null_means_and_an_empty_warning(clie
                 "message": "nothing was scored: every row is ignored; means are null",
                 "count": 0,
                 "rows": [],
-            }
+            },
+            stderr_undefined(0),
         ],
         "settings": {**DEFAULT_SETTINGS, "ignore_index": -100},
     }
@@ -405,10 +436,12 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
     assert await score(client, body) == {
         "n": 2,
         "n_scored": 2,
+        "n_clusters": None,
         "unit": "nats",
         "classes": None,
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
+        **NO_SPREAD,
         "per_sample": {
             "cross_entropy": closes([LN2, -math.log(0.8)]),
             "kl_divergence": closes([LN2, -math.log(0.8)]),
@@ -420,7 +453,8 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
                 "message": "the weights of the scored rows sum to 0, so the weighted means are undefined (null)",
                 "count": 2,
                 "rows": [0, 1],
-            }
+            },
+            stderr_undefined(0),
         ],
         "settings": {**DEFAULT_SETTINGS, "sample_weights": True},
     }
@@ -435,7 +469,8 @@ async def test_a_response_with_nulls_still_fits_the_response_model(client: httpx
     parsed = CrossEntropyResponse.model_validate_json(response.content)
     assert parsed.per_sample is not None
     assert parsed.per_sample.cross_entropy == [None, None]
-    assert [w.code for w in parsed.warnings] == ["NON_FINITE"]
+    # One row scored: no standard error either.
+    assert [w.code for w in parsed.warnings] == ["NON_FINITE", "STDERR_UNDEFINED"]
 
 
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/x+json"])

@@ -21,8 +21,8 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from in_process import send, started_client
 
 from service.api import create_app
+from service.api.keyed_route import KeyedRoute
 from service.api.policy.auth import offered_key
-from service.api.scoring import KeyedRoute
 from service.settings import Settings
 
 REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}

@@ -140,7 +140,12 @@ def test_every_keyed_operation_lists_both_schemes(metrics_require_key: bool) -> 
         for method, operation in operations.items()
     }
 
-    expected = {("/v1/cross-entropy", "post"), ("/v1/binary-cross-entropy", "post")}
+    expected = {
+        ("/v1/cross-entropy", "post"),
+        ("/v1/binary-cross-entropy", "post"),
+        ("/v1/cross-entropy/compare", "post"),
+        ("/v1/binary-cross-entropy/compare", "post"),
+    }
     if metrics_require_key:
         expected.add(("/metrics", "get"))
     assert {key for key, security in secured.items() if security is not None} == expected

@@ -74,6 +74,7 @@ def _info(max_body_bytes: int, **limits: object) -> dict[str, object]:
             "EMPTY",
             "ZERO_WEIGHT",
             "AGGREGATE_OVERFLOW",
+            "STDERR_UNDEFINED",
         ],
         "limits": {
             "max_body_bytes": max_body_bytes,

@@ -60,7 +60,9 @@ def test_sync_client_scores_the_reference_example_on_a_real_server(server_url: s
     assert scores.per_sample.cross_entropy.dtype == np.float64
     assert scores.per_sample.cross_entropy.tolist() == [REFERENCE_CE]
     assert scores.per_sample.ignored.tolist() == [False]
-    assert scores.warnings == ()
+    assert [w.code for w in scores.warnings] == ["STDERR_UNDEFINED"]  # one row: no standard error
+    assert scores.stderr is not None
+    assert scores.stderr.cross_entropy is None
     assert scores.settings["prediction_type"] == "probabilities"
 
 

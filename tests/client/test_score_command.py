@@ -94,8 +94,14 @@ def test_chunked_remote_scoring_matches_local_with_options(
     remote = json.loads(out)
     for group in ("mean", "sum"):
         assert remote[group] == pytest.approx(local[group], rel=1e-12)
-    assert {k: v for k, v in remote.items() if k not in ("mean", "sum")} == {
-        k: v for k, v in local.items() if k not in ("mean", "sum")
+    # Six chunks merged: standard errors are not merged, and a warning says so.
+    assert remote["stderr"] == dict.fromkeys(local["stderr"])
+    assert remote["ci"] == dict.fromkeys(local["ci"])
+    assert [w["code"] for w in remote["warnings"]] == ["STDERR_UNDEFINED"]
+    assert local["warnings"] == []
+    unmerged = ("mean", "sum", "stderr", "ci", "warnings")
+    assert {k: v for k, v in remote.items() if k not in unmerged} == {
+        k: v for k, v in local.items() if k not in unmerged
     }
 
 

@@ -62,10 +62,11 @@ MEDIA_HINT = (
 )
 CE_FIELDS = (
     "predictions, labels, prediction_type, classes, label_smoothing, class_weights, sample_weights, ignore_index, "
-    "epsilon, normalization, tolerance, unit, per_sample"
+    "epsilon, normalization, tolerance, unit, per_sample, confidence, cluster_ids"
 )
 BCE_FIELDS = (
-    "predictions, labels, prediction_type, pos_weight, label_smoothing, sample_weights, epsilon, unit, per_sample"
+    "predictions, labels, prediction_type, pos_weight, label_smoothing, sample_weights, epsilon, unit, per_sample, "
+    "confidence, cluster_ids"
 )
 NOT_ZIP = (
     "the body is not a readable .npz archive: it does not start with a zip signature (PK\\x03\\x04), as np.savez writes"
@@ -1432,7 +1433,7 @@ CATALOGUE = [
             "weights",
             ["body", "weights"],
             "unexpected member 'weights' in the archive; members are: "
-            "class_weights, classes, labels, predictions, sample_weights",
+            "class_weights, classes, cluster_ids, labels, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,
@@ -1444,7 +1445,8 @@ CATALOGUE = [
         invalid(
             "arr_0",
             ["body", "arr_0"],
-            "unexpected member 'arr_0' in the archive; members are: labels, pos_weight, predictions, sample_weights",
+            "unexpected member 'arr_0' in the archive; members are: "
+            "cluster_ids, labels, pos_weight, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,
@@ -1624,7 +1626,7 @@ CATALOGUE = [
             LONG_NAME[:64] + "…",
             ["body", LONG_NAME[:64] + "…"],
             f"unexpected member '{LONG_NAME[:64]}…' in the archive; members are: "
-            "class_weights, classes, labels, predictions, sample_weights",
+            "class_weights, classes, cluster_ids, labels, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from service.api.transport import json_codec, npz_archive, npz_codec
 from service.api.transport.answer import Answer, encode
 from service.api.transport.body import Body, BodyKind, BodyWatcher, read_body
-from service.api.transport.limits import Limits
+from service.api.transport.limits import Limits, predictions_of
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -34,7 +34,7 @@ def decode(
         request = npz_codec.decode(model, body, query, limits)
     else:
         request = json_codec.decode(model, body, query, limits, fast_json_min_bytes=fast_json_min_bytes)
-    limits.check_batch(getattr(request, "predictions", None))
+    limits.check_batch(*predictions_of(request))
     return request
 
 

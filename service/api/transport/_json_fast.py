@@ -79,7 +79,8 @@ def _convert(kind: str, array: Any) -> tuple[Any, int]:
     """The field as an array (or a list of names), and how many '[' its JSON text holds.
 
     ``kind`` says what the field may hold: "rows" (N×C numbers), "numbers" (N numbers),
-    "numbers_or_rows", or "labels" (N class indices, N class names or N×C numbers).
+    "numbers_or_rows", "labels" (N class indices, N class names or N×C numbers), or "ids" (N strings or N
+    integers).
     """
     n = len(array)
     if n == 0:
@@ -90,9 +91,9 @@ def _convert(kind: str, array: Any) -> tuple[Any, int]:
             return _matrix(array, n), n + 1
         if isinstance(first, bool):
             raise _NotFast
-        if isinstance(first, str) and kind == "labels":
+        if isinstance(first, str) and kind in ("labels", "ids"):
             return array.as_list(), 1
-        if isinstance(first, int) and kind == "labels":
+        if isinstance(first, int) and kind in ("labels", "ids"):
             return np.frombuffer(array.as_buffer(of_type="i"), dtype=np.int64), 1
         if isinstance(first, int | float) and kind in ("numbers", "numbers_or_rows"):
             return np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64), 1

@@ -1,14 +1,15 @@
 """The answer writer: what the client accepts (Accept, Accept-Encoding), then the result as JSON or NPZ, compressed
 when the policy (``XENT_COMPRESSION``) says it pays.
 
-Both formats are written from the one summary the core's result gives (``ScoreResult.to_summary``).
+Both formats are written from the one summary the core builds (``ScoreResult.to_summary``, or
+``service.core.summary.comparison_summary``) and the per-sample arrays beside it.
 """
 
 from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,7 +18,6 @@ import orjson
 import zstandard
 from fastapi import Request, Response
 
-from service.core import ScoreResult
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 from service.core.result import PerSample
 from service.settings import Compression
@@ -119,27 +119,37 @@ def gzip_compress(content: bytes) -> bytes:
 _COMPRESSORS: dict[Coding, Callable[[bytes], bytes]] = {"zstd": zstd_compress, "gzip": gzip_compress}
 
 
-def encode(result: ScoreResult, *, per_sample: bool, extra: dict[str, Any], answer: Answer | None = None) -> Response:
-    """The response for ``result``, as ``answer`` asks (JSON by default); ``extra`` adds top-level fields."""
+def encode(
+    summary: dict[str, Any],
+    per_sample: Mapping[str, np.ndarray] | None,
+    scored: np.ndarray,
+    answer: Answer | None = None,
+) -> Response:
+    """The response for an answer's ``summary`` (built by the core, ``per_sample`` null in it) and its per-sample
+    arrays (None: not asked for), as ``answer`` asks (JSON by default). ``scored`` marks the rows scored: an NPZ
+    answer carries it beside the arrays."""
     answer = answer or Answer()
     if answer.exchange is not None:
-        answer.exchange[ROWS_KEY] = result.n
-    body = result.to_summary(per_sample=per_sample, extra=extra)
-    values = result.per_sample
+        answer.exchange[ROWS_KEY] = summary["n"]
     if answer.as_npz:
-        return answer.response(_npz_bytes(body, result, per_sample), NPZ_MEDIA_TYPE)
-    splice = per_sample and result.n > SPLICE_MIN_ROWS
-    if per_sample and not splice:
-        body["per_sample"] = {name: getattr(values, name) for name in _PER_SAMPLE}
-    text = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not splice:
+        return answer.response(_npz_bytes(summary, per_sample, scored), NPZ_MEDIA_TYPE)
+    splice = per_sample is not None and summary["n"] > SPLICE_MIN_ROWS
+    if per_sample is not None and not splice:
+        summary = {**summary, "per_sample": dict(per_sample)}
+    text = orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY)
+    if per_sample is None or not splice:
         return answer.response(text, JSON_MEDIA_TYPE)
     # The per-sample arrays are megabytes of text: written once each and put in place in one join,
     # rather than copied again by every layer (Fragment, then the whole document).
     # '"per_sample":null' occurs once: inside a JSON string its quotes would be escaped.
     at = text.index(_NO_PER_SAMPLE)
-    parts = [text[:at], b'"per_sample":{', *_per_sample_parts(values), b"}", text[at + len(_NO_PER_SAMPLE) :]]
+    parts = [text[:at], b'"per_sample":{', *_per_sample_parts(per_sample), b"}", text[at + len(_NO_PER_SAMPLE) :]]
     return answer.response(b"".join(parts), JSON_MEDIA_TYPE)
+
+
+def per_sample_arrays(values: PerSample) -> dict[str, np.ndarray]:
+    """A scoring answer's per-sample arrays by wire name (with hard labels, KL is the very CE array)."""
+    return {name: getattr(values, name) for name in _PER_SAMPLE}
 
 
 _NO_PER_SAMPLE = b'"per_sample":null'
@@ -148,8 +158,9 @@ _PER_SAMPLE = ("cross_entropy", "kl_divergence", "entropy")
 SPLICE_MIN_ROWS = 256
 
 
-def _per_sample_parts(values: PerSample) -> list[bytes]:
-    """``"cross_entropy":[...],"kl_divergence":[...],"entropy":[...]`` as pieces of JSON text.
+def _per_sample_parts(arrays: Mapping[str, np.ndarray]) -> list[bytes]:
+    """``"cross_entropy":[...],"kl_divergence":[...],"entropy":[...]`` (or a comparison's ``"difference":[...]``)
+    as pieces of JSON text.
 
     orjson writes float64 arrays directly (shortest round-trip digits), and writes NaN (an
     ignored row) and +inf (flagged by a NON_FINITE warning) as null, as the contract says.
@@ -158,8 +169,7 @@ def _per_sample_parts(values: PerSample) -> list[bytes]:
     """
     written: dict[int, bytes] = {}
     parts: list[bytes] = []
-    for name in _PER_SAMPLE:
-        array = getattr(values, name)
+    for name, array in arrays.items():
         text = written.get(id(array))
         if text is None:
             text = written[id(array)] = _array_json(array)
@@ -174,21 +184,16 @@ def _array_json(array: np.ndarray) -> bytes:
     return text
 
 
-def _npz_bytes(summary: dict[str, Any], result: ScoreResult, per_sample: bool) -> bytes:
-    """An .npz with the per-sample float64 arrays (NaN on ignored rows, +inf kept) and ``summary`` (JSON text).
+def _npz_bytes(summary: dict[str, Any], per_sample: Mapping[str, np.ndarray] | None, scored: np.ndarray) -> bytes:
+    """An .npz with the per-sample float64 arrays (NaN on ignored rows, +inf kept), ``scored``, and ``summary``
+    (JSON text).
 
     The summary is the JSON answer with ``per_sample`` null; it is a 0-d string array, so
     ``str(np.load(f)["summary"])`` reads it without pickle.
     """
     arrays: dict[str, np.ndarray] = {"summary": np.array(orjson.dumps(summary).decode())}
-    if per_sample:
-        values = result.per_sample
-        arrays |= {
-            "cross_entropy": values.cross_entropy,
-            "kl_divergence": values.kl_divergence,
-            "entropy": values.entropy,
-            "scored": result.scored,
-        }
+    if per_sample is not None:
+        arrays |= {**per_sample, "scored": scored}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()

@@ -18,7 +18,7 @@ from service.api.problems import HttpProblem, ProblemKind, query_parameter_error
 from service.api.transport._json_fast import decode_fast
 from service.api.transport._json_outline import JsonOutline
 from service.api.transport.body import Body
-from service.api.transport.limits import Limits
+from service.api.transport.limits import PREDICTION_FIELDS, Limits
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -79,15 +79,17 @@ def _screen(model: type[BaseModel], outline: JsonOutline, limits: Limits) -> Non
         raise unknown_field(unknown, model)
     if limits.batch_fits_in(outline.data.shape[0]):
         return
+    predictions = []
     for name in getattr(model, "array_kinds", {}):
         shape = outline.shape(name)
         if shape is None:
             continue
         rows, columns = shape
-        if name == "predictions":
-            limits.check_shape(rows, columns)
+        if name in PREDICTION_FIELDS:
+            predictions.append((rows, columns))
         else:
             limits.check_values(name, rows * max(columns, 1))
+    limits.check_shapes(predictions)
 
 
 #: Byte order marks, longest first (UTF-32's starts with UTF-16's).

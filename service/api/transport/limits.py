@@ -54,18 +54,29 @@ class Limits:
         if size > self.body_bytes:
             raise self.too_large("the uncompressed archive")
 
-    def check_batch(self, predictions: Any) -> None:
-        """413 naming the limit and the value sent when a batch has too many rows, classes or cells."""
-        self.check_shape(*_shape(predictions))
+    def check_batch(self, *predictions: Any) -> None:
+        """413 naming the limit and the value sent when a batch has too many rows, classes or cells.
+
+        A comparison sends two prediction arrays (``predictions``, ``baseline_predictions``): each is held to
+        the rows and classes, and their cells together to the cells limit, as both are held in memory.
+        """
+        self.check_shapes([_shape(array) for array in predictions])
 
     def check_shape(self, rows: int, columns: int) -> None:
         """413 when predictions of ``rows`` × ``columns`` (as counted in the text, before decoding) pass a limit."""
-        if rows > self.rows:
-            raise _refuse("rows", rows, self.rows, "XENT_MAX_ROWS")
-        if columns > self.classes:
-            raise _refuse("classes (columns)", columns, self.classes, "XENT_MAX_CLASSES")
-        if rows * columns > self.cells:
-            raise _refuse("rows × classes", rows * columns, self.cells, "XENT_MAX_CELLS")
+        self.check_shapes([(rows, columns)])
+
+    def check_shapes(self, shapes: list[tuple[int, int]]) -> None:
+        """413 when one of the prediction arrays of these shapes passes a limit, or all their cells together do."""
+        for rows, columns in shapes:
+            if rows > self.rows:
+                raise _refuse("rows", rows, self.rows, "XENT_MAX_ROWS")
+            if columns > self.classes:
+                raise _refuse("classes (columns)", columns, self.classes, "XENT_MAX_CLASSES")
+        cells = sum(rows * columns for rows, columns in shapes)
+        if cells > self.cells:
+            what = "rows × classes" if len(shapes) < 2 else "rows × classes (both prediction arrays)"
+            raise _refuse(what, cells, self.cells, "XENT_MAX_CELLS")
 
     def batch_fits_in(self, json_bytes: int) -> bool:
         """Whether no JSON array of ``json_bytes`` can hold more entries, or entries × first-entry length, than allowed.
@@ -87,10 +98,19 @@ class Limits:
             raise ProblemKind.TOO_LARGE.error(detail)
 
 
-def batch_cells(predictions: Any) -> int:
-    """Rows × columns of decoded predictions (what the memory budget charges a batch by)."""
-    rows, columns = _shape(predictions)
-    return rows * columns
+#: The fields holding predictions: a comparison has two, each charged and counted.
+PREDICTION_FIELDS = ("predictions", "baseline_predictions")
+
+
+def batch_cells(request: Any) -> int:
+    """Rows × columns of a decoded request's predictions, both arrays of a comparison (what the memory budget
+    charges a batch by)."""
+    return sum(rows * columns for rows, columns in (_shape(array) for array in predictions_of(request)))
+
+
+def predictions_of(request: Any) -> list[Any]:
+    """The prediction arrays of a decoded request: ``predictions``, and a comparison's ``baseline_predictions``."""
+    return [getattr(request, name) for name in PREDICTION_FIELDS if getattr(request, name, None) is not None]
 
 
 def _shape(predictions: Any) -> tuple[int, int]:

@@ -1,0 +1,111 @@
+"""The uncertainty blocks of an answer (``stderr``, ``ci``, ``n_clusters``) and the paired comparison's answer.
+
+``ScoreResult.to_summary`` builds a scoring answer with ``uncertainty_fields``; ``comparison_summary`` builds the
+answer of ``/compare`` from the same blocks, so both answers read the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from service.core.result import ScoreResult, finite_or_none, wire_warnings
+from service.core.uncertainty import (
+    Intervals,
+    PairedDifference,
+    Stderrs,
+    Uncertainty,
+    paired_difference,
+    uncertainty,
+)
+
+_STDERR_METRICS = ("cross_entropy", "kl_divergence", "entropy", "accuracy")
+_INTERVAL_METRICS = (*_STDERR_METRICS, "perplexity")
+_DIFFERENCE_METRICS = ("cross_entropy", "kl_divergence", "accuracy")
+
+
+def wire_interval(bounds: tuple[float, float] | None) -> list[float] | None:
+    """An interval as ``[low, high]``; None when it is undefined or a bound is not finite (JSON has no infinity)."""
+    if bounds is None or not all(math.isfinite(bound) for bound in bounds):
+        return None
+    return [bounds[0], bounds[1]]
+
+
+def _blocks(stderr: Stderrs, ci: Intervals) -> dict[str, Any]:
+    """The answer's ``stderr`` and ``ci`` blocks."""
+    return {
+        "stderr": {name: finite_or_none(getattr(stderr, name)) for name in _STDERR_METRICS},
+        "ci": {name: wire_interval(getattr(ci, name)) for name in _INTERVAL_METRICS},
+    }
+
+
+def uncertainty_fields(
+    result: ScoreResult, confidence: Any, cluster_ids: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+    """``n_clusters``, ``stderr`` and ``ci`` of ``result``, the warnings they bring, and the confidence level."""
+    spread = uncertainty(result, confidence, cluster_ids)
+    return _fields(spread), wire_warnings(spread.warnings), spread.confidence
+
+
+def _fields(spread: Uncertainty) -> dict[str, Any]:
+    return {"n_clusters": spread.n_clusters, **_blocks(spread.stderr, spread.ci)}
+
+
+def _difference(paired: PairedDifference) -> dict[str, Any]:
+    """One metric's ``difference`` entry (null where not finite)."""
+    return {
+        "mean": finite_or_none(paired.mean),
+        "stderr": finite_or_none(paired.stderr),
+        "ci": wire_interval(paired.ci),
+        "z": finite_or_none(paired.z),
+        "p_value": finite_or_none(paired.p_value),
+        "correlation": paired.correlation,
+    }
+
+
+def comparison_summary(
+    model: ScoreResult,
+    baseline: ScoreResult,
+    *,
+    per_sample: bool,
+    confidence: Any,
+    cluster_ids: Any,
+    extra: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The answer of a paired comparison, with ``per_sample`` None for the writer, and the per-sample differences.
+
+    ``model`` and ``baseline`` each get the scoring answer's ``mean``, ``sum``, ``stderr`` and ``ci``;
+    ``difference`` is ``paired_difference``'s. The warnings are both sides', each marked with its ``source``;
+    the difference's own STDERR_UNDEFINED is left out, as it repeats the model's (the same rows, weights and
+    clusters). ``settings`` are the model's, with ``settings`` added.
+    """
+    sides: dict[str, Any] = {}
+    warnings: list[dict[str, Any]] = []
+    for source, result in (("model", model), ("baseline", baseline)):
+        spread = uncertainty(result, confidence, cluster_ids)
+        fields = _blocks(spread.stderr, spread.ci)
+        sides[source] = {**result.aggregates(), **fields}
+        for warning in (*wire_warnings(result.warnings), *wire_warnings(spread.warnings)):
+            warnings.append({**warning, "source": source})
+    difference = paired_difference(model, baseline, confidence, cluster_ids)
+    summary = {
+        "n": model.n,
+        "n_scored": model.n_scored,
+        "n_clusters": difference.n_clusters,
+        "unit": model.unit.value,
+        **(extra or {}),
+        **sides,
+        "difference": {name: _difference(getattr(difference, name)) for name in _DIFFERENCE_METRICS},
+        "per_sample": None,
+        "warnings": warnings,
+        "settings": {
+            **model.settings,
+            **(settings or {}),
+            "per_sample": per_sample,
+            "confidence": difference.confidence,
+        },
+    }
+    return summary, difference.per_sample
