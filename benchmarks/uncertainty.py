@@ -20,13 +20,13 @@ import io
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import machine, report
 from benchmarks.end_to_end import LoopbackClient
+from benchmarks.kernels import median_ms
 from benchmarks.servers import xent_server
 from benchmarks.workloads import Workload
 from service.core.uncertainty import paired_difference, uncertainty
@@ -40,17 +40,6 @@ def _compare_body(model: Workload, baseline: Workload) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, labels=labels, predictions=predictions, baseline_predictions=baseline.arrays[1])
     return buffer.getvalue()
-
-
-def _best_of(function: Callable[[], object], repetitions: int = 20) -> float:
-    """The median of ``repetitions`` timed calls, in seconds (after one warm-up call)."""
-    function()
-    times = []
-    for _ in range(repetitions):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def measure(rounds: int = ROUNDS) -> dict[str, float]:
@@ -86,8 +75,8 @@ def measure(rounds: int = ROUNDS) -> dict[str, float]:
         server.stop()
     result, other = model.expected, baseline.expected
     figures = {name: statistics.median(values) for name, values in times.items()}
-    figures["uncertainty"] = _best_of(lambda: uncertainty(result))
-    figures["paired_difference"] = _best_of(lambda: paired_difference(result, other))
+    figures["uncertainty"] = median_ms(lambda: uncertainty(result), repeat=20) / 1e3
+    figures["paired_difference"] = median_ms(lambda: paired_difference(result, other), repeat=20) / 1e3
     return figures
 
 
