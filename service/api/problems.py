@@ -248,7 +248,8 @@ def invalid_input(errors: list[dict[str, Any]], total: int | None = None, detail
 
 
 def query_parameter_error(name: str, message: str) -> HttpProblem:
-    """422 for a query parameter that does not belong or cannot be read."""
+    """422 for a query parameter that does not belong or cannot be read (a long name is ``capped``, as in ``loc``)."""
+    name = capped(name)
     errors = [{"loc": ["query", name], "msg": message, "type": "invalid_query_parameter"}]
     return invalid_input(errors, detail=f"{name}: {message}")
 

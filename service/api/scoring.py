@@ -1,8 +1,7 @@
 """Scoring routes: read the body, then decode → score → encode (in a worker thread unless the body is small)."""
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -37,6 +36,7 @@ from service.api.transport import (
     Body,
     decode,
     encode,
+    npz_codec,
     read_body,
 )
 from service.api.transport.answer import per_sample_arrays
@@ -75,11 +75,16 @@ async def _score_in_threads(
     """Decode in a worker thread, charge the batch by its cells (which may wait, or 503), then score in one.
 
     A gzip body was charged by its compressed size while it arrived: it is inflated first (in a worker
-    thread, bounded by the body limit) and charged by its inflated size before it is parsed.
+    thread, bounded by the body limit) and charged by its inflated size before it is parsed. An archive
+    with compressed members is charged, before they are inflated, as if it had arrived uncompressed.
     """
     if body.encoding != "identity":
         await run_in_threadpool(body.inflate, state.limits)
         await charge.charge_body(body.kind, body.size)
+    if body.kind == "npz":
+        inflated = await run_in_threadpool(npz_codec.inflated_size, body)
+        if inflated:
+            await charge.charge_body(body.kind, body.size + inflated)
     request = await run_in_threadpool(_decode, model, body, query, state)
     await charge.charge_cells(batch_cells(request))
     return await run_in_threadpool(handler, request, answer)
@@ -195,13 +200,6 @@ def _compare_answer(
     return encode(summary, arrays, model.scored, answer)
 
 
-@contextmanager
-def _as_baseline(request: CrossEntropyCompareRequest | BinaryCrossEntropyCompareRequest) -> Iterator[None]:
-    """Score the baseline in this block, as ``xent score`` does in-process (``service.core.baseline``)."""
-    with scoring_baseline(request.baseline_predictions, request.predictions):
-        yield
-
-
 def _multiclass(request: CrossEntropyRequest, predictions: Any, options: Any) -> ScoreResult:
     return score_multiclass(
         request.labels,
@@ -253,7 +251,7 @@ def cross_entropy_compare(request: CrossEntropyCompareRequest, answer: Answer) -
     dᵢ = ℓᵢ(model) − ℓᵢ(baseline) of cross-entropy, KL divergence and accuracy, with its paired
     (or clustered) standard error, interval, z, two-sided p-value, and the two models' correlation."""
     model = _multiclass(request, request.predictions, request.options())
-    with _as_baseline(request):
+    with scoring_baseline(request.baseline_predictions, request.predictions):
         baseline = _multiclass(request, request.baseline_predictions, request.baseline_options())
     return _compare_answer(model, baseline, request, answer)
 
@@ -271,6 +269,6 @@ def binary_cross_entropy_compare(request: BinaryCrossEntropyCompareRequest, answ
     with the options of `/v1/binary-cross-entropy`, and compare them row by row, as
     `/v1/cross-entropy/compare` does."""
     model = _binary(request, request.predictions, request.options())
-    with _as_baseline(request):
+    with scoring_baseline(request.baseline_predictions, request.predictions):
         baseline = _binary(request, request.baseline_predictions, request.baseline_options())
     return _compare_answer(model, baseline, request, answer)

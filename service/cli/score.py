@@ -70,7 +70,11 @@ def add_parser(commands: Any) -> None:
         help="how to read --baseline-predictions (default: as --prediction-type)",
     )
     options.add_argument("--unit", choices=_OPTIONS["unit"].choices)
-    options.add_argument("--confidence", type=float, help="confidence level of the intervals (default 0.95)")
+    options.add_argument(
+        "--confidence",
+        type=float,
+        help=f"confidence level of the intervals (default {_OPTIONS['confidence'].default:g})",
+    )
     options.add_argument("--classes", metavar="A,B,C", help="class names in column order, comma-separated")
     options.add_argument("--class-weights", metavar="W,W,W", help="C class weights, comma-separated")
     options.add_argument("--pos-weight", metavar="W[,W...]", help="binary: one weight, or K comma-separated")

@@ -6,8 +6,10 @@ only once the body has arrived, and only plain JSON is decoded on the event loop
 
 import asyncio
 import gzip
+import io
 import math
 import threading
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -347,6 +349,32 @@ async def test_a_gzip_body_is_charged_by_its_inflated_size_before_it_is_parsed(m
         response = await client.post("/v1/cross-entropy", content=packed, headers={**JSON, "content-encoding": "gzip"})
     assert response.status_code == 200, response.text
     assert seen == {"decoding": math.ceil(len(text) * PEAK_PER_BODY_BYTE["json"])}
+    assert memory.in_use == 0
+
+
+async def test_an_archive_with_compressed_members_is_charged_as_if_it_came_uncompressed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(Settings(memory_budget_bytes=10**9))
+    memory = app.state.xent.memory
+    seen: dict[str, int] = {}
+    decode = scoring.decode
+    predictions = np.full((20_000, 10), 0.1)  # 1.6 MB of float64 that deflate to a few kilobytes
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, labels=np.zeros(20_000, dtype=np.int64), predictions=predictions)
+    body = buffer.getvalue()
+    inflated = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(body)).infolist())
+
+    def decoding(*args: Any, **kwargs: Any) -> Any:
+        seen["decoding"] = memory.in_use
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "decode", decoding)
+    async with started_client(app) as client:
+        response = await client.post("/v1/cross-entropy", content=body, headers=NPZ)
+    assert response.status_code == 200, response.text
+    assert len(body) < 20_000 < inflated
+    assert seen == {"decoding": math.ceil((len(body) + inflated) * PEAK_PER_BODY_BYTE["npz"])}
     assert memory.in_use == 0
 
 

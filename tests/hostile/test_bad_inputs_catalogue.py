@@ -1349,6 +1349,18 @@ CATALOGUE = [
         ),
         query="unit=bits",
     ),
+    case(
+        "query key of 2,000 characters with a JSON body, named in 64",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5]}',
+        invalid(
+            "k" * 64 + "…",
+            ["query", "k" * 64 + "…"],
+            "options of a JSON request go in the body; query parameters are only for application/x-npz bodies",
+            "invalid_query_parameter",
+        ),
+        query="k" * 2000 + "=1",
+    ),
     # --- NPZ
     case(
         "NPZ truncated to half",

@@ -62,10 +62,6 @@ class Limits:
         """
         self.check_shapes([_shape(array) for array in predictions])
 
-    def check_shape(self, rows: int, columns: int) -> None:
-        """413 when predictions of ``rows`` × ``columns`` (as counted in the text, before decoding) pass a limit."""
-        self.check_shapes([(rows, columns)])
-
     def check_shapes(self, shapes: list[tuple[int, int]]) -> None:
         """413 when one of the prediction arrays of these shapes passes a limit, or all their cells together do."""
         for rows, columns in shapes:

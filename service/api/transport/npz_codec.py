@@ -37,6 +37,22 @@ def _malformed_npz(reason: str) -> HttpProblem:
     return ProblemKind.MALFORMED_NPZ.error(f"the body is not a readable .npz archive: {reason}")
 
 
+def inflated_size(body: Body) -> int:
+    """How many bytes the archive's compressed members declare they inflate to (0: none, or not an archive).
+
+    Read from the zip directory alone (capped, see ``NpzArchive``), so that the memory budget can be
+    charged for the inflated members before any is decompressed; ``decode`` holds the same declared
+    sizes to the body limit and refuses a member that inflates past its own.
+    """
+    try:
+        with NpzArchive(body.data) as archive:
+            return sum(
+                int(entry.file_size) for entry in archive.infolist() if entry.compress_type != zipfile.ZIP_STORED
+            )
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return 0  # decode says what is wrong with it
+
+
 def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits) -> RequestModel:
     """The request model from an NPZ body: arrays from the archive, options from the query.
 
