@@ -228,7 +228,14 @@ def _target_rows(
     # Without class weights every row weighs exactly 1, even a target summing to 1 ± tolerance.
     class_mass, mass_exponent = (None, 0) if class_weights is None else _class_mass(target, class_weights)
     clipped_rows = None if clipped is None else np.asarray((clipped & (target > 0)).any(axis=1))
-    correct = (preds.argmax(axis=1) == target.argmax(axis=1)).astype(np.float64)
+    # Accuracy is against the true class: the label, or the argmax of the unsmoothed target. The smoothed
+    # target's argmax is the same unless ε_ls = 1, where every class ties and the first would win.
+    if targets.indices is not None:
+        true_class = targets.indices
+    else:
+        assert targets.distributions is not None
+        true_class = targets.distributions.argmax(axis=1)
+    correct = (preds.argmax(axis=1) == true_class).astype(np.float64)
     return _Rows(entropy + kl_divergence, kl_divergence, entropy, correct, clipped_rows, class_mass, mass_exponent)
 
 
