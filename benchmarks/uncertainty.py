@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.uncertainty            # prints the section
     .venv/bin/python -m benchmarks.uncertainty --write    # and rewrites its own section of RESULTS.md
 
-- **Standard errors**: every scoring answer carries them (``ScoreResult.to_summary`` runs
+- **Standard errors**: every scoring answer carries them (``answer_summary`` runs
   ``uncertainty.uncertainty`` on the result). Their cost is that call on the request's own result,
   in process, set against the end-to-end time of the same request to ``xent serve`` over JSON and
   over NPZ: the share must be at most 10 %.

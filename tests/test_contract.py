@@ -36,6 +36,7 @@ from service.core.contract import (
     resolve_epsilon,
 )
 from service.core.intervals import check_confidence
+from service.core.summary import answer_summary
 from service.settings import Settings
 
 MODELS: dict[Endpoint, type[BaseModel]] = {MULTICLASS: CrossEntropyRequest, BINARY: BinaryCrossEntropyRequest}
@@ -285,12 +286,14 @@ def test_cli_flags_offer_the_contract_choices(endpoint: Endpoint, option: Option
     ("summary"),
     [
         pytest.param(
-            score_multiclass(["B"], [[0.228, 0.619, 0.153]], classes=["A", "B", "C"]).to_summary(
-                per_sample=True, extra={"classes": ["A", "B", "C"]}
+            answer_summary(
+                score_multiclass(["B"], [[0.228, 0.619, 0.153]], classes=["A", "B", "C"]),
+                per_sample=True,
+                extra={"classes": ["A", "B", "C"]},
             ),
             id="multiclass",
         ),
-        pytest.param(score_binary([0, 1], [0.1, 0.8]).to_summary(per_sample=False), id="binary"),
+        pytest.param(answer_summary(score_binary([0, 1], [0.1, 0.8]), per_sample=False), id="binary"),
     ],
 )
 def test_the_client_reads_and_writes_the_answer_shape_the_core_builds(summary: dict[str, Any]) -> None:

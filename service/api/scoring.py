@@ -43,7 +43,7 @@ from service.api.transport.answer import per_sample_arrays
 from service.api.transport.limits import batch_cells
 from service.core import ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
-from service.core.summary import comparison_summary
+from service.core.summary import answer_summary, comparison_summary
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -172,8 +172,12 @@ def scoring_route(
 def _answer(result: ScoreResult, request: CrossEntropyRequest | BinaryCrossEntropyRequest, answer: Answer) -> Response:
     """The scoring answer: the core's summary, with its standard errors and intervals, and the per-sample arrays."""
     extra = {"classes": request.classes} if isinstance(request, CrossEntropyRequest) else {}
-    summary = result.to_summary(
-        per_sample=request.per_sample, extra=extra, confidence=request.confidence, cluster_ids=request.cluster_ids
+    summary = answer_summary(
+        result,
+        per_sample=request.per_sample,
+        extra=extra,
+        confidence=request.confidence,
+        cluster_ids=request.cluster_ids,
     )
     arrays = per_sample_arrays(result.per_sample) if request.per_sample else None
     return encode(summary, arrays, result.scored, answer)

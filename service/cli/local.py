@@ -1,6 +1,6 @@
 """``xent score`` without a service: the core scores (or compares) the arrays in this process.
 
-The answer is built as the service builds it (``ScoreResult.to_summary``) and read into ``Scores`` as
+The answer is built as the service builds it (``core.summary.answer_summary``) and read into ``Scores`` as
 the client reads the service's NPZ answer (``Scores.from_arrays``), so that in-process and remote
 scoring print the same numbers.
 """
@@ -17,7 +17,7 @@ from service.client.wire import check_options, prepare, prepare_predictions
 from service.core import BinaryOptions, MulticlassOptions, ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
 from service.core.contract import BINARY, MULTICLASS, resolve_epsilon
-from service.core.summary import comparison_summary
+from service.core.summary import answer_summary, comparison_summary
 
 
 def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mapping[str, Any]) -> Scores:
@@ -30,7 +30,8 @@ def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mappi
     targets, preds = prepare(endpoint, labels, predictions)
     result = _score(targets, preds, binary, given, given["prediction_type"])
     per_sample = bool(given["per_sample"])
-    summary = result.to_summary(
+    summary = answer_summary(
+        result,
         per_sample=per_sample,
         extra=None if binary else {"classes": given["classes"]},  # multi-class answers echo the class names
         confidence=given["confidence"],

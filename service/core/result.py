@@ -117,37 +117,6 @@ class ScoreResult:
     row_weights: np.ndarray
     correct: np.ndarray
 
-    def to_summary(
-        self,
-        *,
-        per_sample: bool,
-        extra: Mapping[str, Any] | None = None,
-        confidence: float = DEFAULT_CONFIDENCE,
-        cluster_ids: Any = None,
-    ) -> dict[str, Any]:
-        """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``), built here only.
-
-        Non-finite numbers are None (JSON has no infinity); ``per_sample`` there is None,
-        for the writer to fill in, while ``settings.per_sample`` records the flag; ``extra``
-        adds top-level fields after ``unit``. ``stderr``, ``ci`` and ``n_clusters`` are those of
-        ``service.core.uncertainty.uncertainty`` at ``confidence``, clustered by ``cluster_ids``.
-        """
-        from service.core.summary import uncertainty_fields  # it imports uncertainty, which imports this module
-
-        spread, warnings, level = uncertainty_fields(self, confidence, cluster_ids)
-        return {
-            "n": self.n,
-            "n_scored": self.n_scored,
-            "n_clusters": spread.pop("n_clusters"),
-            "unit": self.unit.value,
-            **(extra or {}),
-            **self.aggregates(),
-            **spread,
-            "per_sample": None,
-            "warnings": [*wire_warnings(self.warnings), *warnings],
-            "settings": {**self.settings, "per_sample": per_sample, "confidence": level},
-        }
-
     def aggregates(self) -> dict[str, Any]:
         """The answer's ``mean`` and ``sum`` blocks (null where not finite)."""
         mean, sums = self.mean, self.sum

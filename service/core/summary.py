@@ -1,17 +1,18 @@
 """The uncertainty blocks of an answer (``stderr``, ``ci``, ``n_clusters``) and the paired comparison's answer.
 
-``ScoreResult.to_summary`` builds a scoring answer with ``uncertainty_fields``; ``comparison_summary`` builds the
+``answer_summary`` builds a scoring answer with ``uncertainty_fields``; ``comparison_summary`` builds the
 answer of ``/compare`` from the same blocks, so both answers read the same shape.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from service.core.result import ScoreResult, finite_or_none, wire_warnings
+from service.core.result import DEFAULT_CONFIDENCE, ScoreResult, finite_or_none, wire_warnings
 from service.core.uncertainty import (
     Intervals,
     PairedDifference,
@@ -38,6 +39,36 @@ def _blocks(stderr: Stderrs, ci: Intervals) -> dict[str, Any]:
     return {
         "stderr": {name: finite_or_none(getattr(stderr, name)) for name in _STDERR_METRICS},
         "ci": {name: wire_interval(getattr(ci, name)) for name in _INTERVAL_METRICS},
+    }
+
+
+def answer_summary(
+    result: ScoreResult,
+    *,
+    per_sample: bool,
+    extra: Mapping[str, Any] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    cluster_ids: Any = None,
+) -> dict[str, Any]:
+    """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``), built here only.
+
+    Non-finite numbers are None (JSON has no infinity); ``per_sample`` there is None,
+    for the writer to fill in, while ``settings.per_sample`` records the flag; ``extra``
+    adds top-level fields after ``unit``. ``stderr``, ``ci`` and ``n_clusters`` are those of
+    ``service.core.uncertainty.uncertainty`` at ``confidence``, clustered by ``cluster_ids``.
+    """
+    spread, warnings, level = uncertainty_fields(result, confidence, cluster_ids)
+    return {
+        "n": result.n,
+        "n_scored": result.n_scored,
+        "n_clusters": spread.pop("n_clusters"),
+        "unit": result.unit.value,
+        **(extra or {}),
+        **result.aggregates(),
+        **spread,
+        "per_sample": None,
+        "warnings": [*wire_warnings(result.warnings), *warnings],
+        "settings": {**result.settings, "per_sample": per_sample, "confidence": level},
     }
 
 

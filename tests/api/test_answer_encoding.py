@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 from service.api.transport import answer
 from service.api.transport.answer import encode
 from service.core import score_multiclass
+from service.core.summary import answer_summary
 
 FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -36,7 +37,7 @@ def test_the_json_answer_is_byte_for_byte_orjsons(
     result = score_multiclass([0, 1, 0], [[0.5, 0.5], [1e-310, 1.0], [0.9, 0.1]], classes=[name, "other"])
     extra = {"classes": [name, "other"]}
     # Three rows, so that the summary holds standard errors and intervals too.
-    summary = result.to_summary(per_sample=per_sample, extra=extra)
+    summary = answer_summary(result, per_sample=per_sample, extra=extra)
     arrays = {"cross_entropy": cross_entropy, "kl_divergence": kl_divergence, "entropy": entropy}
     document = {**summary, "per_sample": arrays if per_sample else None}
     try:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.core import BinaryOptions, MulticlassOptions, PredictionType, Unit, score_binary, score_multiclass
+from service.core.summary import answer_summary
 
 THREE = [[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]
 #: −(ln 0.2 + ln 0.3)/2 = −ln(0.06)/2: the mean of rows 0 and 1 of THREE with labels [0, 1], equally weighted.
@@ -36,7 +37,7 @@ def _overflow(message: str) -> dict[str, object]:
 
 def test_weights_of_1e308_give_the_exact_mean_and_a_null_sum_named_by_aggregate_overflow():
     result = score_multiclass([0, 1], THREE, sample_weights=[1e308, 1e308])
-    summary = result.to_summary(per_sample=False)
+    summary = answer_summary(result, per_sample=False)
 
     assert summary["mean"] == {
         "cross_entropy": pytest.approx(MEAN_OF_THREE, rel=1e-15),
@@ -60,7 +61,11 @@ def test_sample_weights_times_class_weights_that_overflow_keep_the_mean():
     result = score_multiclass([0, 1], THREE, sample_weights=[1e308, 1e308], class_weights=[10.0, 10.0, 1.0])
 
     assert result.mean == score_multiclass([0, 1], THREE).mean
-    assert result.to_summary(per_sample=False)["sum"] == {"cross_entropy": None, "kl_divergence": None, "entropy": 0.0}
+    assert answer_summary(result, per_sample=False)["sum"] == {
+        "cross_entropy": None,
+        "kl_divergence": None,
+        "entropy": 0.0,
+    }
     assert [(w.code, w.message) for w in result.warnings] == [("AGGREGATE_OVERFLOW", SUMS_OVERFLOW)]
 
 
@@ -104,7 +109,7 @@ def test_ignored_rows_and_zero_weights_beside_weights_of_1e308():
 def test_huge_per_sample_values_overflow_the_sum_and_the_perplexity_but_not_the_mean():
     # −log_softmax([1e308, 0, 0])[1] = 1e308 nats exactly; two such rows sum past float64.
     result = score_multiclass([1, 1], [[1e308, 0.0, 0.0]] * 2, options=LOGITS)
-    summary = result.to_summary(per_sample=True)
+    summary = answer_summary(result, per_sample=True)
 
     assert result.per_sample.cross_entropy.tolist() == [1e308, 1e308]
     assert summary["mean"] == {
@@ -121,7 +126,7 @@ def test_huge_per_sample_values_overflow_the_sum_and_the_perplexity_but_not_the_
 def test_a_mean_cross_entropy_of_800_nats_overflows_only_the_perplexity():
     # −log_softmax([800, 0, 0])[1] = 800 + ln(1 + 2e^−800) = 800 in float64.
     result = score_multiclass([1], [[800.0, 0.0, 0.0]], options=LOGITS)
-    summary = result.to_summary(per_sample=False)
+    summary = answer_summary(result, per_sample=False)
 
     assert summary["mean"] == {
         "cross_entropy": 800.0,
@@ -175,7 +180,7 @@ def test_a_value_finite_in_nats_but_not_in_bits_is_a_non_finite_row():
 
 def test_binary_weights_of_1e308_give_the_exact_mean():
     result = score_binary([1, 0], [0.2, 0.3], sample_weights=[1e308, 1e308])
-    summary = result.to_summary(per_sample=False)
+    summary = answer_summary(result, per_sample=False)
 
     # −(ln 0.2 + ln 0.7)/2 = −ln(0.14)/2
     assert summary["mean"]["cross_entropy"] == pytest.approx(-math.log(0.14) / 2, rel=1e-15)

@@ -1,7 +1,7 @@
 """The answer writer: what the client accepts (Accept, Accept-Encoding), then the result as JSON or NPZ, compressed
 when the policy (``XENT_COMPRESSION``) says it pays.
 
-Both formats are written from the one summary the core builds (``ScoreResult.to_summary``, or
+Both formats are written from the one summary the core builds (``core.summary.answer_summary``, or
 ``service.core.summary.comparison_summary``) and the per-sample arrays beside it.
 """
 
