@@ -162,10 +162,16 @@ class Configuration:
     body: str
     answer: str
     workload: Workload
+    #: Send to the floor's ``/echo`` instead, which answers this many bytes (benchmarks/floor_app.py).
+    echo_bytes: int | None = None
+
+    @property
+    def server_name(self) -> str:
+        return "echo" if self.echo_bytes is not None else self.server.name
 
     @property
     def label(self) -> str:
-        return f"{self.server.name}, {self.body} → {self.answer}"
+        return f"{self.server_name}, {self.body} → {self.answer}"
 
 
 @dataclass
@@ -186,7 +192,7 @@ class ClientMeasurement:
         return statistics.median(self.latencies)
 
 
-def _request(configuration: Configuration) -> tuple[str, bytes, dict[str, str]]:
+def request_of(configuration: Configuration) -> tuple[str, bytes, dict[str, str]]:
     workload = configuration.workload
     if configuration.body == "NPZ":
         path, body, headers = f"{ROUTE}?{urlencode(workload.npz_query)}", workload.npz_body, {"content-type": NPZ_TYPE}
@@ -194,10 +200,15 @@ def _request(configuration: Configuration) -> tuple[str, bytes, dict[str, str]]:
         path, body, headers = ROUTE, workload.json_body, {"content-type": JSON_TYPE}
     if configuration.answer == "NPZ":
         headers["accept"] = NPZ_TYPE
+    if configuration.echo_bytes is not None:
+        path = f"/echo?answer_bytes={configuration.echo_bytes}"
     return configuration.server.url + path, body, headers
 
 
 def _check(configuration: Configuration) -> Callable[[bytes], None]:
+    if configuration.echo_bytes is not None:
+        size = configuration.echo_bytes
+        return lambda content: None if len(content) == size else _wrong_echo(len(content), size)
     expected = configuration.workload.expected
     if configuration.answer == "NPZ":
         return lambda content: check_npz_answer(content, expected)
@@ -205,9 +216,13 @@ def _check(configuration: Configuration) -> Callable[[bytes], None]:
     return lambda content: check_json_answer(content, expected, full=full)
 
 
+def _wrong_echo(got: int, want: int) -> None:
+    raise RuntimeError(f"the echo answered {got} bytes, not {want}")
+
+
 def measure(client: Client, configurations: list[Configuration], repetitions: int) -> list[ClientMeasurement]:
     """Each configuration from ``client``: a warm-up request, then ``repetitions`` rounds taking turns."""
-    requests = [_request(c) for c in configurations]
+    requests = [request_of(c) for c in configurations]
     checks = [_check(c) for c in configurations]
     measurements = [
         ClientMeasurement(client.name, client.accept_encoding, c, len(body))

@@ -128,7 +128,7 @@ def _client_find(
 ) -> ClientMeasurement | None:
     for m in clients:
         c = m.configuration
-        if (m.client, c.server.name, c.body, c.answer, c.workload.decimals) == (client, server, body, answer, decimals):
+        if (m.client, c.server_name, c.body, c.answer, c.workload.decimals) == (client, server, body, answer, decimals):
             return m
     return None
 
@@ -142,14 +142,7 @@ def _over_baseline(clients: list[ClientMeasurement], m: ClientMeasurement) -> fl
 def client_targets(clients: list[ClientMeasurement], small: list[Throughput]) -> list[Target]:
     """The targets of issue 13: real clients with their default headers, against xent as shipped."""
     found: list[Target] = []
-    wanted = [
-        ("httpx", "JSON", "JSON", 8, "JSON"),
-        ("curl --compressed", "JSON", "JSON", 6, "JSON"),
-        ("requests", "JSON", "JSON", 6, "JSON"),
-        ("httpx", "NPZ", "JSON", 25, "NPZ body, JSON answer"),
-        ("httpx", "NPZ", "NPZ", 25, "NPZ body, NPZ answer"),
-    ]
-    for client, body, answer, bound, what in wanted:
+    for client, body, answer, bound, what in _CLIENT_TARGETS:
         m = _client_find(clients, client, "xent", body, answer, None)
         found.append(
             _at_least(
@@ -172,6 +165,23 @@ def client_targets(clients: list[ClientMeasurement], small: list[Throughput]) ->
     return found
 
 
+#: How the real-client table names each server (the others by their own name).
+_SERVER_NAMES = {
+    "baseline": "plain FastAPI + Pydantic",
+    "floor": "floor: xent's core, no HTTP layer",
+    "echo": "floor: transport only (echo)",
+}
+
+#: The issue-13 targets on large requests: (client, body, answer, required speed-up, what).
+_CLIENT_TARGETS = [
+    ("httpx", "JSON", "JSON", 8, "JSON"),
+    ("curl --compressed", "JSON", "JSON", 6, "JSON"),
+    ("requests", "JSON", "JSON", 6, "JSON"),
+    ("httpx", "NPZ", "JSON", 25, "NPZ body, JSON answer"),
+    ("httpx", "NPZ", "NPZ", 25, "NPZ body, NPZ answer"),
+]
+
+
 def _clients_table(clients: list[ClientMeasurement]) -> list[str]:
     rows = []
     for m in clients:
@@ -183,7 +193,7 @@ def _clients_table(clients: list[ClientMeasurement]) -> list[str]:
                 f"{m.client} ({m.accept_encoding})",
                 c.workload.precision,
                 f"{c.body} {m.body_bytes / MB:,.1f} MB",
-                "plain FastAPI + Pydantic" if c.server.name == "baseline" else c.server.name,
+                _SERVER_NAMES.get(c.server_name, c.server_name),
                 c.answer,
                 f"{m.wire_bytes / MB:,.2f} MB {encoding}{decoded}",
                 _ms(m.latency),
@@ -288,6 +298,7 @@ def _small_table(small: list[Throughput]) -> list[str]:
         "xent": "xent, reference example",
         "baseline": "plain FastAPI + Pydantic, reference example",
         "constant": "bare FastAPI endpoint, constant body",
+        "floor": "floor: xent's core, no HTTP layer (benchmarks/floor_app.py), reference example",
     }
     rows = []
     for t in sorted(small, key=lambda t: (t.concurrency, t.target != "xent", t.target)):
@@ -302,6 +313,87 @@ def _small_table(small: list[Throughput]) -> list[str]:
             ]
         )
     return _table(["Endpoint", "Concurrency", "Requests/s", "p50 latency", "p99 latency", "÷ constant"], rows)
+
+
+def _core_seconds(core: list[CoreComparison]) -> float | None:
+    """xent's in-process core on 100,000 × 10 probabilities (this run's core table), or None."""
+    for comparison in core:
+        w = comparison.workload
+        if (w.rows, w.classes, w.prediction_type) == (100_000, 10, "probabilities"):
+            return comparison.seconds.get("xent")
+    return None
+
+
+def floors_section(
+    clients: list[ClientMeasurement], small: list[Throughput], core: list[CoreComparison], parse_seconds: float | None
+) -> list[str]:
+    """Why a missed issue-13 target cannot be reached: the budget it leaves against the floors measured in this run."""
+    lines = [
+        "## Issue 13: the floors under the targets (same run)",
+        "",
+        "Each target on a large request leaves a *budget*: the plain baseline's latency (same client, same",
+        "arrays) ÷ the required speed-up. Two servers measured in the same rounds bound what any xent could do",
+        "in this stack (benchmarks/floor_app.py, under the same uvicorn configuration): *transport only*",
+        "reads the body and sends an answer of xent's size, made in advance, so it is the client, uvicorn and",
+        "loopback alone; *xent's core, no HTTP layer* parses the body the fastest way this stack has",
+        "(simdjson straight into float64 buffers; `np.load` for NPZ), then runs xent's core, answer and",
+        "encoder, with no limits, checks, memory budget, slots, metrics or log line. *Parse* is simdjson's",
+        "parse of the full-precision JSON body into float64 arrays, in process, one thread: the fastest JSON",
+        "parser for Python, with its GIL held (two threads parse no faster). *Core* is xent's core on the same",
+        "100,000 × 10 probabilities in process (the core table below; faster than scikit-learn's and SciPy's).",
+        "*Least possible* = transport only + parse (JSON bodies) + core: what no server that parses the body",
+        "and computes the answer can go under in this stack.",
+        "",
+    ]
+    core_seconds = _core_seconds(core)
+    rows = []
+    for client, body, answer, bound, what in _CLIENT_TARGETS:
+        plain = _client_find(clients, client, "baseline", "JSON", "JSON", None)
+        xent, floor, echo = (_client_find(clients, client, s, body, answer, None) for s in ("xent", "floor", "echo"))
+        if plain is None or xent is None or floor is None or echo is None:
+            continue
+        budget = plain.latency / bound
+        parse = parse_seconds if body == "JSON" else None
+        least = echo.latency + (parse or 0.0) + (core_seconds or 0.0)
+        rows.append(
+            [
+                f"{client}, {what}: ≥ {bound}×",
+                _ms(plain.latency),
+                _ms(budget),
+                _ms(xent.latency),
+                _ms(floor.latency) + f" ({_ratio(plain.latency / floor.latency)})",
+                _ms(echo.latency) + f" ({_ratio(plain.latency / echo.latency)})",
+                _ms(parse_seconds) if body == "JSON" else "—",
+                "no: the floors alone exceed it"
+                if least > budget
+                else ("no: xent's core alone exceeds it" if floor.latency > budget else "yes, by the floors"),
+            ]
+        )
+    lines += _table(
+        [
+            "Target",
+            "Baseline",
+            "Budget",
+            "xent",
+            "xent's core, no HTTP layer",
+            "Transport only",
+            "Parse (in process)",
+            "Core (in process)",
+            "Least possible",
+            "Reachable in this stack?",
+        ],
+        rows,
+    )
+    rates = {(t.target, t.concurrency): t.median for t in small}
+    if ("floor", 32) in rates and ("constant", 32) in rates and ("xent", 32) in rates:
+        lines += [
+            f"Small requests at concurrency 32: xent's core with no HTTP layer reaches "
+            f"{_ratio(rates['floor', 32] / rates['constant', 32])} the constant endpoint's throughput, xent "
+            f"{_ratio(rates['xent', 32] / rates['constant', 32])} (goal 0.7×); see *Small requests* below and "
+            "benchmarks/PROFILE.md.",
+            "",
+        ]
+    return lines
 
 
 def render(
@@ -319,6 +411,7 @@ def render(
     clients: list[ClientMeasurement],
     found_targets: list[Target],
     client_targets: list[Target],
+    parse_seconds: float | None = None,
 ) -> str:
     """The whole RESULTS.md."""
     lines = [
@@ -359,6 +452,7 @@ def render(
         "",
     ]
     lines += _clients_table(clients)
+    lines += floors_section(clients, small, core, parse_seconds)
     lines += [
         "## End to end over HTTP (loopback)",
         "",
@@ -392,13 +486,15 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-#: benchmarks/soak.py and benchmarks/uncertainty.py each write a section of RESULTS.md between markers of
-#: their own; render() output holds neither, and benchmarks/run.py carries both over.
+#: benchmarks/soak.py, benchmarks/uncertainty.py and benchmarks/sequences.py each write a section of RESULTS.md
+#: between markers of their own; render() output holds none, and benchmarks/run.py carries them over.
 SOAK_BEGIN = "<!-- soak: written by benchmarks/soak.py; benchmarks/run.py keeps it -->"
 SOAK_END = "<!-- /soak -->"
 UNCERTAINTY_BEGIN = "<!-- uncertainty: written by benchmarks/uncertainty.py; benchmarks/run.py keeps it -->"
 UNCERTAINTY_END = "<!-- /uncertainty -->"
-KEPT_SECTIONS = ((SOAK_BEGIN, SOAK_END), (UNCERTAINTY_BEGIN, UNCERTAINTY_END))
+SEQUENCES_BEGIN = "<!-- sequences: written by benchmarks/sequences.py; benchmarks/run.py keeps it -->"
+SEQUENCES_END = "<!-- /sequences -->"
+KEPT_SECTIONS = ((SOAK_BEGIN, SOAK_END), (UNCERTAINTY_BEGIN, UNCERTAINTY_END), (SEQUENCES_BEGIN, SEQUENCES_END))
 
 
 def marked_section(text: str, begin_marker: str = SOAK_BEGIN, end_marker: str = SOAK_END) -> str:

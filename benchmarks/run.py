@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import core_inprocess, end_to_end, machine, real_clients, report, small_requests
-from benchmarks.servers import REPO, Server, baseline_server, memory_measurable, xent_server
+from benchmarks.servers import REPO, Server, baseline_server, floor_server, memory_measurable, xent_server
 from benchmarks.workloads import PREDICTION_TYPES, REFERENCE_BODY, Workload, check_reference_answer
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -110,19 +110,47 @@ def run_end_to_end(
     return report.EndToEnd(measurements, core_seconds, idle)
 
 
+def _answer_bytes(floor: Server, workload: Workload, body: str, answer: str) -> int:
+    """The size of xent's answer to ``workload`` (from the floor's core), for the echo to send as many bytes."""
+    configuration = real_clients.Configuration(floor, body, answer, workload)
+    reply = real_clients.HttpxClient().post(*real_clients.request_of(configuration))
+    return len(reply.content)
+
+
+def parse_seconds(workload: Workload, repetitions: int) -> float:
+    """simdjson's parse of ``workload``'s JSON body into float64 arrays, in process: median of ``repetitions``."""
+    from benchmarks.floor_app import parse_json
+
+    body = workload.json_body
+    times = []
+    for _ in range(repetitions + 1):
+        start = time.perf_counter()
+        parse_json(body)
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[repetitions // 2]
+
+
 def run_real_clients(
-    plan: Plan, xent: Server, compressed: Server, baseline: Server
-) -> list[real_clients.ClientMeasurement]:
-    """100,000 × 10 probabilities, full precision and rounded, from each real client with its default headers."""
+    plan: Plan, xent: Server, compressed: Server, baseline: Server, floor: Server
+) -> tuple[list[real_clients.ClientMeasurement], float]:
+    """100,000 × 10 probabilities, full precision and rounded, from each real client with its default headers;
+    and simdjson's parse of the full-precision body in process (the floors under issue 13's JSON targets)."""
     full = Workload(100_000, 10, "probabilities", decimals=None)
     rounded = Workload(100_000, 10, "probabilities")
     C = real_clients.Configuration
+    echo = {kind: _answer_bytes(floor, full, "NPZ", kind) for kind in ("JSON", "NPZ")}
     configurations = [
         C(baseline, "JSON", "JSON", full),
         C(xent, "JSON", "JSON", full),
         C(compressed, "JSON", "JSON", full),
+        C(floor, "JSON", "JSON", full),
+        C(floor, "JSON", "JSON", full, echo_bytes=echo["JSON"]),
         C(xent, "NPZ", "JSON", full),
+        C(floor, "NPZ", "JSON", full),
+        C(floor, "NPZ", "JSON", full, echo_bytes=echo["JSON"]),
         C(xent, "NPZ", "NPZ", full),
+        C(floor, "NPZ", "NPZ", full),
+        C(floor, "NPZ", "NPZ", full, echo_bytes=echo["NPZ"]),
         C(baseline, "JSON", "JSON", rounded),
         C(xent, "JSON", "JSON", rounded),
         C(compressed, "JSON", "JSON", rounded),
@@ -143,15 +171,18 @@ def run_real_clients(
                 f"  {m.wire_bytes / 1e6:6.2f} MB {m.content_encoding or 'identity'}"
             )
         measurements += found
+    parsed = parse_seconds(full, plan.core_repetitions)
+    say(f"    simdjson parse of the full-precision JSON body in process: {parsed * 1e3:.1f} ms")
     for workload in (full, rounded):
         workload.drop()
     gc.collect()
-    return measurements
+    return measurements, parsed
 
 
-def run_small(plan: Plan, xent: Server, baseline: Server) -> list[small_requests.Throughput]:
+def run_small(plan: Plan, xent: Server, baseline: Server, floor: Server) -> list[small_requests.Throughput]:
     targets = [
         small_requests.Target("xent", xent.port, end_to_end.ROUTE),
+        small_requests.Target("floor", floor.port, end_to_end.ROUTE),
         small_requests.Target("baseline", baseline.port, end_to_end.ROUTE),
         small_requests.Target("constant", baseline.port, "/constant"),
     ]
@@ -209,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="xent-bench-"))
     xent, baseline = xent_server(log_dir, MAX_BODY_BYTES), baseline_server(log_dir)
     compressed = xent_server(log_dir, MAX_BODY_BYTES, compression=COMPRESSED)
+    floor = floor_server(log_dir)
     client = end_to_end.LoopbackClient()
     try:
         say(f"Starting xent, xent with XENT_COMPRESSION={COMPRESSED} and the plain baseline (logs in {log_dir})…")
-        for server in (xent, compressed, baseline):
+        for server in (xent, compressed, baseline, floor):
             server.start()
         _warm_up([xent, compressed, baseline], client)
         time.sleep(0.5)
@@ -220,12 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         say("End to end over HTTP:")
         e2e = run_end_to_end(plan, xent, baseline, client, idle)
         say("End to end with real clients, default headers:")
-        clients = run_real_clients(plan, xent, compressed, baseline)
+        clients, parsed = run_real_clients(plan, xent, compressed, baseline, floor)
         say(f"Small requests ({small_requests.load_generator()}):")
-        small = run_small(plan, xent, baseline)
+        small = run_small(plan, xent, baseline, floor)
     finally:
         client.close()
-        for server in (baseline, compressed, xent):
+        for server in (floor, baseline, compressed, xent):
             server.stop()
     say("Core in process:")
     core, core_note = run_core(plan)
@@ -290,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         clients=clients,
         found_targets=found,
         client_targets=found_13,
+        parse_seconds=parsed,
     )
     # The load, soak and faults section (benchmarks/soak.py) is measured separately: keep it.
     previous = output.read_text(encoding="utf-8") if output.exists() else ""

@@ -159,3 +159,26 @@ def baseline_server(log_dir: Path) -> Server:
         ready_path="/healthz",
         log_path=log_dir / "baseline.log",
     )
+
+
+def floor_server(log_dir: Path) -> Server:
+    """benchmarks/floor_app.py (xent's core, no HTTP layer; a bare echo) under the same uvicorn configuration."""
+    return Server(
+        name="floor",
+        command=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.floor_app:app",
+            "--host",
+            HOST,
+            "--port",
+            "{port}",
+            "--workers",
+            "1",
+            "--log-level",
+            "info",
+        ],
+        ready_path="/healthz",
+        log_path=log_dir / "floor.log",
+    )

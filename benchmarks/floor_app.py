@@ -1,0 +1,107 @@
+"""The floors under xent's figures: the least any server in this stack can do for the same request.
+
+Two raw ASGI endpoints under the same uvicorn configuration as xent and the baseline (no FastAPI,
+no middleware, no limits, no logs, no metrics):
+
+- ``POST /echo?answer_bytes=N`` reads the whole body and sends N bytes back (made once, then
+  reused): what the client, uvicorn and the loopback cost for a request of this size with an
+  answer of that size, and nothing else. No server can answer faster.
+- ``POST /v1/cross-entropy`` is xent's own work and nothing around it: the body parsed the
+  fastest way this stack has (simdjson straight into float64 buffers for JSON; ``np.load`` for
+  NPZ), then xent's core (``score_multiclass``), its answer (``answer_summary``), and xent's own
+  encoder (JSON or NPZ, as ``Accept`` asks). What xent would take with an HTTP layer that cost
+  nothing; the difference to xent is what its HTTP layer costs (limits, memory budget, slots,
+  checks, request id, metrics, the log line).
+
+Used by ``benchmarks/run.py`` (``make bench``) beside xent and the baseline, in the same rounds.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import numpy as np
+import simdjson
+
+from service.api.transport.answer import Answer, encode, per_sample_arrays
+from service.core import score_multiclass
+from service.core.contract import NPZ_MEDIA_TYPE
+from service.core.summary import answer_summary
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_ANSWERS: dict[int, bytes] = {}
+
+
+def _answer_of(size: int) -> bytes:
+    if size not in _ANSWERS:
+        _ANSWERS[size] = b"0" * size
+    return _ANSWERS[size]
+
+
+def _arrays(body: bytes, content_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) from a JSON or NPZ body, by the fastest route this stack offers."""
+    if content_type.startswith(NPZ_MEDIA_TYPE):
+        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+            return archive["labels"], archive["predictions"]
+    return parse_json(body)
+
+
+def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``predictions`` of a JSON body: one simdjson parse, each array exported as one buffer."""
+    document: Any = simdjson.Parser().parse(body)
+    labels = np.frombuffer(document["labels"].as_buffer(of_type="i"), dtype=np.int64).copy()
+    rows = document["predictions"]
+    flat = np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64).copy()
+    return labels, flat.reshape(len(rows), -1)
+
+
+def _score(body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    labels, predictions = _arrays(body, content_type)
+    result = score_multiclass(labels, predictions)
+    summary = answer_summary(result, per_sample=True)
+    answer = Answer(as_npz=NPZ_MEDIA_TYPE in accept)
+    response = encode(summary, per_sample_arrays(result.per_sample), result.scored, answer)
+    return bytes(response.body), response.media_type or ""
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The two floor endpoints, and ``GET /healthz`` for the benchmark's readiness check."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
+    body = await _read(receive)
+    if scope["path"] == "/echo":
+        size = int(parse_qs(scope["query_string"].decode()).get("answer_bytes", ["0"])[0])
+        content, media_type = _answer_of(size), "application/octet-stream"
+    elif scope["path"] == "/v1/cross-entropy":
+        content, media_type = _score(body, headers.get("content-type", ""), headers.get("accept", ""))
+    else:
+        content, media_type = b"{}", "application/json"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", media_type.encode()), (b"content-length", str(len(content)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
