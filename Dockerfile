@@ -30,10 +30,15 @@ ARG UID=10001
 # No .pyc writes (everything is precompiled), logs straight to stdout; the service binds all
 # interfaces here. The other XENT_* settings keep the defaults from service/settings.py
 # (XENT_PORT=8000, XENT_WORKERS=1, XENT_LOG_LEVEL=info, XENT_MAX_BODY_BYTES=67108864) unless set.
-# GLIBC_TUNABLES: malloc asks for transparent huge pages (what `xent serve` would otherwise re-exec
-# itself for; see service/cli/serve.py): large batches fault in their memory much faster.
+# GLIBC_TUNABLES: malloc asks for transparent huge pages, and *_NUM_THREADS: one BLAS thread (what
+# `xent serve` would otherwise re-exec itself for; see service/cli/serve.py): large batches fault in
+# their memory much faster, and a container given less CPU than the host has cores does not wait on
+# BLAS threads that have no core to run on.
 ENV PATH=/opt/venv/bin:$PATH \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

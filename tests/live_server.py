@@ -52,9 +52,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0
 
 @contextlib.contextmanager
 def running_xent(
-    *flags: str, env: dict[str, str] | None = None, log: Path | None = None, port_flag: bool = False
+    *flags: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    port_flag: bool = False,
+    unset: tuple[str, ...] = (),
 ) -> Iterator[LiveServer]:
     """``xent serve FLAGS`` with the environment's ``XENT_*`` settings replaced by ``env``, until the block ends.
+
+    ``unset``: variables of this process's environment the server must not inherit.
 
     The port goes in XENT_PORT, or with ``port_flag`` in ``--port`` (flags win over the environment).
     Output goes to ``log`` (or nowhere). The server is terminated at the end if it still runs.
@@ -64,6 +70,8 @@ def running_xent(
     environment |= {"XENT_HOST": "127.0.0.1", "XENT_LOG_LEVEL": "warning"}
     environment |= {} if port_flag else {"XENT_PORT": str(port)}
     environment |= env or {}
+    for name in unset:
+        environment.pop(name, None)
     command = [*XENT, "serve", *flags, *(["--port", str(port)] if port_flag else [])]
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL

@@ -148,6 +148,22 @@ def test_serve_runs_with_glibc_huge_pages_in_the_same_process() -> None:
         assert response.json()["mean"]["cross_entropy"] == 0.47965000629754095
 
 
+def _environment_of(pid: int) -> dict[str, str]:
+    """The environment the process ``pid`` was started (or exec'd) with."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/PID/environ")
+def test_serve_holds_the_blas_libraries_to_one_thread_unless_the_operator_says_otherwise() -> None:
+    with running_xent(env={"OMP_NUM_THREADS": "3"}, unset=("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")) as live:
+        environment = _environment_of(live.process.pid)
+        response = httpx.post(f"{live.url}/v1/cross-entropy", json=REFERENCE, timeout=10)
+    assert (environment["OPENBLAS_NUM_THREADS"], environment["MKL_NUM_THREADS"]) == ("1", "1")
+    assert environment["OMP_NUM_THREADS"] == "3"  # the operator's own value stays
+    assert response.json()["mean"]["cross_entropy"] == 0.47965000629754095
+
+
 @glibc_linux
 @pytest.mark.parametrize(
     ("given", "kept"),

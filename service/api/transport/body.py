@@ -165,39 +165,87 @@ async def read_body(
         await charge.charge_body(kind, mapped)
         charged = mapped
     buffer = _BodyBuffer(mapped, watchers.get(kind))
-    size = 0
-    started = asyncio.get_running_loop().time()
-    give_up = started + timeout
-    too_slow = started + grace_seconds if min_bytes_per_second else give_up
+    deadline = _Deadline(timeout, min_bytes_per_second, grace_seconds)
     try:
-        async with asyncio.timeout(min(give_up, too_slow)) as deadline:
-            async for chunk in request.stream():
-                size += len(chunk)
-                limits.check_body(size)
-                buffer.add(chunk)  # a gzip body stays compressed here: it is inflated off the event loop
-                if charge is not None and buffer.filled > charged:
-                    charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
-                    await charge.charge_body(kind, charged)
-                if min_bytes_per_second:
-                    too_slow = started + grace_seconds + size / min_bytes_per_second
-                    deadline.reschedule(min(give_up, too_slow))
-    except TimeoutError:
-        if too_slow < give_up:
-            elapsed = asyncio.get_running_loop().time() - started
-            detail = (
-                f"the request body arrived too slowly: {size} bytes in {elapsed:.1f} seconds, under "
-                f"{min_bytes_per_second:g} bytes per second after the first {grace_seconds:g}"
-                " (XENT_BODY_MIN_BYTES_PER_SECOND)"
-            )
-        else:
-            detail = f"the request body did not arrive within {timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
-        raise ProblemKind.TIMEOUT.error(detail) from None
+        async for chunk in request.stream():
+            deadline.size += len(chunk)
+            limits.check_body(deadline.size)
+            buffer.add(chunk)  # a gzip body stays compressed here: it is inflated off the event loop
+            if charge is not None and buffer.filled > charged:
+                charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
+                await charge.charge_body(kind, charged)
+    except asyncio.CancelledError:
+        if not deadline.expired():
+            raise
+        raise ProblemKind.TIMEOUT.error(deadline.explain()) from None
     except ClientDisconnect:
         # The client closed the connection before its body was complete. Nobody will read this answer,
         # but the log line and the metrics say what happened: a 400, not a 500 with a stack trace.
         of = f" of the {declared} it declared" if declared is not None else ""
-        raise ProblemKind.INCOMPLETE_BODY.error(f"the connection closed after {size} bytes of the body{of}") from None
+        detail = f"the connection closed after {deadline.size} bytes of the body{of}"
+        raise ProblemKind.INCOMPLETE_BODY.error(detail) from None
+    finally:
+        deadline.close()
     return Body(kind, buffer.contents(), buffer.watcher, encoding)
+
+
+class _Deadline:
+    """When a body read gives up: ``timeout`` seconds after it began, or as soon as the body falls behind
+    ``min_bytes_per_second`` after ``grace_seconds`` (``size`` bytes must have arrived by
+    ``grace_seconds + size / min_bytes_per_second``; 0: no rate).
+
+    One timer for the whole read, not one per chunk: when it fires it looks at what has arrived meanwhile
+    and, if that moved the deadline, sets itself again for the new one; otherwise it cancels the reading
+    task (what ``asyncio.timeout`` does, without rescheduling a timer for every chunk of every body).
+    """
+
+    def __init__(self, timeout: float, min_bytes_per_second: float, grace_seconds: float) -> None:
+        self.size = 0  # bytes arrived so far, counted by the reader
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
+        self._started = self._loop.time()
+        self._timeout = timeout
+        self._give_up = self._started + timeout
+        self._rate, self._grace = min_bytes_per_second, grace_seconds
+        self._fired = False
+        self._when = self._due()
+        self._timer = self._loop.call_at(self._when, self._check)
+
+    def _due(self) -> float:
+        if not self._rate:
+            return self._give_up
+        return min(self._give_up, self._started + self._grace + self.size / self._rate)
+
+    def _check(self) -> None:
+        due = self._due()
+        if due > self._when:  # bytes arrived since the timer was set: not behind yet
+            self._when = due
+            self._timer = self._loop.call_at(due, self._check)
+        elif self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether a CancelledError being handled is this deadline's (then it is consumed), not anyone else's."""
+        if not self._fired or self._task is None:
+            return False
+        return self._task.uncancel() <= self._cancelling
+
+    def explain(self) -> str:
+        """Why the read was given up: too slow, or too long."""
+        if self._when < self._give_up:
+            elapsed = self._loop.time() - self._started
+            return (
+                f"the request body arrived too slowly: {self.size} bytes in {elapsed:.1f} seconds, under "
+                f"{self._rate:g} bytes per second after the first {self._grace:g}"
+                " (XENT_BODY_MIN_BYTES_PER_SECOND)"
+            )
+        return f"the request body did not arrive within {self._timeout:g} seconds (XENT_BODY_TIMEOUT_SECONDS)"
+
+    def close(self) -> None:
+        """Stop the timer (the read is over, one way or another)."""
+        self._timer.cancel()
 
 
 class _BodyBuffer:
