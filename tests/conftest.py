@@ -19,9 +19,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from in_process import in_process_client, started_client
+from threadpoolctl import threadpool_limits
 
 from service.api.app import create_app
 from service.settings import Settings
+
+# `xent serve` holds the BLAS library to one thread (service/cli/serve.py); so does the test process, so that
+# a live server's sums and the in-process core's agree to the last bit: a dot product that OpenBLAS splits
+# over two threads adds its halves in another order, and may round differently.
+threadpool_limits(limits=1)
 
 PostRaw = Callable[..., Awaitable[httpx.Response]]
 
