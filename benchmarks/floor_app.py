@@ -19,12 +19,14 @@ Used by ``benchmarks/run.py`` (``make bench``) beside xent and the baseline, in 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
 import simdjson
+from starlette.responses import Response
 
 from service.api.transport.answer import Answer, encode, per_sample_arrays
 from service.core import score_multiclass
@@ -62,13 +64,38 @@ def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     return labels, flat.reshape(len(rows), -1)
 
 
-def _score(body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+def pieces(json_body: bytes, npz_body: bytes, repetitions: int) -> dict[str, float]:
+    """Seconds (median of ``repetitions``, in process, one thread) of the work any server must do besides the
+    core: read each body into arrays (simdjson for JSON, ``np.load`` for NPZ) and encode the answer (xent's
+    encoder, JSON and NPZ, per-sample values included)."""
+    labels, predictions = _arrays(npz_body, NPZ_MEDIA_TYPE)
+    result = score_multiclass(labels, predictions)
+    summary = answer_summary(result, per_sample=True)
+    arrays = per_sample_arrays(result.per_sample)
+    calls: dict[str, Callable[[], object]] = {
+        "read JSON": lambda: parse_json(json_body),
+        "read NPZ": lambda: _arrays(npz_body, NPZ_MEDIA_TYPE),
+        "encode JSON": lambda: encode(summary, arrays, result.scored, Answer(as_npz=False)),
+        "encode NPZ": lambda: encode(summary, arrays, result.scored, Answer(as_npz=True)),
+    }
+    found = {}
+    for name, call in calls.items():
+        call()  # warm
+        times = []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        found[name] = sorted(times)[repetitions // 2]
+    return found
+
+
+def _score(body: bytes, content_type: str, accept: str) -> Response:
     labels, predictions = _arrays(body, content_type)
     result = score_multiclass(labels, predictions)
     summary = answer_summary(result, per_sample=True)
     answer = Answer(as_npz=NPZ_MEDIA_TYPE in accept)
-    response = encode(summary, per_sample_arrays(result.per_sample), result.scored, answer)
-    return bytes(response.body), response.media_type or ""
+    return encode(summary, per_sample_arrays(result.per_sample), result.scored, answer)
 
 
 async def _read(receive: Receive) -> bytes:
@@ -94,7 +121,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         size = int(parse_qs(scope["query_string"].decode()).get("answer_bytes", ["0"])[0])
         content, media_type = _answer_of(size), "application/octet-stream"
     elif scope["path"] == "/v1/cross-entropy":
-        content, media_type = _score(body, headers.get("content-type", ""), headers.get("accept", ""))
+        # xent's own response object, sent as xent sends it (an NPZ answer goes out in parts).
+        response = _score(body, headers.get("content-type", ""), headers.get("accept", ""))
+        await response(scope, receive, send)
+        return
     else:
         content, media_type = b"{}", "application/json"
     await send(

@@ -117,24 +117,11 @@ def _answer_bytes(floor: Server, workload: Workload, body: str, answer: str) -> 
     return len(reply.content)
 
 
-def parse_seconds(workload: Workload, repetitions: int) -> float:
-    """simdjson's parse of ``workload``'s JSON body into float64 arrays, in process: median of ``repetitions``."""
-    from benchmarks.floor_app import parse_json
-
-    body = workload.json_body
-    times = []
-    for _ in range(repetitions + 1):
-        start = time.perf_counter()
-        parse_json(body)
-        times.append(time.perf_counter() - start)
-    return sorted(times[1:])[repetitions // 2]
-
-
 def run_real_clients(
     plan: Plan, xent: Server, compressed: Server, baseline: Server, floor: Server
-) -> tuple[list[real_clients.ClientMeasurement], float]:
+) -> tuple[list[real_clients.ClientMeasurement], dict[str, float]]:
     """100,000 × 10 probabilities, full precision and rounded, from each real client with its default headers;
-    and simdjson's parse of the full-precision body in process (the floors under issue 13's JSON targets)."""
+    and the in-process reading of the bodies and encoding of the answers (the floors under issue 13's targets)."""
     full = Workload(100_000, 10, "probabilities", decimals=None)
     rounded = Workload(100_000, 10, "probabilities")
     C = real_clients.Configuration
@@ -171,8 +158,10 @@ def run_real_clients(
                 f"  {m.wire_bytes / 1e6:6.2f} MB {m.content_encoding or 'identity'}"
             )
         measurements += found
-    parsed = parse_seconds(full, plan.core_repetitions)
-    say(f"    simdjson parse of the full-precision JSON body in process: {parsed * 1e3:.1f} ms")
+    from benchmarks.floor_app import pieces
+
+    parsed = pieces(full.json_body, full.npz_body, plan.core_repetitions)
+    say("    in process: " + ", ".join(f"{name} {seconds * 1e3:.1f} ms" for name, seconds in parsed.items()))
     for workload in (full, rounded):
         workload.drop()
     gc.collect()
@@ -322,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         clients=clients,
         found_targets=found,
         client_targets=found_13,
-        parse_seconds=parsed,
+        floor_pieces=parsed,
     )
     # The load, soak and faults section (benchmarks/soak.py) is measured separately: keep it.
     previous = output.read_text(encoding="utf-8") if output.exists() else ""
