@@ -21,6 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 INPUTS = (ROOT / "pyproject.toml", ROOT / "constraints.txt")
 REQUIREMENT = {"run": ".", "test": ".[test]"}
+#: Test-only packages installed without their dependencies, at the versions constraints.txt pins: the parity tests
+#: read lm-evaluation-harness's own aggregation functions (tests/core/test_sequence_parity.py), and its
+#: dependencies (PyTorch, transformers, datasets, …) are gigabytes that those few lines never import.
+NO_DEPS = {"test": ("lm_eval",)}
 
 
 def _fresh(stamp: Path) -> bool:
@@ -45,6 +49,8 @@ def ensure(env: Path, kind: str) -> None:
             subprocess.run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
         install = [python, "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt")]
         subprocess.run([*install, "-e", REQUIREMENT[kind]], cwd=ROOT, check=True)
+        if NO_DEPS.get(kind):
+            subprocess.run([*install, "--no-deps", *NO_DEPS[kind]], cwd=ROOT, check=True)
         stamp.touch()
         if kind == "test":
             (env / ".installed-run").touch()  # the test dependencies include the service's

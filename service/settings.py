@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Most rows × classes per request (each N×C float64 copy is 8 bytes a cell); 413 past it.",
     )
+    max_groups: int = Field(
+        10_000,
+        ge=1,
+        description="Most distinct `groups` per request (each is a block of the answer and of its state); 413 past it.",
+    )
+    max_merge_states: int = Field(
+        10_000,
+        ge=1,
+        description="Most states one `POST /v1/merge` request may merge; 413 past it (merge in a tree of requests).",
+    )
     max_concurrent_scoring: int = Field(
         64,
         ge=1,

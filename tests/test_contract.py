@@ -23,6 +23,7 @@ from service.api.schemas import BinaryCrossEntropyRequest, CrossEntropyRequest
 from service.client import AsyncClient, Client, Scores
 from service.client.wire import DEFAULTS, BinaryCrossEntropyOptions, CrossEntropyOptions
 from service.core import BinaryOptions, InvalidOption, MulticlassOptions, score_binary, score_multiclass
+from service.core.calibration import check_calibration_bins
 from service.core.contract import (
     ARRAY_OPTIONS,
     AUTO,
@@ -42,7 +43,7 @@ from service.settings import Settings
 MODELS: dict[Endpoint, type[BaseModel]] = {MULTICLASS: CrossEntropyRequest, BINARY: BinaryCrossEntropyRequest}
 CORE: dict[Endpoint, type[Any]] = {MULTICLASS: MulticlassOptions, BINARY: BinaryOptions}
 #: Options the core checks where it uses them, not in its option dataclasses.
-CORE_CHECKS: dict[str, Any] = {"confidence": check_confidence}
+CORE_CHECKS: dict[str, Any] = {"confidence": check_confidence, "calibration_bins": check_calibration_bins}
 CLIENT_METHODS = {MULTICLASS: "cross_entropy", BINARY: "binary_cross_entropy"}
 CLIENT_OPTION_TYPES: dict[Endpoint, type[Any]] = {MULTICLASS: CrossEntropyOptions, BINARY: BinaryCrossEntropyOptions}
 
@@ -253,6 +254,22 @@ def test_client_option_types_and_defaults_carry_the_contract(endpoint: Endpoint)
         if option.choices:
             assert _literal_values(hints[name]) - {AUTO} == set(option.choices)
     assert DEFAULTS[endpoint] == defaults(endpoint)
+
+
+@pytest.mark.parametrize("client", [Client, AsyncClient])
+def test_the_sequence_methods_take_the_sequence_options_with_their_defaults(client: type[Any]) -> None:
+    from service.core.contract import SEQUENCE_OPTIONS
+
+    forms = ["token_logprobs", "completions", "chat", "prompt_logprobs", "prompt_token_ids", "tgi_details"]
+    parameters = inspect.signature(client.score_sequences).parameters
+    assert [name for name in parameters if name != "self"] == [*forms, *SEQUENCE_OPTIONS]
+    shared = ["document_ids", "num_bytes", "num_words", "unit", "confidence"]
+    compared = inspect.signature(client.compare_sequences).parameters
+    assert [name for name in compared if name != "self"] == ["model", "baseline", *shared]
+    for name, option in SEQUENCE_OPTIONS.items():
+        assert parameters[name].default == option.default
+        if name in shared:
+            assert compared[name].default == option.default
 
 
 # --- xent score ----------------------------------------------------------------------------------

@@ -12,7 +12,12 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from service import __version__
-from service.api import scoring
+from service.api import (  # noqa: F401 - the sequence and merge modules add their routes to scoring.router
+    merge_route,
+    scoring,
+    sequence_compare_route,
+    sequence_routes,
+)
 from service.api.operations import health, metrics
 from service.api.operations.docs import install_docs
 from service.api.operations.drain import not_ready_on_stop_signal
@@ -145,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     unexpected = problem_responses()
     # The scoring routes themselves, not an included router: one regex match per request instead of two
     # rounds of matching (FastAPI keeps an included router as a route of its own). They declare the 500.
-    app.router.routes.extend(scoring.router.routes)
+    app.router.routes.extend(scoring.router.routes)  # sequence_routes adds its routes to scoring.router
     app.include_router(health.router, responses=unexpected)
     install_docs(app)
     # --- Metrics, request log and X-Request-ID. Keep these two middlewares the last ones added: the

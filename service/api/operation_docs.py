@@ -38,7 +38,7 @@ def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]
             "schema": {key: value for key, value in schema.items() if key not in ("description", "title")},
         }
         for name, schema in properties.items()
-        if name not in members
+        if name not in members and "$ref" not in schema  # an object (a comparison's side) is no query parameter
     ]
     npz = (
         "A NumPy `.npz` archive (`np.savez` or `np.savez_compressed`) with members "
@@ -68,6 +68,12 @@ def openapi_extra(model: type[BaseModel], examples: dict[str, dict[str, object]]
     }
 
 
+def json_body(model: type[BaseModel], examples: dict[str, dict[str, object]]) -> dict[str, Any]:
+    """OpenAPI for a route that reads a JSON body alone (``POST /v1/merge``)."""
+    content = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}, "examples": examples}
+    return {"requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: content}}}
+
+
 def _query_row(parameter: dict[str, Any]) -> str:
     """A query parameter as a row of a Markdown table: name, type (or choices), default, description."""
     schema = parameter["schema"]
@@ -86,6 +92,11 @@ def _query_row(parameter: dict[str, Any]) -> str:
 #: The per-sample arrays of an NPZ answer: a scoring answer's, and a comparison's.
 SCORE_ARRAYS = "float64 `cross_entropy`, `kl_divergence`, `entropy`"
 DIFFERENCE_ARRAYS = "float64 `difference` (the per-sample CE differences, model − baseline)"
+#: What an NPZ answer of either adds with ``gradient`` true.
+_GRADIENT_MEMBER = (
+    " With `gradient` true it also holds float64 `gradient`: ∂ℓᵢ/∂xᵢ, shaped like `predictions`, 0 on ignored rows "
+    "(on `/compare`, the model's)."
+)
 
 
 def _npz_response(arrays: str) -> dict[str, Any]:
@@ -95,6 +106,8 @@ def _npz_response(arrays: str) -> dict[str, Any]:
         "arrays (when `per_sample` is true), and `summary`, the JSON answer (with `per_sample` null) as a 0-d string "
         'array: `json.loads(str(np.load(f)["summary"]))`.'
     )
+    if arrays in (SCORE_ARRAYS, DIFFERENCE_ARRAYS):
+        description += _GRADIENT_MEMBER
     return {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary", "description": description}}}
 
 
@@ -127,10 +140,14 @@ def scoring_responses(
     model: type[BaseModel],
     handler: Callable[[Any, Answer], Response],
     examples: dict[str, dict[str, Any]],
-    npz_arrays: str = SCORE_ARRAYS,
+    npz_arrays: str | None = SCORE_ARRAYS,
 ) -> dict[int | str, dict[str, Any]]:
-    """The documented answers of a scoring operation: 200 (JSON with computed examples, or NPZ) and its problems."""
-    content = {JSON_MEDIA_TYPE: {"examples": _answers(model, handler, examples)}, **_npz_response(npz_arrays)}
+    """The documented answers of a scoring operation: 200 (JSON with computed examples, or NPZ) and its problems.
+
+    ``npz_arrays`` None: the operation takes and gives JSON alone (``POST /v1/merge``).
+    """
+    npz = {} if npz_arrays is None else _npz_response(npz_arrays)
+    content = {JSON_MEDIA_TYPE: {"examples": _answers(model, handler, examples)}, **npz}
     return {
         200: {"content": content},
         **_ERRORS,

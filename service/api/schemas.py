@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
+from service.api.state_schema import ScoringState
 from service.core import BinaryOptions, MulticlassOptions, Normalization, PredictionType, Unit
 from service.core.contract import AUTO, BINARY, MULTICLASS, OPTIONS, Option, resolve_epsilon
+from service.core.gradient import requested_gradient
 
 _NUMBER = {"type": "number"}
 _NUMBER_ROW = {"type": "array", "items": _NUMBER}
@@ -79,6 +81,7 @@ ClusterIds = Annotated[
         }
     ),
 ]
+Groups = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}, "title": "Group names"})]
 PosWeight = Annotated[
     Any,
     WithJsonSchema(
@@ -87,6 +90,7 @@ PosWeight = Annotated[
 ]
 
 UnitName = Literal["nats", "bits", "hartleys"]
+Compat = Literal["xent", "pytorch", "sklearn", "keras", "scipy"]
 
 
 def _integral_float_as_int(value: object) -> object:
@@ -110,8 +114,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class CrossEntropyRequest(_Strict):
-    """A batch of multi-class predictions and their labels."""
+class MulticlassBatch(_Strict):
+    """Multi-class predictions, their labels and the options of scoring them: what ``/v1/cross-entropy`` and
+    ``/v1/cross-entropy/compare`` share."""
 
     #: Array fields and what they hold (see ``service.api.transport._json_fast``). They are the NPZ members of the
     #: binary transport; every other field is a query parameter there.
@@ -134,6 +139,7 @@ class CrossEntropyRequest(_Strict):
             "or N×C target distributions (one-hot or soft rows, each ≥ 0 and summing to 1)."
         ),
     )
+    compat: Compat = _option(_MULTICLASS["compat"])
     prediction_type: Literal["probabilities", "logits", "log_probabilities"] = _option(_MULTICLASS["prediction_type"])
     classes: list[str] | None = _option(_MULTICLASS["classes"])
     label_smoothing: float = _option(_MULTICLASS["label_smoothing"])
@@ -145,6 +151,7 @@ class CrossEntropyRequest(_Strict):
     tolerance: float = _option(_MULTICLASS["tolerance"])
     unit: UnitName = _option(_MULTICLASS["unit"])
     per_sample: bool = _option(_MULTICLASS["per_sample"])
+    gradient: bool = _option(_MULTICLASS["gradient"])
     confidence: float = _option(_MULTICLASS["confidence"])
     cluster_ids: ClusterIds | None = _option(_MULTICLASS["cluster_ids"])
 
@@ -161,11 +168,26 @@ class CrossEntropyRequest(_Strict):
             tolerance=self.tolerance,
             unit=Unit(self.unit),
             ignore_index=self.ignore_index,
+            gradient=requested_gradient(self.gradient, self.per_sample),
         )
 
 
-class BinaryCrossEntropyRequest(_Strict):
-    """A batch of binary (N) or multi-label (N×K) predictions and their labels."""
+class CrossEntropyRequest(MulticlassBatch):
+    """A batch of multi-class predictions and their labels."""
+
+    array_kinds: ClassVar[dict[str, str]] = {**MulticlassBatch.array_kinds, "groups": "ids"}
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
+
+    groups: Groups | None = _option(_MULTICLASS["groups"])
+    per_class: bool = _option(_MULTICLASS["per_class"])
+    calibration_bins: int | None = _option(_MULTICLASS["calibration_bins"])
+
+    _calibration_bins = field_validator("calibration_bins", mode="before")(_integral_float_as_int)
+
+
+class BinaryBatch(_Strict):
+    """Binary (N) or multi-label (N×K) predictions, their labels and the options of scoring them: what
+    ``/v1/binary-cross-entropy`` and ``/v1/binary-cross-entropy/compare`` share."""
 
     array_kinds: ClassVar[dict[str, str]] = {
         "predictions": "numbers_or_rows",
@@ -182,6 +204,7 @@ class BinaryCrossEntropyRequest(_Strict):
     labels: VectorOrMatrix = Field(
         description="Same shape as `predictions`, each in [0, 1]: hard 0/1 labels or soft ones.",
     )
+    compat: Compat = _option(_BINARY["compat"])
     prediction_type: Literal["probabilities", "logits"] = _option(_BINARY["prediction_type"])
     pos_weight: PosWeight | None = _option(_BINARY["pos_weight"])
     label_smoothing: float = _option(_BINARY["label_smoothing"])
@@ -189,6 +212,7 @@ class BinaryCrossEntropyRequest(_Strict):
     epsilon: Epsilon = _option(_BINARY["epsilon"])
     unit: UnitName = _option(_BINARY["unit"])
     per_sample: bool = _option(_BINARY["per_sample"])
+    gradient: bool = _option(_BINARY["gradient"])
     confidence: float = _option(_BINARY["confidence"])
     cluster_ids: ClusterIds | None = _option(_BINARY["cluster_ids"])
 
@@ -199,7 +223,20 @@ class BinaryCrossEntropyRequest(_Strict):
             label_smoothing=self.label_smoothing,
             epsilon=resolve_epsilon(self.epsilon),
             unit=Unit(self.unit),
+            gradient=requested_gradient(self.gradient, self.per_sample),
         )
+
+
+class BinaryCrossEntropyRequest(BinaryBatch):
+    """A batch of binary (N) or multi-label (N×K) predictions and their labels."""
+
+    array_kinds: ClassVar[dict[str, str]] = {**BinaryBatch.array_kinds, "groups": "ids"}
+    array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
+
+    groups: Groups | None = _option(_BINARY["groups"])
+    calibration_bins: int | None = _option(_BINARY["calibration_bins"])
+
+    _calibration_bins = field_validator("calibration_bins", mode="before")(_integral_float_as_int)
 
 
 _BASELINE_PREDICTIONS = (
@@ -224,14 +261,15 @@ class _Baseline:
         return self.baseline_prediction_type or self.prediction_type
 
     def baseline_options(self) -> Any:
-        """The core's options for the baseline: the model's, but its prediction type."""
-        return replace(self.options(), prediction_type=PredictionType(self.baseline_type))
+        """The core's options for the baseline: the model's, but its prediction type, and no gradient (a comparison's
+        gradient is the model's: the baseline's predictions are constants of dᵢ = ℓᵢ(model) − ℓᵢ(baseline))."""
+        return replace(self.options(), prediction_type=PredictionType(self.baseline_type), gradient=False)
 
 
-class CrossEntropyCompareRequest(_Baseline, CrossEntropyRequest):
+class CrossEntropyCompareRequest(_Baseline, MulticlassBatch):
     """Two models' multi-class predictions for the same rows and labels: the model, and a baseline."""
 
-    array_kinds: ClassVar[dict[str, str]] = {**CrossEntropyRequest.array_kinds, "baseline_predictions": "rows"}
+    array_kinds: ClassVar[dict[str, str]] = {**MulticlassBatch.array_kinds, "baseline_predictions": "rows"}
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
     baseline_predictions: Matrix = Field(description=_BASELINE_PREDICTIONS)
@@ -240,11 +278,11 @@ class CrossEntropyCompareRequest(_Baseline, CrossEntropyRequest):
     )
 
 
-class BinaryCrossEntropyCompareRequest(_Baseline, BinaryCrossEntropyRequest):
+class BinaryCrossEntropyCompareRequest(_Baseline, BinaryBatch):
     """Two models' binary or multi-label predictions for the same rows and labels: the model, and a baseline."""
 
     array_kinds: ClassVar[dict[str, str]] = {
-        **BinaryCrossEntropyRequest.array_kinds,
+        **BinaryBatch.array_kinds,
         "baseline_predictions": "numbers_or_rows",
     }
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
@@ -326,12 +364,21 @@ class Intervals(BaseModel):
     )
 
 
+#: A gradient: N×C (N×K) rows, or N numbers for binary predictions given as N numbers.
+Gradient = list[list[float | None]] | list[float | None] | None
+_GRADIENT = (
+    "With `gradient: true` only: ∂ℓᵢ/∂xᵢ, the gradient of each row's reported loss with respect to its "
+    "predictions, shaped like `predictions` (0 on ignored rows; null where infinite)."
+)
+
+
 class PerSampleValues(BaseModel):
     """One value per row; `null` for an ignored row (or a value that is not finite)."""
 
     cross_entropy: list[float | None] = Field(description="Cross-entropy of each row.")
     kl_divergence: list[float | None] = Field(description="KL(target ‖ prediction) of each row.")
     entropy: list[float | None] = Field(description="Entropy of each row's target.")
+    gradient: Gradient = Field(None, description=_GRADIENT)
 
 
 class ScoringWarningModel(BaseModel):
@@ -348,6 +395,7 @@ class ScoringWarningModel(BaseModel):
         "ZERO_WEIGHT",
         "AGGREGATE_OVERFLOW",
         "STDERR_UNDEFINED",
+        "SOFT_TARGETS",
     ] = Field(
         description=(
             "`ROWS_NOT_NORMALIZED`: prediction rows off 1 were scored as given. `RENORMALIZED`: they were divided "
@@ -361,7 +409,9 @@ class ScoringWarningModel(BaseModel):
             "`count` is 0 and `rows` is empty: no row is at fault. Means stay exact however large the weights. "
             "`STDERR_UNDEFINED`: the standard errors and intervals are null because fewer than 2 scored rows of "
             "positive weight (n < 2), or fewer than 2 clusters holding one (G < 2), were given; the message says "
-            "which (`count` 0, `rows` empty)."
+            "which (`count` 0, `rows` empty). `SOFT_TARGETS`: `per_class` or `calibration_bins` was asked for, but "
+            "target rows that are not one-hot have no single true class, so `by_class` (or `calibration`) is null; "
+            "`count`/`rows` are those rows."
         )
     )
     message: str = Field(description="What happened, in words.")
@@ -372,6 +422,7 @@ class ScoringWarningModel(BaseModel):
 class MulticlassSettings(BaseModel):
     """Every option as resolved, so any number can be audited."""
 
+    compat: Compat = Field(description="The preset whose rules scored the batch (`xent`: xent's own).")
     prediction_type: str = Field(description="`probabilities`, `logits` or `log_probabilities`.")
     label_type: Literal["class_indices", "class_names", "distributions"] = Field(
         description="How the labels were read."
@@ -386,12 +437,14 @@ class MulticlassSettings(BaseModel):
     class_weights: list[float] | None = Field(description="The class weights, if given.")
     sample_weights: bool = Field(description="Whether sample weights were given.")
     per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
+    gradient: bool = Field(description="Whether `per_sample.gradient` was returned.")
     confidence: float = Field(description="Confidence level of the intervals in `ci`.")
 
 
 class BinarySettings(BaseModel):
     """Every option as resolved, so any number can be audited."""
 
+    compat: Compat = Field(description="The preset whose rules scored the batch (`xent`: xent's own).")
     prediction_type: str = Field(description="`probabilities` or `logits`.")
     unit: UnitName = Field(description="Unit of the results.")
     epsilon: float = Field(description="The numeric ε clip.")
@@ -401,10 +454,95 @@ class BinarySettings(BaseModel):
     sample_weights: bool = Field(description="Whether sample weights were given.")
     labels_per_sample: int | None = Field(description="K, the number of labels per sample (1 for binary).")
     per_sample: bool = Field(description="Whether the per-sample arrays were returned.")
+    gradient: bool = Field(description="Whether `per_sample.gradient` was returned.")
     confidence: float = Field(description="Confidence level of the intervals in `ci`.")
 
 
 _N_CLUSTERS = "G: the clusters of `cluster_ids` holding a scored row of positive weight; null without `cluster_ids`."
+
+
+class GroupMeans(BaseModel):
+    """A group's weighted means over its scored rows (null where undefined)."""
+
+    cross_entropy: float | None = Field(description="Mean cross-entropy of the group's rows.")
+    kl_divergence: float | None = Field(description="Mean KL divergence of the group's rows.")
+    entropy: float | None = Field(description="Mean target entropy of the group's rows.")
+    accuracy: float | None = Field(description="Accuracy over the group's rows.")
+
+
+class GroupIntervals(BaseModel):
+    """Confidence intervals of a group's means at `settings.confidence`. """ + _CI
+
+    cross_entropy: Interval = Field(description="Interval of the group's mean cross-entropy.")
+    kl_divergence: Interval = Field(description="Interval of the group's mean KL divergence.")
+    entropy: Interval = Field(description="Interval of the group's mean target entropy.")
+    accuracy: Interval = Field(description="Interval of the group's accuracy.")
+
+
+class GroupScores(BaseModel):
+    """One group's rows, means, standard errors and intervals: the whole answer's formulas over its rows."""
+
+    n: int = Field(description="Rows of this group.")
+    n_scored: int = Field(description="Rows of this group that were scored (not ignored).")
+    mean: GroupMeans = Field(description="Weighted means over the group's scored rows.")
+    stderr: Stderrs = Field(
+        description="Standard error of each mean, over the group's rows (clustered within it with `cluster_ids`); "
+        "null with fewer than 2 rows (or clusters) of positive weight."
+    )
+    ci: GroupIntervals = Field(description="Confidence interval of each mean.")
+
+
+class ClassScores(BaseModel):
+    """One class: over the scored rows whose true class it is."""
+
+    support: float = Field(description="Σ wᵢ over the rows of this true class (their count without weights).")
+    mean_cross_entropy: float | None = Field(description="Weighted mean cross-entropy of those rows.")
+    stderr: float | None = Field(
+        description="Standard error of `mean_cross_entropy` (clustered with `cluster_ids`); null with fewer than 2 "
+        "rows (or clusters) of positive weight."
+    )
+    accuracy: float | None = Field(
+        description="Σ wᵢ·[argmax qᵢ = this class] / support over those rows: the weighted recall."
+    )
+    predicted: float = Field(description="Σ wᵢ over the scored rows whose argmax is this class.")
+
+
+class CalibrationBin(BaseModel):
+    """One confidence bin [lower, upper) (the last one closed at 1)."""
+
+    lower: float = Field(description="k/B.")
+    upper: float = Field(description="(k+1)/B.")
+    count: int = Field(description="Rows (binary and multi-label: elements) whose confidence falls here.")
+    weight: float = Field(description="Σ of their weights (a multi-label element carries its row's weight).")
+    mean_confidence: float | None = Field(description="Weighted mean confidence; null when `weight` is 0.")
+    accuracy: float | None = Field(
+        description="Weighted share correct (binary: the weighted mean of the labels); null when `weight` is 0."
+    )
+
+
+class CalibrationScores(BaseModel):
+    """Calibration over B equal-width confidence bins (torchmetrics' binning, but 1.0 falls in the last bin)."""
+
+    model_config = ConfigDict(title="Calibration")
+
+    n_bins: int = Field(description="B, the number of bins (`calibration_bins`).")
+    ece: float | None = Field(description="Σ_b (W_b/W)·|acc_b − conf_b|: expected calibration error.")
+    mce: float | None = Field(description="max_b |acc_b − conf_b| over the bins of positive weight.")
+    rmsce: float | None = Field(description="√(Σ_b (W_b/W)·(acc_b − conf_b)²): root-mean-square calibration error.")
+    brier: float | None = Field(
+        description="Weighted mean of Σ_c (q_c − y_c)², halved when C = 2 (scikit-learn's `brier_score_loss`); "
+        "binary and multi-label: the weighted mean of (q − y)² over the elements."
+    )
+    bins: list[CalibrationBin] = Field(description="Every bin, the empty ones too.")
+
+
+_BY_GROUP = "With `groups`: each group's n, means, standard errors and intervals, by group name (sorted); else null."
+_BY_CLASS = (
+    "With `per_class: true` (`/v1/cross-entropy`): each class's support, mean cross-entropy, its standard error, "
+    "accuracy (recall) and predicted weight, keyed by class name (or index as a string); null otherwise, and with "
+    "soft targets (`SOFT_TARGETS` warning)."
+)
+_CALIBRATION = "With `calibration_bins`: ECE, MCE, RMSCE, the Brier score and every bin; else null."
 
 
 class _ScoreResponse(BaseModel):
@@ -416,8 +554,15 @@ class _ScoreResponse(BaseModel):
     sum: Sums = Field(description="Weighted sums over the scored rows.")
     stderr: Stderrs = Field(description="Standard error of each mean.")
     ci: Intervals = Field(description="Confidence interval of each mean.")
+    by_group: dict[str, GroupScores] | None = Field(description=_BY_GROUP)
+    by_class: dict[str, ClassScores] | None = Field(description=_BY_CLASS)
+    calibration: CalibrationScores | None = Field(description=_CALIBRATION)
     per_sample: PerSampleValues | None = Field(description="Per-sample arrays of length N, or null if not asked for.")
     warnings: list[ScoringWarningModel] = Field(description="What the caller should know about the numbers.")
+    state: ScoringState = Field(
+        description="The answer's mergeable state: `POST /v1/merge` combines the states of shards into the answer "
+        "of all their rows (last in the answer, after `settings`)."
+    )
 
 
 class CrossEntropyResponse(_ScoreResponse):
@@ -474,6 +619,9 @@ class DifferenceValues(BaseModel):
 
     difference: list[float | None] = Field(
         description="CE(model) − CE(baseline) of each row; null on an ignored row (or where not finite)."
+    )
+    gradient: Gradient = Field(
+        None, description=_GRADIENT + " The model's: the gradient of dᵢ with respect to `predictions`."
     )
 
 
@@ -537,6 +685,8 @@ class Limits(BaseModel):
     max_rows: int = Field(description="Most rows one request may score.")
     max_classes: int = Field(description="Most classes (or labels per sample) per request.")
     max_cells: int = Field(description="Most rows × classes per request.")
+    max_groups: int = Field(description="Most distinct `groups` per request.")
+    max_merge_states: int = Field(description="Most states one `POST /v1/merge` request may merge.")
     max_concurrent_scoring: int = Field(description="Scoring requests in progress at once per worker; then 503.")
     body_timeout_seconds: float = Field(description="Longest time a body may take to arrive; then 408.")
     body_min_bytes_per_second: int = Field(

@@ -2,6 +2,7 @@
 
 import inspect
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -15,11 +16,18 @@ from service.api.examples import (
     CROSS_ENTROPY_EXAMPLES,
 )
 from service.api.keyed_route import KeyedRoute
-from service.api.operation_docs import DIFFERENCE_ARRAYS, SCORE_ARRAYS, openapi_extra, scoring_responses
+from service.api.operation_docs import (
+    DIFFERENCE_ARRAYS,
+    SCORE_ARRAYS,
+    json_body,
+    openapi_extra,
+    scoring_responses,
+)
 from service.api.operations.memory import give_back_free_memory
 from service.api.policy.admission import Charge
 from service.api.problems import problem_responses
 from service.api.schemas import (
+    BinaryBatch,
     BinaryCrossEntropyCompareRequest,
     BinaryCrossEntropyCompareResponse,
     BinaryCrossEntropyRequest,
@@ -28,6 +36,7 @@ from service.api.schemas import (
     CrossEntropyCompareResponse,
     CrossEntropyRequest,
     CrossEntropyResponse,
+    MulticlassBatch,
 )
 from service.api.state import ServiceState, service_state
 from service.api.transport import (
@@ -40,9 +49,13 @@ from service.api.transport import (
     read_body,
 )
 from service.api.transport.answer import per_sample_arrays
-from service.api.transport.limits import batch_cells
+from service.api.transport.limits import BYTES_PER_JSON_CONTAINER, batch_cells, json_containers
 from service.core import ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
+from service.core.compat import score_binary_preset, score_multiclass_preset
+from service.core.contract import BINARY, MULTICLASS
+from service.core.score_state import StateOf
+from service.core.slices import Breakdowns, binary_breakdowns, multiclass_breakdowns
 from service.core.summary import answer_summary, comparison_summary
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -85,6 +98,10 @@ async def _score_in_threads(
         inflated = await run_in_threadpool(npz_codec.inflated_size, body)
         if inflated:
             await charge.charge_body(body.kind, body.size + inflated)
+    elif getattr(model, "charge_json_containers", False):
+        # Nested objects cost Pydantic more than the charge per byte: charged, before they are built, by count.
+        containers = await run_in_threadpool(json_containers, body.data)
+        await charge.resize(charge.held + containers * BYTES_PER_JSON_CONTAINER)
     request = await run_in_threadpool(_decode, model, body, query, state)
     await charge.charge_cells(batch_cells(request))
     return await run_in_threadpool(handler, request, answer)
@@ -137,12 +154,16 @@ REQUEST_MODELS: list[type[BaseModel]] = []
 
 
 def scoring_route(
-    path: str, response_model: type[BaseModel], examples: dict[str, dict[str, object]], npz_arrays: str = SCORE_ARRAYS
+    path: str,
+    response_model: Any,
+    examples: dict[str, dict[str, object]],
+    npz_arrays: str | None = SCORE_ARRAYS,
 ) -> Callable[[Callable[[RequestModel, Answer], Response]], Callable[[RequestModel, Answer], Response]]:
     """Add a scoring endpoint at ``path``: the decorated function scores a decoded request and answers it.
 
     The request model is the type of its first parameter. The function's name names the operation
     in the OpenAPI document, its docstring's first line is the summary and the rest the description.
+    ``npz_arrays`` None documents a JSON body and answer alone.
     """
 
     def add(handler: Callable[[RequestModel, Answer], Response]) -> Callable[[RequestModel, Answer], Response]:
@@ -162,15 +183,21 @@ def scoring_route(
             description=description,
             response_model=response_model,
             responses=scoring_responses(model, handler, examples, npz_arrays),
-            openapi_extra=openapi_extra(model, examples),
+            openapi_extra=openapi_extra(model, examples) if npz_arrays is not None else json_body(model, examples),
         )
         return handler
 
     return add
 
 
-def _answer(result: ScoreResult, request: CrossEntropyRequest | BinaryCrossEntropyRequest, answer: Answer) -> Response:
-    """The scoring answer: the core's summary, with its standard errors and intervals, and the per-sample arrays."""
+def _answer(
+    result: ScoreResult,
+    request: CrossEntropyRequest | BinaryCrossEntropyRequest,
+    answer: Answer,
+    breakdowns: Breakdowns,
+) -> Response:
+    """The scoring answer: the core's summary, with its standard errors and intervals, breakdowns and calibration,
+    and the per-sample arrays."""
     extra = {"classes": request.classes} if isinstance(request, CrossEntropyRequest) else {}
     summary = answer_summary(
         result,
@@ -178,8 +205,10 @@ def _answer(result: ScoreResult, request: CrossEntropyRequest | BinaryCrossEntro
         extra=extra,
         confidence=request.confidence,
         cluster_ids=request.cluster_ids,
+        state=StateOf.of_request(request, MULTICLASS if isinstance(request, CrossEntropyRequest) else BINARY),
+        breakdowns=breakdowns,
     )
-    arrays = per_sample_arrays(result.per_sample) if request.per_sample else None
+    arrays = per_sample_arrays(result.per_sample, result.gradient) if request.per_sample else None
     return encode(summary, arrays, result.scored, answer)
 
 
@@ -201,11 +230,21 @@ def _compare_answer(
         settings={"baseline_prediction_type": request.baseline_type},
     )
     arrays = {"difference": differences} if request.per_sample else None
+    if arrays is not None and model.gradient is not None:
+        arrays["gradient"] = model.gradient
     return encode(summary, arrays, model.scored, answer)
 
 
-def _multiclass(request: CrossEntropyRequest, predictions: Any, options: Any) -> ScoreResult:
-    return score_multiclass(
+def _scorer(request: MulticlassBatch | BinaryBatch, xent: Callable[..., ScoreResult], preset: Any) -> Any:
+    """The one dispatch on ``compat``: xent's own scorer, untouched, or the preset's with the options set explicitly."""
+    if request.compat == "xent":
+        return xent
+    return partial(preset, request.compat, given=request.model_fields_set)
+
+
+def _multiclass(request: MulticlassBatch, predictions: Any, options: Any) -> ScoreResult:
+    score = _scorer(request, score_multiclass, score_multiclass_preset)
+    result: ScoreResult = score(
         request.labels,
         predictions,
         classes=request.classes,
@@ -213,16 +252,19 @@ def _multiclass(request: CrossEntropyRequest, predictions: Any, options: Any) ->
         sample_weights=request.sample_weights,
         options=options,
     )
+    return result
 
 
-def _binary(request: BinaryCrossEntropyRequest, predictions: Any, options: Any) -> ScoreResult:
-    return score_binary(
+def _binary(request: BinaryBatch, predictions: Any, options: Any) -> ScoreResult:
+    score = _scorer(request, score_binary, score_binary_preset)
+    result: ScoreResult = score(
         request.labels,
         predictions,
         pos_weight=request.pos_weight,
         sample_weights=request.sample_weights,
         options=options,
     )
+    return result
 
 
 @scoring_route("/cross-entropy", CrossEntropyResponse, CROSS_ENTROPY_EXAMPLES)
@@ -232,8 +274,22 @@ def cross_entropy(request: CrossEntropyRequest, answer: Answer) -> Response:
     Score N×C predictions (probabilities, logits or log-probabilities) against class indices,
     class names or target distributions. Returns per-sample and weighted mean/sum of cross-entropy,
     KL(target ‖ prediction) and target entropy, with CE = H + KL on every row, and each mean's
-    standard error and confidence interval (clustered with `cluster_ids`)."""
-    return _answer(_multiclass(request, request.predictions, request.options()), request, answer)
+    standard error and confidence interval (clustered with `cluster_ids`); with `groups`, `per_class` and
+    `calibration_bins`, the same by group, by class, and the calibration of the top probability."""
+    options = request.options()
+    result = _multiclass(request, request.predictions, options)
+    breakdowns = multiclass_breakdowns(
+        result,
+        request.labels,
+        request.predictions,
+        classes=request.classes,
+        options=options,
+        groups=request.groups,
+        per_class=request.per_class,
+        calibration_bins=request.calibration_bins,
+        cluster_ids=request.cluster_ids,
+    )
+    return _answer(result, request, answer, breakdowns)
 
 
 @scoring_route("/binary-cross-entropy", BinaryCrossEntropyResponse, BINARY_EXAMPLES)
@@ -242,8 +298,20 @@ def binary_cross_entropy(request: BinaryCrossEntropyRequest, answer: Answer) -> 
 
     Score N (binary) or N×K (multi-label) probabilities or logits against 0/1 or soft labels.
     A multi-label row scores the mean over its K labels; KL and entropy are the Bernoulli ones.
-    Each mean comes with its standard error and confidence interval (clustered with `cluster_ids`)."""
-    return _answer(_binary(request, request.predictions, request.options()), request, answer)
+    Each mean comes with its standard error and confidence interval (clustered with `cluster_ids`); with
+    `groups` and `calibration_bins`, the same by group, and the calibration of every element."""
+    options = request.options()
+    result = _binary(request, request.predictions, options)
+    breakdowns = binary_breakdowns(
+        result,
+        request.labels,
+        request.predictions,
+        options=options,
+        groups=request.groups,
+        calibration_bins=request.calibration_bins,
+        cluster_ids=request.cluster_ids,
+    )
+    return _answer(result, request, answer, breakdowns)
 
 
 @scoring_route("/cross-entropy/compare", CrossEntropyCompareResponse, CROSS_ENTROPY_COMPARE_EXAMPLES, DIFFERENCE_ARRAYS)

@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 
 from service.client import Comparison, Scores
-from service.client.wire import check_options, prepare, prepare_predictions
+from service.client.wire import DEFAULTS, check_options, prepare, prepare_predictions
 from service.core import BinaryOptions, MulticlassOptions, ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
+from service.core.compat import score_binary_preset, score_multiclass_preset
 from service.core.contract import BINARY, MULTICLASS, resolve_epsilon
+from service.core.gradient import requested_gradient
+from service.core.score_state import StateOf
 from service.core.summary import answer_summary, comparison_summary
 
 
@@ -28,14 +31,16 @@ def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mappi
     endpoint = BINARY if binary else MULTICLASS
     given = check_options(endpoint, options)
     targets, preds = prepare(endpoint, labels, predictions)
-    result = _score(targets, preds, binary, given, given["prediction_type"])
     per_sample = bool(given["per_sample"])
+    gradient = requested_gradient(bool(given["gradient"]), per_sample)
+    result = _score(targets, preds, binary, given, given["prediction_type"], gradient=gradient)
     summary = answer_summary(
         result,
         per_sample=per_sample,
         extra=None if binary else {"classes": given["classes"]},  # multi-class answers echo the class names
         confidence=given["confidence"],
         cluster_ids=_ids(given["cluster_ids"]),
+        state=StateOf.of_options(endpoint, given, preds),
     )
     return Scores.from_arrays(summary, _answer_arrays(result) if per_sample else {})
 
@@ -51,7 +56,8 @@ def compare_locally(
     given = check_options(endpoint, options, compare=True)
     targets, preds = prepare(endpoint, labels, predictions)
     baseline_type = given["baseline_prediction_type"] or given["prediction_type"]
-    model = _score(targets, preds, binary, given, given["prediction_type"])
+    gradient = requested_gradient(bool(given["gradient"]), bool(given["per_sample"]))
+    model = _score(targets, preds, binary, given, given["prediction_type"], gradient=gradient)
     with scoring_baseline(baseline := prepare_predictions(baseline_predictions), preds):
         baseline_result = _score(targets, baseline, binary, given, baseline_type)
     per_sample = bool(given["per_sample"])
@@ -64,7 +70,7 @@ def compare_locally(
         extra=None if binary else {"classes": given["classes"]},
         settings={"baseline_prediction_type": baseline_type},
     )
-    return Comparison.from_summary(summary, differences if per_sample else None)
+    return Comparison.from_summary(summary, differences if per_sample else None, model.gradient)
 
 
 def _ids(cluster_ids: Any) -> Any:
@@ -73,36 +79,43 @@ def _ids(cluster_ids: Any) -> Any:
 
 
 def _score(
-    targets: np.ndarray, preds: np.ndarray, binary: bool, given: Mapping[str, Any], prediction_type: str
+    targets: np.ndarray,
+    preds: np.ndarray,
+    binary: bool,
+    given: Mapping[str, Any],
+    prediction_type: str,
+    *,
+    gradient: bool = False,
 ) -> ScoreResult:
-    """One model's ``ScoreResult`` with the options ``given`` (every one filled in) and ``prediction_type``."""
+    """One model's ``ScoreResult`` with the options ``given`` (every one filled in) and ``prediction_type``; the
+    gradient only when ``gradient`` says (a comparison's baseline has none)."""
     common: dict[str, Any] = {
+        "gradient": gradient,
         "prediction_type": prediction_type,
         "label_smoothing": float(given["label_smoothing"]),
         "epsilon": resolve_epsilon(given["epsilon"]),
         "unit": given["unit"],
     }
+    preset = given["compat"]
+    # The options a preset holds to its own values count as set explicitly when they are not the API's default.
+    defaults = DEFAULTS[BINARY if binary else MULTICLASS]
+    explicit = {name for name in ("epsilon", "normalization", "tolerance") if given.get(name) != defaults.get(name)}
     if binary:
-        return score_binary(
-            targets,
-            preds,
-            pos_weight=given["pos_weight"],
-            sample_weights=given["sample_weights"],
-            options=BinaryOptions(**common),
-        )
-    return score_multiclass(
-        targets,
-        preds,
-        classes=given["classes"],
-        class_weights=given["class_weights"],
-        sample_weights=given["sample_weights"],
-        options=MulticlassOptions(
-            **common,
-            normalization=given["normalization"],
-            tolerance=float(given["tolerance"]),
-            ignore_index=given["ignore_index"],
-        ),
+        data: dict[str, Any] = {"pos_weight": given["pos_weight"], "sample_weights": given["sample_weights"]}
+        options = BinaryOptions(**common)
+        if preset != "xent":
+            return score_binary_preset(preset, targets, preds, options=options, given=explicit, **data)
+        return score_binary(targets, preds, options=options, **data)
+    data = {k: given[k] for k in ("classes", "class_weights", "sample_weights")}
+    multiclass = MulticlassOptions(
+        **common,
+        normalization=given["normalization"],
+        tolerance=float(given["tolerance"]),
+        ignore_index=given["ignore_index"],
     )
+    if preset != "xent":
+        return score_multiclass_preset(preset, targets, preds, options=multiclass, given=explicit, **data)
+    return score_multiclass(targets, preds, options=multiclass, **data)
 
 
 def _answer_arrays(result: ScoreResult) -> dict[str, np.ndarray]:
@@ -113,4 +126,5 @@ def _answer_arrays(result: ScoreResult) -> dict[str, np.ndarray]:
         "kl_divergence": values.kl_divergence,
         "entropy": values.entropy,
         "scored": result.scored,
+        **({} if result.gradient is None else {"gradient": result.gradient}),
     }

@@ -21,6 +21,8 @@ import orjson
 from service.cli.comparison import compare_arrays, comparison_table
 from service.cli.files import FORMATS, UnreadableFile, read_array, write_differences, write_per_sample
 from service.cli.local import score_locally
+from service.cli.sequences import add_arguments as add_sequence_arguments
+from service.cli.sequences import score_sequence_file, sequence_table
 from service.client import Client, Comparison, ProblemError, Scores, TransportError
 from service.client.config import url_problem
 from service.core.contract import AUTO, BINARY, MULTICLASS, OPTIONS
@@ -51,8 +53,8 @@ def add_parser(commands: Any) -> None:
         ),
     )
     files = score.add_argument_group("files")
-    files.add_argument("--predictions", required=True, metavar="FILE", help="N×C (or N for --binary) predictions")
-    files.add_argument("--labels", required=True, metavar="FILE", help="class indices, names or target rows")
+    files.add_argument("--predictions", metavar="FILE", help="N×C (or N for --binary) predictions (required)")
+    files.add_argument("--labels", metavar="FILE", help="class indices, names or target rows (required)")
     files.add_argument("--sample-weights", metavar="FILE", help="N non-negative weights")
     files.add_argument("--cluster-ids", metavar="FILE", help="N cluster ids (strings or integers): clustered errors")
     files.add_argument(
@@ -63,6 +65,9 @@ def add_parser(commands: Any) -> None:
     files.add_argument("--per-sample", metavar="OUT", help="write per-sample CE, KL, H to OUT (.csv or .npy)")
     options = score.add_argument_group("options (as in the API)")
     options.add_argument("--binary", action="store_true", help="binary / multi-label cross-entropy")
+    options.add_argument(
+        "--compat", choices=_OPTIONS["compat"].choices, help="score by a library's rules (default: xent's own)"
+    )
     options.add_argument("--prediction-type", choices=_OPTIONS["prediction_type"].choices)
     options.add_argument(
         "--baseline-prediction-type",
@@ -91,6 +96,7 @@ def add_parser(commands: Any) -> None:
     service.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     service.add_argument("--retries", type=int, default=3, help="retries of refused connections and 503s (default 3)")
     service.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    add_sequence_arguments(score)
     score.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     score.set_defaults(run=run)
 
@@ -113,6 +119,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise BadFlag(f'--epsilon: expected "{AUTO}" or a number, got {args.epsilon!r}') from None
     given: dict[str, Any] = {
+        "compat": args.compat,
         "prediction_type": args.prediction_type,
         "unit": args.unit,
         "label_smoothing": args.label_smoothing,
@@ -138,12 +145,18 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def score_files(args: argparse.Namespace) -> Scores | Comparison:
-    """Read the files and score them (with ``--baseline-predictions``, compare), in-process or against the service."""
-    url = args.url or os.environ.get("XENT_URL")
+def _service_url(args: argparse.Namespace) -> str | None:
+    """``--url`` or XENT_URL (None: score in this process); BadFlag when it cannot be a service's URL."""
+    url: str | None = args.url or os.environ.get("XENT_URL")
     problem = url_problem(url) if url else None
     if problem is not None:
         raise BadFlag(f"{'--url' if args.url else 'XENT_URL'}: {problem}")
+    return url
+
+
+def score_files(args: argparse.Namespace) -> Scores | Comparison:
+    """Read the files and score them (with ``--baseline-predictions``, compare), in-process or against the service."""
+    url = _service_url(args)
     if args.baseline_predictions is None and args.baseline_prediction_type is not None:
         raise BadFlag("--baseline-prediction-type: it says how to read --baseline-predictions, which is not given")
     if args.baseline_predictions is not None and args.chunk_size is not None:
@@ -228,8 +241,34 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
+def run_sequences(args: argparse.Namespace) -> int:
+    """``xent score --sequences``: print the sequences' perplexities, and say how it went in the exit code."""
+    given = [flag for flag in ("predictions", "labels", "baseline_predictions") if getattr(args, flag) is not None]
+    if given:
+        return _fail(EXIT_BAD_INPUT, f"--sequences scores model-server responses: drop --{given[0].replace('_', '-')}")
+    try:
+        scores = score_sequence_file(args, _service_url(args))
+    except (UnreadableFile, BadFlag) as error:
+        return _fail(EXIT_BAD_INPUT, str(error))
+    except InvalidInput as error:  # in-process: the message the service would send in its 422
+        return _fail(EXIT_BAD_INPUT, f"{error.where}: {error.message}")
+    except ProblemError as error:
+        return _fail(EXIT_BAD_INPUT if error.is_client_error else EXIT_SERVICE, f"{error.title}: {error.detail}")
+    except TransportError as error:
+        return _fail(EXIT_SERVICE, str(error))
+    if args.json:
+        sys.stdout.write(orjson.dumps(scores.summary(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(sequence_table(scores))
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """``xent score``: print the summary, write the per-sample values, and say how it went in the exit code."""
+    if args.sequences is not None:
+        return run_sequences(args)
+    if args.predictions is None or args.labels is None:
+        return _fail(EXIT_BAD_INPUT, "--predictions and --labels are required (or --sequences FILE.jsonl)")
     if args.chunk_size is not None and args.chunk_size < 1:
         return _fail(EXIT_BAD_INPUT, f"--chunk-size must be at least 1, got {args.chunk_size}")
     try:

@@ -16,13 +16,23 @@ from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import Progress, progress_bar
 from service.client.errors import ProblemError, XentError
 from service.client.results import Comparison, Scores
+from service.client.sequence_results import SequenceComparison, SequenceScores
+from service.client.sequences import read_sequence_comparison, read_sequence_scores
 from service.client.wire import Request, TransportChoice, read_comparison, read_response
 
 #: What an answer is read as: ``Scores`` or ``Comparison``.
 AnswerT = TypeVar("AnswerT")
 
 
-class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], Coroutine[Any, Any, Comparison], httpx.AsyncBaseTransport]):
+class AsyncClient(
+    BaseClient[
+        Coroutine[Any, Any, Scores],
+        Coroutine[Any, Any, Comparison],
+        httpx.AsyncBaseTransport,
+        Coroutine[Any, Any, SequenceScores],
+        Coroutine[Any, Any, SequenceComparison],
+    ]
+):
     """An async client of a xent service: the same arguments and methods as ``Client``, awaited."""
 
     _http: httpx.AsyncClient
@@ -58,6 +68,12 @@ class AsyncClient(BaseClient[Coroutine[Any, Any, Scores], Coroutine[Any, Any, Co
 
     async def _compare(self, batch: Callable[[], Batch], transport: TransportChoice) -> Comparison:
         return await self._send(await self._request(batch(), transport), read_comparison)
+
+    async def _sequences(self, request: Request) -> SequenceScores:
+        return await self._send(request, read_sequence_scores)
+
+    async def _compare_sequences(self, request: Request) -> SequenceComparison:
+        return await self._send(request, read_sequence_comparison)
 
     async def _request(self, batch: Batch, transport: TransportChoice) -> Request:
         npz_min_values = self.config.npz_min_values

@@ -5,12 +5,15 @@ planning and merging (``chunking``), retry decisions (``Attempts``) and answer r
 are here once; ``Client`` and ``AsyncClient`` only send, sleep and gather. The public methods are
 written once too: on ``Client`` they return ``Scores``, on ``AsyncClient`` the coroutine that
 computes them (``await xent.cross_entropy(...)``), which is what the type parameter ``ScoresT`` is.
+
+Over 300 lines because it is the client's whole public surface, each method's keywords written out with their
+contract defaults (``score_sequences`` / ``compare_sequences`` too); what they send is built elsewhere.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
@@ -20,12 +23,20 @@ from service.client.chunking import Batch, Chunking
 from service.client.config import ClientConfig
 from service.client.errors import ProblemError
 from service.client.retry import Attempts
-from service.client.wire import BinaryCrossEntropyOptions, CrossEntropyOptions, TransportChoice, read_response
-from service.core.contract import BINARY, MULTICLASS, OPTIONS, Endpoint
+from service.client.sequences import compare_sequences_request, sequences_request
+from service.client.wire import (
+    BinaryCrossEntropyOptions,
+    CrossEntropyOptions,
+    Request,
+    TransportChoice,
+    read_response,
+)
+from service.core.contract import BINARY, MULTICLASS, OPTIONS, SEQUENCE_OPTIONS, Endpoint
 
 #: The options of each endpoint: the scoring methods' keyword defaults come from the contract.
 _CE = OPTIONS[MULTICLASS]
 _BCE = OPTIONS[BINARY]
+_SEQ = SEQUENCE_OPTIONS
 
 #: What a scoring method returns: ``Scores`` (``Client``), or a coroutine of ``Scores`` (``AsyncClient``).
 ScoresT = TypeVar("ScoresT")
@@ -33,14 +44,19 @@ ScoresT = TypeVar("ScoresT")
 ComparisonT = TypeVar("ComparisonT")
 #: The httpx transport the client can be given: ``httpx.BaseTransport`` or ``httpx.AsyncBaseTransport``.
 TransportT = TypeVar("TransportT")
+#: What ``score_sequences`` returns: ``SequenceScores``, or a coroutine of them (``AsyncClient``).
+SequenceScoresT = TypeVar("SequenceScoresT")
+#: What ``compare_sequences`` returns: ``SequenceComparison``, or a coroutine of one (``AsyncClient``).
+SequenceComparisonT = TypeVar("SequenceComparisonT")
 
 #: Why ``/v1/info`` may not tell the body limit: then chunks are sized for the service's default.
 NO_BODY_LIMIT = (httpx.HTTPError, ProblemError, KeyError, TypeError, ValueError)
 
 
-class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
+class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT, SequenceScoresT, SequenceComparisonT]):
     """The configuration and the scoring methods of a xent client (the arguments: see ``Client``); a subclass
-    opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``, ``_compare``)."""
+    opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``, ``_compare``,
+    ``_sequences``, ``_compare_sequences``)."""
 
     def __init__(
         self,
@@ -81,6 +97,7 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
         labels: Any,
         predictions: Any,
         *,
+        compat: Literal["xent", "pytorch", "sklearn", "keras", "scipy"] = _CE["compat"].default,
         prediction_type: Literal["probabilities", "logits", "log_probabilities"] = _CE["prediction_type"].default,
         classes: list[str] | None = _CE["classes"].default,
         label_smoothing: float = _CE["label_smoothing"].default,
@@ -92,8 +109,12 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
         tolerance: float = _CE["tolerance"].default,
         unit: Literal["nats", "bits", "hartleys"] = _CE["unit"].default,
         per_sample: bool = _CE["per_sample"].default,
+        gradient: bool = _CE["gradient"].default,
         confidence: float = _CE["confidence"].default,
         cluster_ids: Any = _CE["cluster_ids"].default,
+        groups: Any = _CE["groups"].default,
+        per_class: bool = _CE["per_class"].default,
+        calibration_bins: int | None = _CE["calibration_bins"].default,
         transport: TransportChoice = "auto",
     ) -> ScoresT:
         """Multi-class cross-entropy, KL divergence and target entropy of one batch (``POST /v1/cross-entropy``)."""
@@ -105,6 +126,7 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
         labels: Any,
         predictions: Any,
         *,
+        compat: Literal["xent", "pytorch", "sklearn", "keras", "scipy"] = _BCE["compat"].default,
         prediction_type: Literal["probabilities", "logits"] = _BCE["prediction_type"].default,
         pos_weight: Any = _BCE["pos_weight"].default,
         label_smoothing: float = _BCE["label_smoothing"].default,
@@ -112,8 +134,11 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
         epsilon: float | Literal["auto"] = _BCE["epsilon"].default,
         unit: Literal["nats", "bits", "hartleys"] = _BCE["unit"].default,
         per_sample: bool = _BCE["per_sample"].default,
+        gradient: bool = _BCE["gradient"].default,
         confidence: float = _BCE["confidence"].default,
         cluster_ids: Any = _BCE["cluster_ids"].default,
+        groups: Any = _BCE["groups"].default,
+        calibration_bins: int | None = _BCE["calibration_bins"].default,
         transport: TransportChoice = "auto",
     ) -> ScoresT:
         """Binary / multi-label cross-entropy of one batch (``POST /v1/binary-cross-entropy``)."""
@@ -217,6 +242,68 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT]):
         return self._compare(
             partial(Batch.comparing, endpoint, labels, predictions, baseline_predictions, given), transport
         )
+
+    @abstractmethod
+    def _sequences(self, request: Request) -> SequenceScoresT:
+        """Send a request to ``/v1/sequence-cross-entropy`` and read the answer."""
+
+    @abstractmethod
+    def _compare_sequences(self, request: Request) -> SequenceComparisonT:
+        """Send a request to ``/v1/sequence-cross-entropy/compare`` and read the answer."""
+
+    def score_sequences(
+        self,
+        token_logprobs: Any = None,
+        *,
+        completions: Any = None,
+        chat: Any = None,
+        prompt_logprobs: Any = None,
+        prompt_token_ids: Any = None,
+        tgi_details: Any = None,
+        score_from: int | list[int] = _SEQ["score_from"].default,
+        score_until: int | list[int] | None = _SEQ["score_until"].default,
+        document_ids: Any = _SEQ["document_ids"].default,
+        num_bytes: Any = _SEQ["num_bytes"].default,
+        num_words: Any = _SEQ["num_words"].default,
+        unit: Literal["nats", "bits", "hartleys"] = _SEQ["unit"].default,
+        confidence: float = _SEQ["confidence"].default,
+        per_document: bool = _SEQ["per_document"].default,
+    ) -> SequenceScoresT:
+        """Token perplexity, bits per byte and word perplexity of S sequences, with standard errors and intervals
+        (``POST /v1/sequence-cross-entropy``).
+
+        Give one input form: ``token_logprobs`` (S lists of natural-log probabilities, null/NaN where a position
+        has none), ``completions`` (S OpenAI/vLLM completions ``logprobs`` objects), ``chat`` (S chat ``logprobs``
+        objects), ``prompt_logprobs`` with ``prompt_token_ids`` (vLLM), or ``tgi_details`` (S TGI ``details``).
+        The options are the API's, with its names and defaults; ``num_bytes`` / ``num_words`` give byte and word
+        perplexity, ``document_ids`` sum windows of one document. One request, sent as JSON.
+        """
+        fields = {k: v for k, v in locals().items() if k != "self"}
+        return self._sequences(sequences_request(fields))
+
+    def compare_sequences(
+        self,
+        model: Mapping[str, Any],
+        baseline: Mapping[str, Any],
+        *,
+        document_ids: Any = _SEQ["document_ids"].default,
+        num_bytes: Any = _SEQ["num_bytes"].default,
+        num_words: Any = _SEQ["num_words"].default,
+        unit: Literal["nats", "bits", "hartleys"] = _SEQ["unit"].default,
+        confidence: float = _SEQ["confidence"].default,
+    ) -> SequenceComparisonT:
+        """Compare two language models on the same texts (``POST /v1/sequence-cross-entropy/compare``).
+
+        ``model`` and ``baseline`` are each a mapping of one input form (as ``score_sequences`` takes it) and
+        optionally its own ``score_from`` / ``score_until``, e.g. ``{"completions": [...], "score_until": -1}``;
+        sequence i of one pairs with sequence i of the other (the same text, maybe other tokens). The
+        ``difference`` is model − baseline per byte and per word when ``num_bytes`` / ``num_words`` are known (per
+        token only when both sides score the same number of tokens in every document), with its ratio standard
+        error, interval, z and p-value: negative means the model is better.
+        """
+        shared = {"document_ids": document_ids, "num_bytes": num_bytes, "num_words": num_words}
+        shared |= {"unit": unit, "confidence": confidence}
+        return self._compare_sequences(compare_sequences_request(model, baseline, shared))
 
     def _attempts(self) -> Attempts:
         """The tries of one request, as configured."""

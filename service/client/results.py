@@ -77,6 +77,11 @@ def _interval(value: Any) -> Interval | None:
     return None if value is None else (float(value[0]), float(value[1]))
 
 
+def _gradient(values: Any) -> np.ndarray | None:
+    """A JSON answer's ``per_sample.gradient`` as float64 (null, an infinite entry, as NaN); None when absent."""
+    return None if values is None else np.array(values, dtype=np.float64)
+
+
 def _listed(value: Any) -> Any:
     """A dataclass of numbers and intervals as the answer's JSON object (intervals as 2-lists)."""
     if value is None:
@@ -87,12 +92,14 @@ def _listed(value: Any) -> Any:
 @dataclass(frozen=True)
 class PerSample:
     """Per-sample float64 arrays: NaN on ignored rows (``ignored`` is True there), +inf where a NON_FINITE
-    warning says so (JSON sends both as null; a null on a scored row can only be +inf)."""
+    warning says so (JSON sends both as null; a null on a scored row can only be +inf). ``gradient``: ∂ℓᵢ/∂xᵢ,
+    shaped like the predictions, with ``gradient=True`` (None otherwise; from JSON an infinite entry is NaN)."""
 
     cross_entropy: np.ndarray
     kl_divergence: np.ndarray
     entropy: np.ndarray
     ignored: np.ndarray
+    gradient: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,12 @@ class Scores:
     stderr: Stderrs | None = None
     ci: Intervals | None = None
     n_clusters: int | None = None
+    #: The answer's breakdowns and calibration, as the API writes them (null where not asked for).
+    by_group: Mapping[str, Any] | None = None
+    by_class: Mapping[str, Any] | None = None
+    calibration: Mapping[str, Any] | None = None
+    #: The answer's mergeable state (``POST /v1/merge``; ``score_many`` merges chunks by it).
+    state: Mapping[str, Any] | None = None
 
     @classmethod
     def from_summary(cls, summary: Mapping[str, Any], per_sample: PerSample | None) -> Scores:
@@ -141,6 +154,10 @@ class Scores:
             stderr=Stderrs.read(summary.get("stderr")),
             ci=Intervals.read(summary.get("ci")),
             n_clusters=summary.get("n_clusters"),
+            by_group=summary.get("by_group"),
+            by_class=summary.get("by_class"),
+            calibration=summary.get("calibration"),
+            state=summary.get("state"),
         )
 
     @classmethod
@@ -156,7 +173,7 @@ class Scores:
             ce, kl = (np.array(values[name], dtype=np.float64) for name in ("cross_entropy", "kl_divergence"))
             for array in (ce, kl):
                 array[np.isnan(array) & ~ignored] = np.inf  # a null on a scored row is +inf (NON_FINITE)
-            per_sample = PerSample(ce, kl, entropy, ignored)
+            per_sample = PerSample(ce, kl, entropy, ignored, _gradient(values.get("gradient")))
         return cls.from_summary(summary, per_sample)
 
     @classmethod
@@ -172,7 +189,11 @@ class Scores:
         per_sample = None
         if "cross_entropy" in arrays:
             per_sample = PerSample(
-                arrays["cross_entropy"], arrays["kl_divergence"], arrays["entropy"], ~arrays["scored"]
+                arrays["cross_entropy"],
+                arrays["kl_divergence"],
+                arrays["entropy"],
+                ~arrays["scored"],
+                arrays.get("gradient"),
             )
         return cls.from_summary(summary, per_sample)
 
@@ -189,10 +210,16 @@ class Scores:
             "mean": dict(vars(self.mean)),
             "sum": dict(vars(self.sum)),
             **({} if self.stderr is None else {"stderr": _listed(self.stderr), "ci": _listed(self.ci)}),
+            **({} if self.stderr is None else self._breakdowns()),
             "per_sample": None,
             "warnings": [{**vars(w), "rows": list(w.rows)} for w in self.warnings],
             "settings": dict(self.settings),
+            **({} if self.state is None else {"state": self.state}),
         }
+
+    def _breakdowns(self) -> dict[str, Any]:
+        """``by_group``, ``by_class`` and ``calibration`` as the answer has them (answers with ``stderr`` do)."""
+        return {"by_group": self.by_group, "by_class": self.by_class, "calibration": self.calibration}
 
 
 @dataclass(frozen=True)
@@ -266,7 +293,8 @@ class Comparison:
 
     ``per_sample`` is each row's cross-entropy difference model − baseline (NaN on the rows not scored; None
     with ``per_sample=False``). An infinite difference is ±inf from an NPZ answer, NaN from a JSON one (JSON's
-    null does not say which; the model's and the baseline's NON_FINITE warnings name the rows).
+    null does not say which; the model's and the baseline's NON_FINITE warnings name the rows). ``gradient`` is
+    the model's ∂ℓᵢ/∂xᵢ (of dᵢ with respect to ``predictions``) with ``gradient=True``, else None.
     """
 
     n: int
@@ -280,10 +308,13 @@ class Comparison:
     warnings: tuple[ComparisonWarning, ...]
     settings: Mapping[str, Any]
     classes: tuple[str, ...] | None = None
+    gradient: np.ndarray | None = None
 
     @classmethod
-    def from_summary(cls, summary: Mapping[str, Any], per_sample: np.ndarray | None) -> Comparison:
-        """From the API's JSON answer (its ``per_sample`` already decoded into ``per_sample``)."""
+    def from_summary(
+        cls, summary: Mapping[str, Any], per_sample: np.ndarray | None, gradient: np.ndarray | None = None
+    ) -> Comparison:
+        """From the API's JSON answer (its ``per_sample`` already decoded into ``per_sample`` and ``gradient``)."""
         difference, classes = summary["difference"], summary.get("classes")
         return cls(
             n=int(summary["n"]),
@@ -302,6 +333,7 @@ class Comparison:
             ),
             settings=dict(summary["settings"]),
             classes=None if classes is None else tuple(classes),
+            gradient=gradient,
         )
 
     @classmethod
@@ -309,15 +341,19 @@ class Comparison:
         """From a JSON answer (null per-sample differences read as NaN)."""
         summary = orjson.loads(content)
         values = summary.get("per_sample")
-        per_sample = None if values is None else np.array(values["difference"], dtype=np.float64)
-        return cls.from_summary(summary, per_sample)
+        if values is None:
+            return cls.from_summary(summary, None)
+        return cls.from_summary(
+            summary, np.array(values["difference"], dtype=np.float64), _gradient(values.get("gradient"))
+        )
 
     @classmethod
     def from_npz(cls, content: bytes) -> Comparison:
         """From an ``application/x-npz`` answer: the JSON ``summary`` and, with ``per_sample``, ``difference``."""
         with np.load(io.BytesIO(content), allow_pickle=False) as archive:
             per_sample = archive["difference"] if "difference" in archive.files else None
-            return cls.from_summary(orjson.loads(str(archive["summary"])), per_sample)
+            gradient = archive["gradient"] if "gradient" in archive.files else None
+            return cls.from_summary(orjson.loads(str(archive["summary"])), per_sample, gradient)
 
     def summary(self) -> dict[str, Any]:
         """The API's JSON answer without the per-sample differences (``per_sample`` null)."""

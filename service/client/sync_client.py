@@ -15,13 +15,15 @@ from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import progress_bar
 from service.client.errors import ProblemError
 from service.client.results import Comparison, Scores
+from service.client.sequence_results import SequenceComparison, SequenceScores
+from service.client.sequences import read_sequence_comparison, read_sequence_scores
 from service.client.wire import Request, TransportChoice, read_comparison, read_response
 
 #: What an answer is read as: ``Scores`` or ``Comparison``.
 AnswerT = TypeVar("AnswerT")
 
 
-class Client(BaseClient[Scores, Comparison, httpx.BaseTransport]):
+class Client(BaseClient[Scores, Comparison, httpx.BaseTransport, SequenceScores, SequenceComparison]):
     """A client of a xent service.
 
     ``base_url`` and ``api_key`` default to ``XENT_URL`` (else http://127.0.0.1:8000) and ``XENT_API_KEY``;
@@ -62,6 +64,12 @@ class Client(BaseClient[Scores, Comparison, httpx.BaseTransport]):
 
     def _compare(self, batch: Callable[[], Batch], transport: TransportChoice) -> Comparison:
         return self._send(batch().request(transport, self.config.npz_min_values), read_comparison)
+
+    def _sequences(self, request: Request) -> SequenceScores:
+        return self._send(request, read_sequence_scores)
+
+    def _compare_sequences(self, request: Request) -> SequenceComparison:
+        return self._send(request, read_sequence_comparison)
 
     def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> Scores:
         whole = batch()

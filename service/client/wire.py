@@ -41,6 +41,7 @@ class CrossEntropyOptions(TypedDict, total=False):
     Written out for the type checker; ``tests/test_contract.py`` holds them to ``service.core.contract``.
     """
 
+    compat: Literal["xent", "pytorch", "sklearn", "keras", "scipy"]
     prediction_type: Literal["probabilities", "logits", "log_probabilities"]
     classes: Sequence[str] | None
     label_smoothing: float
@@ -52,13 +53,18 @@ class CrossEntropyOptions(TypedDict, total=False):
     tolerance: float
     unit: Literal["nats", "bits", "hartleys"]
     per_sample: bool
+    gradient: bool
     confidence: float
     cluster_ids: Any
+    groups: Any
+    per_class: bool
+    calibration_bins: int | None
 
 
 class BinaryCrossEntropyOptions(TypedDict, total=False):
     """The options of ``POST /v1/binary-cross-entropy`` (same names and defaults as the API; checked as above)."""
 
+    compat: Literal["xent", "pytorch", "sklearn", "keras", "scipy"]
     prediction_type: Literal["probabilities", "logits"]
     pos_weight: Any
     label_smoothing: float
@@ -66,8 +72,11 @@ class BinaryCrossEntropyOptions(TypedDict, total=False):
     epsilon: float | Literal["auto"]
     unit: Literal["nats", "bits", "hartleys"]
     per_sample: bool
+    gradient: bool
     confidence: float
     cluster_ids: Any
+    groups: Any
+    calibration_bins: int | None
 
 
 #: The API's defaults, per endpoint (the keys are every option it accepts), from the contract.

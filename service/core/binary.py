@@ -6,12 +6,14 @@ inputs, takes the logs (``service.core.logspace``) and hands the rows to ``finis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from service.core.arrays import describe, float_matrix, nonnegative_weights
 from service.core.errors import BadShape, NotANumber, OutOfRange, quoted
+from service.core.gradient import binary_gradient
 from service.core.logspace import log1m_clipped, log_clipped, log_sigmoid, xlogx
 from service.core.options import BinaryOptions, PredictionType
 from service.core.result import ScoreResult, ScoringWarning, WarningCode, empty, finish
@@ -57,6 +59,7 @@ def score_binary(
             "predictions",
             'probability {value} is outside [0, 1] (for scores, set prediction_type to "logits")',
         )
+    shape = preds.shape  # the gradient's: N for binary, N×K for multi-label
     if preds.ndim == 1:
         preds, target = preds[:, None], target[:, None]
     n_labels = preds.shape[1]
@@ -68,6 +71,7 @@ def score_binary(
     )
     eps = options.resolved_epsilon
     settings = {
+        "compat": "xent",
         "prediction_type": options.prediction_type.value,
         "unit": options.unit.value,
         "epsilon": eps,
@@ -78,7 +82,7 @@ def score_binary(
         "labels_per_sample": n_labels if n else None,
     }
     if n == 0:
-        return empty(options.unit, settings)
+        return empty(options.unit, settings, np.zeros(shape) if options.gradient else None)
 
     warnings: list[ScoringWarning] = []
     if options.prediction_type is PredictionType.LOGITS:
@@ -105,7 +109,7 @@ def score_binary(
             )
             warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows, message))
     correct = (predicted_positive == (target > 0.5)).mean(axis=1)
-    return finish(
+    result = finish(
         cross_entropy=cross_entropy,
         kl_divergence=kl_divergence,
         entropy=entropy_rows,
@@ -116,6 +120,9 @@ def score_binary(
         warnings=warnings,
         settings=settings,
     )
+    if not options.gradient:
+        return result
+    return replace(result, gradient=binary_gradient(preds, smoothed.y, weights_by_label, options).reshape(shape))
 
 
 class _Smoothed(NamedTuple):

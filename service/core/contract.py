@@ -140,6 +140,17 @@ _COMMON = {
     "per_sample": Option(
         "per_sample", True, "Return the per-sample arrays (default). `false` leaves them out, for very large batches."
     ),
+    "gradient": Option(
+        "gradient",
+        False,
+        "`true` adds `per_sample.gradient` (NPZ: a `gradient` member): ∂ℓᵢ/∂xᵢ, the gradient of each row's reported "
+        "loss with respect to its predictions, shaped like `predictions`. Logits: softmax(x)·Σy′ − y′ (y′ the "
+        "smoothed target); log-probabilities: −y′; probabilities: −y′/q, 0 where the ε clip is active; binary logits: "
+        "σ(x) − y′ (with `pos_weight` w: (1 − y′)·σ(x) − w·y′·σ(−x)); binary probabilities: (q − y′)/(q(1 − q)). "
+        "Unweighted like the per-sample values, in `unit`, through the renormalisation of "
+        '`normalization: "renormalize"`, ÷ K for a multi-label row, 0 on ignored rows. Needs `per_sample`. '
+        "On `/compare`, the model's: the gradient of dᵢ = ℓᵢ(model) − ℓᵢ(baseline) with respect to `predictions`.",
+    ),
     "confidence": Option(
         "confidence",
         0.95,
@@ -157,7 +168,45 @@ _COMMON = {
         "not both.",
         array=True,
     ),
+    "groups": Option(
+        "groups",
+        None,
+        "N strings, one per row: the slice each row belongs to (dataset, language, difficulty…). The answer's "
+        "`by_group` then gives each group's `n`, `n_scored`, means, standard errors (clustered within the group "
+        "with `cluster_ids`) and intervals. At most `XENT_MAX_GROUPS` distinct groups (default 10,000); past "
+        "it, 413.",
+        array=True,
+    ),
+    "calibration_bins": Option(
+        "calibration_bins",
+        None,
+        "B equal-width confidence bins [k/B, (k+1)/B), the last closed at 1, for the answer's `calibration`: "
+        "ECE, MCE, RMSCE, the Brier score and every bin's count, weight, mean confidence and accuracy. "
+        "null (default): no calibration. Multi-class: the top probability against argmax = true class (hard "
+        "labels only: with soft targets, null and a `SOFT_TARGETS` warning); binary and multi-label: each "
+        "element's probability against its label.",
+        ge=1,
+        le=10_000,
+    ),
 }
+
+
+#: The ``compat`` presets: xent's own rules, then each library whose numbers a preset reproduces.
+PRESETS = ("xent", "pytorch", "sklearn", "keras", "scipy")
+
+_COMPAT = Option(
+    "compat",
+    "xent",
+    'Whose rules to score by: `"xent"` (default, the rules described here), or a library\'s, to reproduce the '
+    'number it prints: `"pytorch"` (`cross_entropy` on logits, `nll_loss` on log-probabilities, '
+    '`binary_cross_entropy[_with_logits]`, `kl_div`), `"sklearn"` (`log_loss`, clipped at the machine epsilon of '
+    'the input\'s dtype), `"keras"` (`CategoricalCrossentropy`, `SparseCategoricalCrossentropy`, '
+    '`BinaryCrossentropy`, `KLDivergence`, in float32) or `"scipy"` (`scipy.stats.entropy`). A preset changes '
+    "only what that library does differently (validation, clipping, renormalisation, label smoothing, "
+    "weighted-mean denominators); `settings` shows every option as it resolved them, and an option the library "
+    "cannot honour is a 422 naming both. The README has the table.",
+    choices=PRESETS,
+)
 
 
 def _in_order(*options: Option) -> dict[str, Option]:
@@ -167,6 +216,7 @@ def _in_order(*options: Option) -> dict[str, Option]:
 #: Every option of each endpoint (all but ``labels`` and ``predictions``), in the order the request lists them.
 OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
     MULTICLASS: _in_order(
+        _COMPAT,
         Option(
             "prediction_type",
             "probabilities",
@@ -223,10 +273,22 @@ OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
         ),
         _COMMON["unit"],
         _COMMON["per_sample"],
+        _COMMON["gradient"],
         _COMMON["confidence"],
         _COMMON["cluster_ids"],
+        _COMMON["groups"],
+        Option(
+            "per_class",
+            False,
+            "`true`: the answer's `by_class` gives each class's support (Σ of the weights of the rows of that "
+            "true class), mean cross-entropy and its standard error over those rows, accuracy (the weighted "
+            "recall) and `predicted` (Σ of the weights of the rows predicting it). Hard labels only: with target "
+            "distributions that are not one-hot, `by_class` is null with a `SOFT_TARGETS` warning.",
+        ),
+        _COMMON["calibration_bins"],
     ),
     BINARY: _in_order(
+        _COMPAT,
         Option(
             "prediction_type",
             "probabilities",
@@ -251,13 +313,20 @@ OPTIONS: Mapping[Endpoint, Mapping[str, Option]] = {
         _COMMON["epsilon"],
         _COMMON["unit"],
         _COMMON["per_sample"],
+        _COMMON["gradient"],
         _COMMON["confidence"],
         _COMMON["cluster_ids"],
+        _COMMON["groups"],
+        _COMMON["calibration_bins"],
     ),
 }
 
 #: The options of the standard errors and intervals (issue 14), the same on both endpoints.
 UNCERTAINTY_OPTIONS: Mapping[str, Option] = {name: OPTIONS[MULTICLASS][name] for name in ("confidence", "cluster_ids")}
+
+#: The breakdown and calibration options (issue 15), last on both endpoints: the scoring requests take them,
+#: the comparisons (``/compare``) do not.
+BREAKDOWN_OPTIONS = ("groups", "per_class", "calibration_bins")
 
 #: Options that are arrays: NPZ members rather than query parameters.
 ARRAY_OPTIONS = frozenset(name for options in OPTIONS.values() for name, option in options.items() if option.array)
@@ -291,3 +360,59 @@ def label_array_refusal(kind: str, ndim: int, dtype: str) -> str | None:
         "expected 1-D integer class indices, 1-D class names or 2-D float target rows, "
         f"got a {ndim}-D array of dtype {capped(dtype)}"
     )
+
+
+#: The path of the language-model endpoint below ``/v1/`` (issue 16); not an ``Endpoint``: its data are token
+#: sequences, not predictions and labels.
+SEQUENCES = "sequence-cross-entropy"
+
+#: The options of ``/v1/sequence-cross-entropy`` (all but the input forms), in the order the request lists them.
+SEQUENCE_OPTIONS: Mapping[str, Option] = _in_order(
+    Option(
+        "score_from",
+        0,
+        "An integer or S integers ≥ 0: positions before it are context, not scored (default 0: every position "
+        "that has a log-probability). Positions are 0-based, in the order the input form lists them (TGI: "
+        "`prefill`, then `tokens`). In forms other than `token_logprobs`, only the first position may lack a "
+        "log-probability (it has no context); a null at another scored position is a 422.",
+        array=True,
+    ),
+    Option(
+        "score_until",
+        None,
+        "An integer or S integers: the exclusive end of the scored positions; negative counts from the end "
+        "(−1 leaves out the last position, as lm-evaluation-harness does with `echo: true, max_tokens: 1`). "
+        "Default (null): to the end.",
+        array=True,
+    ),
+    Option(
+        "document_ids",
+        None,
+        'S strings or integers, compared as given (`"1"` and `1` differ): sequences with the same id are windows '
+        "of one document, whose NLL and units are summed. Documents are reported in order of first appearance; "
+        "ids may interleave. Default: each sequence is its own document.",
+        array=True,
+    ),
+    Option(
+        "num_bytes",
+        None,
+        "S integers ≥ 0: each sequence's bytes, for per-byte figures (a document's bytes are the sum over its "
+        "sequences, so a document in windows may carry its count on the first and 0 on the rest). Without it, "
+        "bytes come from the input where it carries them (chat `bytes`; the UTF-8 length of the scored tokens' "
+        "texts), and `settings.bytes_source` says which.",
+        array=True,
+    ),
+    Option(
+        "num_words",
+        None,
+        "S integers ≥ 0: each sequence's words, for word perplexity (summed per document like `num_bytes`).",
+        array=True,
+    ),
+    _COMMON["unit"],
+    _COMMON["confidence"],
+    Option(
+        "per_document",
+        True,
+        "Return the per-document arrays (default). `false` leaves them out, for very large corpora.",
+    ),
+)

@@ -104,11 +104,14 @@ class InvalidInput(ScoringError):
         *,
         row: int | None = None,
         column: int | None = None,
+        names: tuple[str, str] = ("row", "column"),
     ) -> None:
         self.field = field
         self.message = message
         self.row = row
         self.column = column
+        #: What ``row`` and ``column`` are called in ``where`` (a sequence and a position, for token sequences).
+        self.names = names
         super().__init__(str(self))
 
     @property
@@ -126,9 +129,9 @@ class InvalidInput(ScoringError):
         """Human form of ``loc``: ``predictions row 17, column 2``."""
         text = self.field
         if self.row is not None:
-            text += f" row {self.row}"
+            text += f" {self.names[0]} {self.row}"
             if self.column is not None:
-                text += f", column {self.column}"
+                text += f", {self.names[1]} {self.column}"
         return text
 
     def __str__(self) -> str:

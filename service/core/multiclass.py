@@ -9,11 +9,13 @@ wherever it applies, chosen in ``_hard_label_rows`` alone; it gives the same bit
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from service.core.arrays import all_finite, check_finite, float_matrix, nonnegative_weights
+from service.core.gradient import multiclass_gradient
 from service.core.kernels import hard_label_scan
 from service.core.labels import Targets, class_names, dense_target, number_of_classes, parse_labels
 from service.core.logspace import xlogx
@@ -98,6 +100,7 @@ def score_multiclass(
         raise
     kind = options.prediction_type
     settings = {
+        "compat": "xent",
         "prediction_type": kind.value,
         "label_type": targets.form,
         "unit": options.unit.value,
@@ -111,7 +114,7 @@ def score_multiclass(
         "sample_weights": sample_weights is not None,
     }
     if n == 0:
-        return empty(options.unit, settings)
+        return empty(options.unit, settings, np.zeros(preds.shape) if options.gradient else None)
 
     warnings: list[ScoringWarning] = []
     if targets.indices is not None and options.label_smoothing == 0:
@@ -130,7 +133,7 @@ def score_multiclass(
             )
             warnings.append(ScoringWarning.for_rows(WarningCode.CLIPPED, clipped_rows, message))
     weights, weight_exponent = _row_weights(weights_by_sample, rows.class_mass, rows.mass_exponent)
-    return finish(
+    result = finish(
         cross_entropy=rows.cross_entropy,
         kl_divergence=rows.kl_divergence,
         entropy=rows.entropy,
@@ -143,6 +146,7 @@ def score_multiclass(
         all_scored=targets.all_scored,
         weight_exponent=weight_exponent,
     )
+    return replace(result, gradient=multiclass_gradient(preds, targets, options)) if options.gradient else result
 
 
 def _row_weights(

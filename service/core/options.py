@@ -100,6 +100,7 @@ class MulticlassOptions(_Clip):
     tolerance: float = _MULTICLASS["tolerance"].default
     unit: Unit = _UNIT
     ignore_index: int | None = _MULTICLASS["ignore_index"].default
+    gradient: bool = _MULTICLASS["gradient"].default  # also return ∂ℓᵢ/∂xᵢ (service.core.gradient)
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
@@ -115,6 +116,7 @@ class BinaryOptions(_Clip):
     label_smoothing: float = _BINARY["label_smoothing"].default
     epsilon: float | None = None
     unit: Unit = _UNIT
+    gradient: bool = _BINARY["gradient"].default  # also return ∂ℓᵢ/∂xᵢ (service.core.gradient)
 
     def __post_init__(self) -> None:
         _coerce_enums(self)

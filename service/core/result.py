@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +47,7 @@ class WarningCode(StrEnum):
     ZERO_WEIGHT = "ZERO_WEIGHT"
     AGGREGATE_OVERFLOW = AGGREGATE_OVERFLOW
     STDERR_UNDEFINED = "STDERR_UNDEFINED"
+    SOFT_TARGETS = "SOFT_TARGETS"
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class ScoreResult:
     settings: Mapping[str, object]
     row_weights: np.ndarray
     correct: np.ndarray
+    #: ∂ℓᵢ/∂xᵢ, shaped like the predictions, when the options asked for it (``service.core.gradient``).
+    gradient: np.ndarray | None = None
+    #: Row i weighs ``row_weights[i]``·2^weight_exponent: the overflow scaling of ``finish`` (for the state).
+    weight_exponent: int = 0
 
     def aggregates(self) -> dict[str, Any]:
         """The answer's ``mean`` and ``sum`` blocks (null where not finite)."""
@@ -217,10 +222,10 @@ def _in_unit(values: np.ndarray, base: float, scored: np.ndarray, every_row: boo
         return np.where(scored, values / base, np.nan)
 
 
-def empty(unit: Unit, settings: Mapping[str, object]) -> ScoreResult:
-    """The result of scoring a batch of no rows."""
+def empty(unit: Unit, settings: Mapping[str, object], gradient: np.ndarray | None = None) -> ScoreResult:
+    """The result of scoring a batch of no rows (``gradient``: its empty gradient, when one was asked for)."""
     nothing = np.empty(0)
-    return finish(
+    result = finish(
         cross_entropy=nothing,
         kl_divergence=nothing,
         entropy=nothing,
@@ -231,6 +236,7 @@ def empty(unit: Unit, settings: Mapping[str, object]) -> ScoreResult:
         warnings=[],
         settings=settings,
     )
+    return result if gradient is None else replace(result, gradient=gradient)
 
 
 def finish(
@@ -342,6 +348,7 @@ def finish(
         settings=settings,
         row_weights=weights,
         correct=correct,
+        weight_exponent=weight_exponent,
     )
 
 

@@ -207,17 +207,9 @@ def rows_standard_error(values: np.ndarray, rows: Rows) -> StandardError:
     if scaled.values is None:
         return StandardError(None, None, n, n_clusters, "some per-sample values are infinite", non_finite=True)
     mean = math.ldexp(scaled.mean, scaled.exponent)
-    if n < 2:
-        return StandardError(mean, None, n, n_clusters, f"{_rows_with_weight(n)}; a standard error needs at least 2")
-    if n_clusters is not None and n_clusters < 2:
-        return StandardError(
-            mean,
-            None,
-            n,
-            n_clusters,
-            f"the scored rows of positive weight lie in {n_clusters} cluster; "
-            "a clustered standard error needs at least 2",
-        )
+    reason = too_few(n, n_clusters)
+    if reason is not None:
+        return StandardError(mean, None, n, n_clusters, reason)
     if scaled.constant:
         return StandardError(mean, 0.0, n, n_clusters, None)  # not the rounding noise of m − ℓᵢ
     scores = rows.weights * (scaled.values - scaled.mean)  # wᵢ(ℓᵢ − m), scaled; each below 2 in size
@@ -259,6 +251,36 @@ def _cluster_sum_of_squares(clusters: np.ndarray, scores: np.ndarray) -> float:
     by_cluster = np.bincount(clusters, weights=scores)
     squares = by_cluster * by_cluster
     return float(np.sort(squares[squares > 0]).sum())
+
+
+def too_few(n: int, n_clusters: int | None) -> str | None:
+    """Why n ≥ 1 rows of positive weight in ``n_clusters`` clusters (None: unclustered) have no standard error."""
+    if n < 2:
+        return f"{_rows_with_weight(n)}; a standard error needs at least 2"
+    if n_clusters is not None and n_clusters < 2:
+        return (
+            f"the scored rows of positive weight lie in {n_clusters} cluster; "
+            "a clustered standard error needs at least 2"
+        )
+    return None
+
+
+def cluster_keys(cluster_ids: Any, n: int) -> tuple[list[Any], np.ndarray]:
+    """The distinct cluster ids (as Python strings or ints) and each row's index among them.
+
+    >>> cluster_keys(["doc-b", "doc-a", "doc-b"], 3)
+    (['doc-b', 'doc-a'], array([0, 1, 0]))
+    """
+    ids = _checked_ids(cluster_ids, n)
+    if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+        keys, codes = np.unique(ids, return_inverse=True)
+        return [int(key) for key in keys.tolist()], codes.reshape(n)
+    first_rows: dict[Any, int] = {}
+    values = ids.tolist() if isinstance(ids, np.ndarray) else ids
+    if isinstance(ids, np.ndarray) and ids.dtype.kind == "S":
+        values = [value.decode("latin-1") for value in values]
+    labels = [first_rows.setdefault(value, len(first_rows)) for value in values]
+    return list(first_rows), np.array(labels, dtype=np.intp).reshape(n)
 
 
 def _rows_with_weight(n: int) -> str:

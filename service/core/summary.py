@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from service.core.result import DEFAULT_CONFIDENCE, ScoreResult, finite_or_none, wire_warnings
+from service.core.score_state import StateOf, answer_state
+from service.core.slices import Breakdowns
 from service.core.uncertainty import (
     Intervals,
     PairedDifference,
@@ -49,6 +51,8 @@ def answer_summary(
     extra: Mapping[str, Any] | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     cluster_ids: Any = None,
+    state: StateOf | None = None,
+    breakdowns: Breakdowns | None = None,
 ) -> dict[str, Any]:
     """The answer's wire dict (the JSON answer, and the NPZ answer's ``summary``), built here only.
 
@@ -56,9 +60,13 @@ def answer_summary(
     for the writer to fill in, while ``settings.per_sample`` records the flag; ``extra``
     adds top-level fields after ``unit``. ``stderr``, ``ci`` and ``n_clusters`` are those of
     ``service.core.uncertainty.uncertainty`` at ``confidence``, clustered by ``cluster_ids``.
+    With ``state`` (the endpoint and options), the answer ends with its mergeable ``state``
+    (``service.core.score_state``). ``breakdowns`` (``service.core.slices``) gives ``by_group``, ``by_class``
+    and ``calibration`` (null without), their warnings, and their accumulators to the state.
     """
     spread, warnings, level = uncertainty_fields(result, confidence, cluster_ids)
-    return {
+    breakdowns = breakdowns or Breakdowns()
+    answer = {
         "n": result.n,
         "n_scored": result.n_scored,
         "n_clusters": spread.pop("n_clusters"),
@@ -66,10 +74,21 @@ def answer_summary(
         **(extra or {}),
         **result.aggregates(),
         **spread,
+        **breakdowns.fields(level),
         "per_sample": None,
-        "warnings": [*wire_warnings(result.warnings), *warnings],
-        "settings": {**result.settings, "per_sample": per_sample, "confidence": level},
+        "warnings": [*wire_warnings(result.warnings), *wire_warnings(breakdowns.warnings), *warnings],
+        "settings": {
+            **result.settings,
+            "per_sample": per_sample,
+            "gradient": result.gradient is not None,
+            "confidence": level,
+        },
     }
+    if state is not None:
+        answer["state"] = answer_state(
+            result, state, cluster_ids=cluster_ids, pieces=breakdowns.pieces(), warnings=breakdowns.warnings
+        )
+    return answer
 
 
 def uncertainty_fields(
@@ -77,10 +96,11 @@ def uncertainty_fields(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     """``n_clusters``, ``stderr`` and ``ci`` of ``result``, the warnings they bring, and the confidence level."""
     spread = uncertainty(result, confidence, cluster_ids)
-    return _fields(spread), wire_warnings(spread.warnings), spread.confidence
+    return uncertainty_blocks(spread), wire_warnings(spread.warnings), spread.confidence
 
 
-def _fields(spread: Uncertainty) -> dict[str, Any]:
+def uncertainty_blocks(spread: Uncertainty) -> dict[str, Any]:
+    """``n_clusters``, ``stderr`` and ``ci`` of an answer (a scoring one, or merged states': ``score_state``)."""
     return {"n_clusters": spread.n_clusters, **_blocks(spread.stderr, spread.ci)}
 
 
@@ -136,6 +156,7 @@ def comparison_summary(
             **model.settings,
             **(settings or {}),
             "per_sample": per_sample,
+            "gradient": model.gradient is not None,
             "confidence": difference.confidence,
         },
     }

@@ -79,7 +79,7 @@ def _per_row(result: ScoreResult, metric: str) -> np.ndarray:
     return result.correct if metric == "accuracy" else getattr(result.per_sample, metric)
 
 
-def _undefined_warning(errors: list[StandardError]) -> tuple[StatisticsWarning, ...]:
+def undefined_warning(errors: list[StandardError]) -> tuple[StatisticsWarning, ...]:
     """One STDERR_UNDEFINED warning saying why, when too few rows or clusters leave the errors undefined."""
     for error in errors:
         if error.stderr is None and not error.non_finite and error.reason is not None:
@@ -133,7 +133,7 @@ def uncertainty(result: ScoreResult, confidence: Any = DEFAULT_CONFIDENCE, clust
         ci=Intervals(ce, kl, h, accuracy, perplexity_interval(ce, result.unit.log_base)),
         n_clusters=rows.n_clusters,
         confidence=level,
-        warnings=_undefined_warning(errors),
+        warnings=undefined_warning(errors),
     )
 
 
@@ -242,5 +242,5 @@ def paired_difference(
         n_clusters=rows.n_clusters,
         confidence=level,
         per_sample=per_sample,
-        warnings=_undefined_warning([error for _, error in pairs]),
+        warnings=undefined_warning([error for _, error in pairs]),
     )

@@ -32,6 +32,7 @@ from service.api.policy.admission import (
     physical_memory,
 )
 from service.api.problems import HttpProblem
+from service.api.transport.limits import GRADIENT_CELLS
 from service.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -310,6 +311,32 @@ async def test_a_body_is_charged_its_expected_peak_while_it_arrives_then_by_its_
     assert response.status_code == 200, response.text
     expected = math.ceil(len(body) * PEAK_PER_BODY_BYTE["npz"])  # the declared length's expected peak
     assert seen == {"arriving": expected, "decoding": expected, "scoring": 4 * BYTES_PER_CELL}
+    assert memory.in_use == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/cross-entropy", "/v1/cross-entropy/compare"])
+async def test_a_gradient_is_charged_as_more_cells_of_the_models_predictions(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    app = create_app(Settings(memory_budget_bytes=10**9))
+    memory = app.state.xent.memory
+    seen: list[int] = []
+    score = scoring.score_multiclass
+
+    def scoring_(*args: Any, **kwargs: Any) -> Any:
+        seen.append(memory.in_use)
+        return score(*args, **kwargs)
+
+    predictions = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    arrays = {"labels": np.array([1, 0, 1]), "predictions": predictions}
+    if path.endswith("/compare"):
+        arrays["baseline_predictions"] = predictions
+    monkeypatch.setattr(scoring, "score_multiclass", scoring_)
+    async with started_client(app) as client:
+        response = await client.post(path, content=npz(**arrays), params={"gradient": "true"}, headers=NPZ)
+    assert response.status_code == 200, response.text
+    cells = 6 * (len(arrays) - 1)  # 3 × 2 predictions, and as many baseline ones in a comparison
+    assert seen[0] == (cells + GRADIENT_CELLS * 6) * BYTES_PER_CELL  # only the model's predictions have a gradient
     assert memory.in_use == 0
 
 

@@ -8,12 +8,14 @@ import pytest
 from whole_answers import (
     EMPTY_WARNING,
     MACHINE_EPSILON,
+    NO_BREAKDOWNS,
     NO_SPREAD,
     NON_FINITE_MESSAGE,
     PERPLEXITY_OVERFLOW,
     close,
     spread,
     stderr_undefined,
+    without_state,
 )
 
 from service.api.schemas import BinaryCrossEntropyResponse
@@ -24,6 +26,7 @@ URL = "/v1/binary-cross-entropy"
 LN2 = math.log(2.0)
 
 DEFAULT_SETTINGS: dict[str, Any] = {
+    "compat": "xent",
     "prediction_type": "probabilities",
     "unit": "nats",
     "epsilon": MACHINE_EPSILON,
@@ -33,6 +36,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "sample_weights": False,
     "labels_per_sample": 1,
     "per_sample": True,
+    "gradient": False,
     "confidence": 0.95,
 }
 
@@ -97,6 +101,7 @@ def answer(
             "accuracy": close(accuracy),
         },
         "sum": {"cross_entropy": shown(sums[0]), "kl_divergence": shown(sums[1]), "entropy": shown(sums[2])},
+        **NO_BREAKDOWNS,
         "per_sample": {
             "cross_entropy": [shown(v) for v in cross_entropy],
             "kl_divergence": [shown(v) for v in kl_divergence],
@@ -115,8 +120,7 @@ async def score(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, An
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     BinaryCrossEntropyResponse.model_validate_json(response.content)
-    result: dict[str, Any] = response.json()
-    return result
+    return without_state(response.json())
 
 
 async def test_binary_example_scores_mean_0_279777(client: httpx.AsyncClient) -> None:
@@ -300,7 +304,7 @@ async def test_empty_batch_is_200_with_null_means_and_an_empty_warning(client: h
     response = await client.post(URL, json={"labels": [], "predictions": []})
 
     assert response.status_code == 200, response.text
-    assert response.json() == {
+    assert without_state(response.json()) == {
         "n": 0,
         "n_scored": 0,
         "n_clusters": None,
@@ -308,6 +312,7 @@ async def test_empty_batch_is_200_with_null_means_and_an_empty_warning(client: h
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         **NO_SPREAD,
+        **NO_BREAKDOWNS,
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
         "warnings": [EMPTY_WARNING, stderr_undefined(0)],
         "settings": {**DEFAULT_SETTINGS, "labels_per_sample": None},
@@ -325,6 +330,7 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         **NO_SPREAD,
+        **NO_BREAKDOWNS,
         "per_sample": {"cross_entropy": [close(LN2)], "kl_divergence": [close(LN2)], "entropy": [0.0]},
         "warnings": [
             {

@@ -9,6 +9,7 @@ from whole_answers import (
     CROSS_ENTROPY_DEFAULTS,
     EMPTY_WARNING,
     MACHINE_EPSILON,
+    NO_BREAKDOWNS,
     NO_SPREAD,
     NON_FINITE_MESSAGE,
     PERPLEXITY_OVERFLOW,
@@ -19,6 +20,7 @@ from whole_answers import (
     closes,
     spread,
     stderr_undefined,
+    without_state,
 )
 
 from service.api.schemas import CrossEntropyResponse
@@ -94,6 +96,7 @@ def answer(
             "kl_divergence": close(sums[1] / base),
             "entropy": close(sums[2] / base),
         },
+        **NO_BREAKDOWNS,
         "per_sample": {
             "cross_entropy": closes(in_unit),
             "kl_divergence": closes([None if v is None else v / base for v in kl]),
@@ -111,8 +114,7 @@ async def score(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, An
     response = await client.post(URL, json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
-    result: dict[str, Any] = response.json()
-    return result
+    return without_state(response.json())
 
 
 async def test_reference_example_scores_minus_ln_0_619(client: httpx.AsyncClient) -> None:
@@ -297,6 +299,7 @@ async def test_epsilon_0_gives_infinity_reported_as_null_with_a_non_finite_warni
             "accuracy": closes([0.5 - Z95 * 0.5, 0.5 + Z95 * 0.5]),
             "perplexity": None,
         },
+        **NO_BREAKDOWNS,
         "per_sample": {
             "cross_entropy": [None, close(-math.log(0.8))],
             "kl_divergence": [None, close(-math.log(0.8))],
@@ -398,6 +401,7 @@ async def test_empty_batch_is_200_with_null_means_zero_sums_and_an_empty_warning
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         **NO_SPREAD,
+        **NO_BREAKDOWNS,
         "per_sample": {"cross_entropy": [], "kl_divergence": [], "entropy": []},
         "warnings": [EMPTY_WARNING, stderr_undefined(0)],
         "settings": DEFAULT_SETTINGS,
@@ -416,6 +420,7 @@ async def test_all_rows_ignored_is_200_with_null_means_and_an_empty_warning(clie
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         **NO_SPREAD,
+        **NO_BREAKDOWNS,
         "per_sample": {"cross_entropy": [None, None], "kl_divergence": [None, None], "entropy": [None, None]},
         "warnings": [
             {
@@ -442,6 +447,7 @@ async def test_zero_total_weight_gives_null_means_and_a_zero_weight_warning(clie
         "mean": {"cross_entropy": None, "kl_divergence": None, "entropy": None, "perplexity": None, "accuracy": None},
         "sum": {"cross_entropy": 0.0, "kl_divergence": 0.0, "entropy": 0.0},
         **NO_SPREAD,
+        **NO_BREAKDOWNS,
         "per_sample": {
             "cross_entropy": closes([LN2, -math.log(0.8)]),
             "kl_divergence": closes([LN2, -math.log(0.8)]),

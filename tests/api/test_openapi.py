@@ -15,13 +15,18 @@ from service.api.app import create_app
 from service.api.operations.health import EXAMPLE_SETTINGS
 from service.api.problems import ProblemKind
 from service.api.schemas import BinaryCrossEntropyResponse, CrossEntropyResponse
+from service.api.sequence_schemas import SequenceCrossEntropyResponse
 from service.cli import openapi_document
 from service.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
-SCORING = {"/v1/cross-entropy": CrossEntropyResponse, "/v1/binary-cross-entropy": BinaryCrossEntropyResponse}
+SCORING = {
+    "/v1/cross-entropy": CrossEntropyResponse,
+    "/v1/binary-cross-entropy": BinaryCrossEntropyResponse,
+    "/v1/sequence-cross-entropy": SequenceCrossEntropyResponse,
+}
 
 
 def _document() -> dict[str, Any]:
@@ -56,7 +61,7 @@ async def test_openapi_json_is_served(client: httpx.AsyncClient) -> None:
     assert response.json() == json.loads(openapi_document())
 
 
-@pytest.mark.parametrize("model", ["CrossEntropyRequest", "BinaryCrossEntropyRequest"])
+@pytest.mark.parametrize("model", ["CrossEntropyRequest", "BinaryCrossEntropyRequest", "SequenceCrossEntropyRequest"])
 def test_every_request_property_has_a_description(model: str) -> None:
     properties = _document()["components"]["schemas"][model]["properties"]
 
@@ -145,6 +150,9 @@ def test_every_keyed_operation_lists_both_schemes(metrics_require_key: bool) -> 
         ("/v1/binary-cross-entropy", "post"),
         ("/v1/cross-entropy/compare", "post"),
         ("/v1/binary-cross-entropy/compare", "post"),
+        ("/v1/sequence-cross-entropy", "post"),
+        ("/v1/sequence-cross-entropy/compare", "post"),
+        ("/v1/merge", "post"),
     }
     if metrics_require_key:
         expected.add(("/metrics", "get"))

@@ -153,7 +153,7 @@ def test_a_dataset_with_every_row_ignored_says_empty_once(server_url: str) -> No
     labels = np.full(50, -100)
     with Client(server_url) as xent:
         merged = xent.score_many(labels, np.full((50, 2), 0.5), ignore_index=-100, chunk_size=10, progress=False)
-    assert [w.code for w in merged.warnings] == ["EMPTY", "STDERR_UNDEFINED"]  # the merge's: 5 chunks
+    assert [w.code for w in merged.warnings] == ["EMPTY", "STDERR_UNDEFINED"]  # as one request says them
     assert (merged.n, merged.n_scored, merged.mean.cross_entropy, merged.sum.cross_entropy) == (50, 0, None, 0.0)
 
 

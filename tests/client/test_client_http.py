@@ -280,8 +280,9 @@ def test_client_imports_neither_fastapi_nor_pydantic() -> None:
     assert out.strip() == "[]"
 
 
-def test_the_client_takes_only_the_contract_from_the_core() -> None:
-    """Scoring in-process is the CLI's business (service/cli/local.py): the client knows the core's contract only."""
+def test_the_client_takes_only_the_contract_and_the_state_merge_from_the_core() -> None:
+    """Scoring in-process is the CLI's business (service/cli/local.py): the client knows the core's contract, and
+    merges chunks' states with the service's own merge (issue 15: not a second implementation)."""
     import ast
     from pathlib import Path
 
@@ -294,7 +295,7 @@ def test_the_client_takes_only_the_contract_from_the_core() -> None:
         for alias in node.names
     }
     from_core = {(file, module) for file, module in imported if module and module.startswith("service.core")}
-    assert {module for _, module in from_core} == {"service.core.contract"}, from_core
+    assert {module for _, module in from_core} == {"service.core.contract", "service.core.state"}, from_core
 
 
 @pytest.mark.anyio

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from client_servers import Flaky, serve_in_thread
 from in_process import asgi_transport
+from whole_answers import same_numbers
 
 from service.api.app import create_app
 from service.cli import main
@@ -150,7 +151,9 @@ def test_scores_carry_the_standard_errors_the_service_sends(server_url: str) -> 
             assert scores.summary()["settings"]["confidence"] == 0.9
 
 
-def test_score_many_keeps_one_chunks_standard_errors_and_nulls_merged_ones(server_url: str) -> None:
+def test_score_many_merges_clustered_standard_errors_across_chunks(server_url: str) -> None:
+    # Issue 15: chunks merge through their states, clusters spanning chunks included (CR1), so the merged
+    # answer has the one request's standard errors and intervals (they were null with STDERR_UNDEFINED before).
     labels, model, _, options = _multiclass()
     scoring = {k: v for k, v in options.items() if k != "baseline_prediction_type"}
     local = score_locally(labels, model, binary=False, options=scoring)
@@ -158,21 +161,12 @@ def test_score_many_keeps_one_chunks_standard_errors_and_nulls_merged_ones(serve
         whole = xent.score_many(labels, model, chunk_size=N, progress=False, **scoring)
         chunked = xent.score_many(labels, model, chunk_size=50, progress=False, **scoring)
     assert whole.summary() == local.summary()
-    assert chunked.mean.cross_entropy == pytest.approx(local.mean.cross_entropy, rel=1e-12)  # cluster ids sliced
-    assert chunked.n_clusters is None
-    summary = chunked.summary()
-    assert summary["stderr"] == {"cross_entropy": None, "kl_divergence": None, "entropy": None, "accuracy": None}
-    assert set(summary["ci"].values()) == {None}
-    assert summary["warnings"] == [
-        {
-            "code": "STDERR_UNDEFINED",
-            "message": "standard errors and intervals are null: the answer merges 3 chunked requests, and the "
-            "chunks' standard errors do not add up to the dataset's (that needs every row's weight, correctness "
-            "and cluster); score the 120 rows in one request (chunk_size >= 120) to have them",
-            "count": 0,
-            "rows": [],
-        }
-    ]
+    expected, merged = local.summary(), chunked.summary()
+    assert merged["n_clusters"] == expected["n_clusters"] == 18
+    assert merged["stderr"]["cross_entropy"] > 0
+    for block, rel in (("mean", 1e-12), ("sum", 1e-12), ("stderr", 1e-9), ("ci", 1e-9)):
+        assert same_numbers(merged[block], expected[block], rel), block
+    assert merged["warnings"] == expected["warnings"] == []
 
 
 def test_compare_errors(server_url: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from client_servers import serve_in_thread
+from whole_answers import same_numbers
 
 from service.api.app import create_app
 from service.cli import main
@@ -94,12 +95,11 @@ def test_chunked_remote_scoring_matches_local_with_options(
     remote = json.loads(out)
     for group in ("mean", "sum"):
         assert remote[group] == pytest.approx(local[group], rel=1e-12)
-    # Six chunks merged: standard errors are not merged, and a warning says so.
-    assert remote["stderr"] == dict.fromkeys(local["stderr"])
-    assert remote["ci"] == dict.fromkeys(local["ci"])
-    assert [w["code"] for w in remote["warnings"]] == ["STDERR_UNDEFINED"]
-    assert local["warnings"] == []
-    unmerged = ("mean", "sum", "stderr", "ci", "warnings")
+    # Six chunks merged through their states (issue 15): the standard errors and intervals merge too.
+    for group in ("stderr", "ci"):
+        assert same_numbers(remote[group], local[group], 1e-9), group
+    assert remote["warnings"] == local["warnings"] == []
+    unmerged = ("mean", "sum", "stderr", "ci", "warnings", "state")
     assert {k: v for k, v in remote.items() if k not in unmerged} == {
         k: v for k, v in local.items() if k not in unmerged
     }

@@ -45,6 +45,9 @@ from service.settings import Settings
 
 CE = "/v1/cross-entropy"
 BCE = "/v1/binary-cross-entropy"
+SEQ = "/v1/sequence-cross-entropy"
+SEQ_COMPARE = "/v1/sequence-cross-entropy/compare"
+SEQ_FORMS = "token_logprobs, completions, chat, prompt_logprobs, tgi_details"
 JSON = "application/json"
 NPZ = "application/x-npz"
 PROBLEM = "application/problem+json"
@@ -61,18 +64,20 @@ MEDIA_HINT = (
     "or a NumPy .npz archive with Content-Type: application/x-npz"
 )
 CE_FIELDS = (
-    "predictions, labels, prediction_type, classes, label_smoothing, class_weights, sample_weights, ignore_index, "
-    "epsilon, normalization, tolerance, unit, per_sample, confidence, cluster_ids"
+    "predictions, labels, compat, prediction_type, classes, label_smoothing, class_weights, sample_weights, "
+    "ignore_index, epsilon, normalization, tolerance, unit, per_sample, gradient, confidence, cluster_ids, groups, "
+    "per_class, calibration_bins"
 )
 BCE_FIELDS = (
-    "predictions, labels, prediction_type, pos_weight, label_smoothing, sample_weights, epsilon, unit, per_sample, "
-    "confidence, cluster_ids"
+    "predictions, labels, compat, prediction_type, pos_weight, label_smoothing, sample_weights, epsilon, unit, "
+    "per_sample, gradient, confidence, cluster_ids, groups, calibration_bins"
 )
 NOT_ZIP = (
     "the body is not a readable .npz archive: it does not start with a zip signature (PK\\x03\\x04), as np.savez writes"
 )
 TOO_LARGE = f"the request body is larger than the limit of {LIMIT} bytes (XENT_MAX_BODY_BYTES)"
 OUTSIDE = 'is outside [0, 1] (for scores, set prediction_type to "logits")'
+GRADIENT_NEEDS_PER_SAMPLE = "needs per_sample true: the gradient is returned among the per-sample arrays"
 
 
 def problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
@@ -187,6 +192,34 @@ UNREAD_METHOD = (
 INFLATES_PAST = "it inflates to more than the 128 bytes the archive declares for it"
 BINARY_NPZ = npz(labels=np.array([1]), predictions=np.array([0.5]))
 M = 10**6
+
+MERGE = "/v1/merge"
+#: A real state (the reference example's answer's), forged below one value at a time.
+STATE = REFERENCE_ANSWER["state"]
+
+
+def merge_body(*states: Any, **fields: Any) -> bytes:
+    """The body of a merge request of ``states``."""
+    return json.dumps({"states": list(states), **fields}).encode()
+
+
+def forged(path: tuple[str, ...], value: Any = None, *, delete: bool = False) -> dict[str, Any]:
+    """STATE with the value at ``path`` replaced by ``value`` (or deleted)."""
+    state = json.loads(json.dumps(STATE))
+    parent = state
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return state
+
+
+def bad_state(where: str, loc: list[Any], msg: str) -> dict[str, Any]:
+    """The 422 answer to a state that cannot be merged (``where``: ``states[0].n``)."""
+    return invalid(where, ["body", "states", *loc], msg, "state_error")
+
 
 CATALOGUE = [
     # --- malformed and truncated JSON
@@ -617,6 +650,18 @@ CATALOGUE = [
         BCE,
         b'{"labels":[1],"predictions":[0.5],"per_sample":"yes"}',
         invalid("per_sample", ["body", "per_sample"], "Input should be a valid boolean", "bool_type"),
+    ),
+    case(
+        "string for gradient",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"gradient":"true"}',
+        invalid("gradient", ["body", "gradient"], "Input should be a valid boolean", "bool_type"),
+    ),
+    case(
+        "gradient without the per-sample arrays it is one of",
+        CE,
+        b'{"labels":[1],"predictions":[[0.5,0.5]],"gradient":true,"per_sample":false}',
+        invalid("gradient", ["body", "gradient"], GRADIENT_NEEDS_PER_SAMPLE, "invalid_option"),
     ),
     case(
         "null predictions",
@@ -1445,7 +1490,7 @@ CATALOGUE = [
             "weights",
             ["body", "weights"],
             "unexpected member 'weights' in the archive; members are: "
-            "class_weights, classes, cluster_ids, labels, predictions, sample_weights",
+            "class_weights, classes, cluster_ids, groups, labels, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,
@@ -1458,7 +1503,7 @@ CATALOGUE = [
             "arr_0",
             ["body", "arr_0"],
             "unexpected member 'arr_0' in the archive; members are: "
-            "cluster_ids, labels, pos_weight, predictions, sample_weights",
+            "cluster_ids, groups, labels, pos_weight, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,
@@ -1638,7 +1683,7 @@ CATALOGUE = [
             LONG_NAME[:64] + "…",
             ["body", LONG_NAME[:64] + "…"],
             f"unexpected member '{LONG_NAME[:64]}…' in the archive; members are: "
-            "class_weights, classes, cluster_ids, labels, predictions, sample_weights",
+            "class_weights, classes, cluster_ids, groups, labels, predictions, sample_weights",
             "invalid_input",
         ),
         content_type=NPZ,
@@ -1687,6 +1732,14 @@ CATALOGUE = [
         query="tolerance=1e999",
     ),
     case(
+        "NPZ gradient without the per-sample arrays",
+        BCE,
+        BINARY_NPZ,
+        invalid("gradient", ["body", "gradient"], GRADIENT_NEEDS_PER_SAMPLE, "invalid_option"),
+        content_type=NPZ,
+        query="gradient=true&per_sample=false",
+    ),
+    case(
         "NPZ query boolean that is not one",
         BCE,
         BINARY_NPZ,
@@ -1711,6 +1764,676 @@ CATALOGUE = [
         ),
         content_type=NPZ,
         query="ignore_index=99999999999999999999",
+    ),
+    # --- compat presets (issue 17): an option the library cannot honour names both; where it raises, its reason
+    case(
+        "compat: an unknown preset",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"tensorflow"}',
+        invalid(
+            "compat",
+            ["body", "compat"],
+            "Input should be 'xent', 'pytorch', 'sklearn', 'keras' or 'scipy'",
+            "literal_error",
+        ),
+    ),
+    case(
+        "compat sklearn: label_smoothing",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"sklearn","label_smoothing":0.1}',
+        invalid(
+            "label_smoothing",
+            ["body", "label_smoothing"],
+            'cannot be honoured with compat "sklearn": log_loss has no label smoothing',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat sklearn: an epsilon contradicting the dtype's",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"sklearn","epsilon":1e-15}',
+        invalid(
+            "epsilon",
+            ["body", "epsilon"],
+            'cannot be honoured with compat "sklearn": the library clips at 2.220446049250313e-16 '
+            '(send "auto" or leave it out)',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat sklearn: an empty batch",
+        CE,
+        b'{"labels":[],"predictions":[],"compat":"sklearn"}',
+        invalid(
+            "predictions",
+            ["body", "predictions"],
+            "has 0 rows; log_loss raises: Found array with 0 sample(s) while a minimum of 1 is required",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "compat sklearn, NPZ float32: a probability above 1",
+        CE,
+        npz(labels=np.array([0]), predictions=np.array([[1.5, -0.5]], dtype=np.float32)),
+        invalid(
+            "predictions row 0, column 0",
+            ["body", "predictions", 0, 0],
+            "probability 1.5: y_prob contains values greater than 1",
+            "out_of_range",
+        ),
+        content_type=NPZ,
+        query="compat=sklearn",
+    ),
+    case(
+        "compat pytorch: multi-class probabilities",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"pytorch"}',
+        invalid(
+            "prediction_type",
+            ["body", "prediction_type"],
+            'cannot be honoured with compat "pytorch": PyTorch has no multi-class loss of probabilities: send '
+            '"logits" (F.cross_entropy) or "log_probabilities" (F.nll_loss)',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat pytorch: multi-class sample_weights",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"pytorch","prediction_type":"logits","sample_weights":[1]}',
+        invalid(
+            "sample_weights",
+            ["body", "sample_weights"],
+            'cannot be honoured with compat "pytorch": F.cross_entropy and F.nll_loss take no per-sample weights',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat pytorch: ignore_index with target rows",
+        CE,
+        b'{"labels":[[1,0]],"predictions":[[0.5,0.5]],"compat":"pytorch","prediction_type":"logits","ignore_index":0}',
+        invalid(
+            "ignore_index",
+            ["body", "ignore_index"],
+            'cannot be honoured with compat "pytorch": ignore_index is not supported for floating point target',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat pytorch: a binary probability above 1",
+        BCE,
+        b'{"labels":[1],"predictions":[1.5],"compat":"pytorch"}',
+        invalid(
+            "predictions row 0",
+            ["body", "predictions", 0],
+            "probability 1.5: all elements of input should be between 0 and 1",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "compat keras: label_smoothing with class indices",
+        CE,
+        b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"keras","label_smoothing":0.1}',
+        invalid(
+            "label_smoothing",
+            ["body", "label_smoothing"],
+            'cannot be honoured with compat "keras": SparseCategoricalCrossentropy (class-index labels) has no '
+            "label_smoothing; send one-hot target rows",
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat keras: pos_weight",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"compat":"keras","pos_weight":2}',
+        invalid(
+            "pos_weight",
+            ["body", "pos_weight"],
+            'cannot be honoured with compat "keras": BinaryCrossentropy has no positive-class weight',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat scipy, NPZ: a normalization contradicting the preset",
+        CE,
+        npz(labels=np.array([0]), predictions=np.array([[0.5, 0.5]], dtype=np.float32)),
+        invalid(
+            "normalization",
+            ["body", "normalization"],
+            'cannot be honoured with compat "scipy": the library\'s rows are "renormalize"',
+            "invalid_option",
+        ),
+        content_type=NPZ,
+        query="compat=scipy&normalization=warn",
+    ),
+    # --- groups, per_class and calibration_bins (issue 15)
+    case(
+        "groups shorter than the batch",
+        CE,
+        json.dumps({"labels": [1, 0], "predictions": ROWS * 2, "groups": ["a"]}).encode(),
+        invalid(
+            "groups row 1", ["body", "groups", 1], "has 1 entry but there are 2 rows; row 1 has no group", "bad_shape"
+        ),
+    ),
+    case(
+        "groups longer than the batch",
+        CE,
+        json.dumps({"labels": [1], "predictions": ROWS, "groups": ["a", "b"]}).encode(),
+        invalid(
+            "groups row 1", ["body", "groups", 1], "has 2 entries but there are 1 row; one group per row", "bad_shape"
+        ),
+    ),
+    case(
+        "groups with a number among the names",
+        BCE,
+        b'{"labels":[1,0],"predictions":[0.5,0.5],"groups":["a",3]}',
+        invalid("groups row 1", ["body", "groups", 1], "a group is a string, got 3", "invalid_input"),
+    ),
+    case(
+        "groups that is a boolean, not an array",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"groups":false}',
+        invalid("groups", ["body", "groups"], "expected an array of N = 1 strings, got false", "invalid_input"),
+    ),
+    case(
+        "groups with a nested array",
+        CE,
+        b'{"labels":[1],"predictions":[[0.228,0.619,0.153]],"groups":[["a"]]}',
+        invalid("groups row 0", ["body", "groups", 0], "a group is a string, got an array", "invalid_input"),
+    ),
+    case(
+        "groups past XENT_MAX_GROUPS (fast JSON path)",
+        BCE,
+        json.dumps(
+            {"labels": [0] * 10_001, "predictions": [0.5] * 10_001, "groups": [f"g{i}" for i in range(10_001)]}
+        ).encode(),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            "the batch has 10,001 distinct groups; the limit is 10,000 (XENT_MAX_GROUPS)",
+        ),
+    ),
+    case(
+        "NPZ groups past XENT_MAX_GROUPS",
+        BCE,
+        npz(
+            labels=np.zeros(10_001),
+            predictions=np.full(10_001, 0.5),
+            groups=np.array([f"g{i}" for i in range(10_001)]),
+        ),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            "the batch has 10,001 distinct groups; the limit is 10,000 (XENT_MAX_GROUPS)",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ groups of numbers",
+        CE,
+        npz(labels=ONE, predictions=np.array(ROWS), groups=np.array([1.0])),
+        invalid("groups", ["body", "groups"], "groups are strings, got an array of dtype float64", "invalid_input"),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ groups in the query",
+        CE,
+        VALID_NPZ,
+        invalid(
+            "groups",
+            ["query", "groups"],
+            "is an array: send it as a member of the .npz archive, not in the query",
+            "invalid_query_parameter",
+        ),
+        content_type=NPZ,
+        query="groups=a",
+    ),
+    case(
+        "calibration_bins of 0",
+        CE,
+        b'{"labels":[1],"predictions":[[0.228,0.619,0.153]],"calibration_bins":0}',
+        invalid(
+            "calibration_bins",
+            ["body", "calibration_bins"],
+            "Input should be greater than or equal to 1",
+            "greater_than_equal",
+        ),
+    ),
+    case(
+        "calibration_bins past 10,000",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"calibration_bins":10001}',
+        invalid(
+            "calibration_bins",
+            ["body", "calibration_bins"],
+            "Input should be less than or equal to 10000",
+            "less_than_equal",
+        ),
+    ),
+    case(
+        "calibration_bins that is not an integer",
+        CE,
+        b'{"labels":[1],"predictions":[[0.228,0.619,0.153]],"calibration_bins":1.5}',
+        invalid("calibration_bins", ["body", "calibration_bins"], "Input should be a valid integer", "int_type"),
+    ),
+    case(
+        "NPZ query calibration_bins that is not a number",
+        CE,
+        VALID_NPZ,
+        invalid(
+            "calibration_bins",
+            ["query", "calibration_bins"],
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+        ),
+        content_type=NPZ,
+        query="calibration_bins=abc",
+    ),
+    case(
+        "per_class on the binary endpoint",
+        BCE,
+        b'{"labels":[1],"predictions":[0.5],"per_class":true}',
+        invalid(
+            "per_class", ["body", "per_class"], f"unknown field 'per_class' (fields: {BCE_FIELDS})", "extra_forbidden"
+        ),
+    ),
+    # --- /v1/sequence-cross-entropy (issue 16): each refusal names the sequence and the 0-based position
+    case(
+        "sequence NaN log-probability",
+        SEQ,
+        b'{"token_logprobs":[[-1.0],[-1.0,NaN]]}',
+        invalid(
+            "token_logprobs sequence 1, position 1",
+            ["body", "token_logprobs", 1, 1],
+            "NaN is not allowed; every log-probability must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "sequence log-probability overflowing to -Infinity",
+        SEQ,
+        b'{"token_logprobs":[[-1e999]]}',
+        invalid(
+            "token_logprobs sequence 0, position 0",
+            ["body", "token_logprobs", 0, 0],
+            "-Infinity is not allowed; every log-probability must be finite",
+            "not_finite",
+        ),
+    ),
+    case(
+        "sequence log-probability above 0",
+        SEQ,
+        b'{"token_logprobs":[[-1.0,0.5]]}',
+        invalid(
+            "token_logprobs sequence 0, position 1",
+            ["body", "token_logprobs", 0, 1],
+            "log-probability 0.5 is above 0 (values up to 1e-09 count as 0)",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "sequence OpenAI -9999 placeholder at a scored position",
+        SEQ,
+        b'{"completions":[{"token_logprobs":[null,-1.0,-9999.0],"tokens":["a","b","c"]}]}',
+        invalid(
+            "completions sequence 0, position 2",
+            ["body", "completions", 0, 2],
+            "-9999 is OpenAI's placeholder for a log-probability it does not have, refused at a scored position "
+            "rather than scored as a huge perplexity",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "sequence log-probability below -1e4",
+        SEQ,
+        b'{"token_logprobs":[[-10000.5]]}',
+        invalid(
+            "token_logprobs sequence 0, position 0",
+            ["body", "token_logprobs", 0, 0],
+            "log-probability -10000.5 is at or below -10000, refused at a scored position",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "sequence prompt token id absent from its position",
+        SEQ,
+        b'{"prompt_logprobs":[[null,{"5":{"logprob":-1.0,"rank":1,"decoded_token":"a"}}]],"prompt_token_ids":[[1,6]]}',
+        invalid(
+            "prompt_logprobs sequence 0, position 1",
+            ["body", "prompt_logprobs", 0, 1],
+            "token id 6 (from prompt_token_ids) is absent from this position's dictionary",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "sequence null at a scored TGI position",
+        SEQ,
+        b'{"tgi_details":[{"prefill":[{"id":1,"text":"a","logprob":null},{"id":2,"text":"b","logprob":null}]}]}',
+        invalid(
+            "tgi_details sequence 0, position 1",
+            ["body", "tgi_details", 0, 1],
+            "null log-probability at a scored position; in this form only a prompt's first token may lack one "
+            "(set score_from past it, or send token_logprobs, whose nulls are skipped)",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "sequence document_ids of the wrong length",
+        SEQ,
+        b'{"token_logprobs":[[-1.0],[-2.0]],"document_ids":["a"]}',
+        invalid(
+            "document_ids",
+            ["body", "document_ids"],
+            "has 1 value but there are 2 sequences; one per sequence",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "sequence num_bytes of the wrong length",
+        SEQ,
+        b'{"token_logprobs":[[-1.0]],"num_bytes":[3,4]}',
+        invalid(
+            "num_bytes", ["body", "num_bytes"], "has 2 values but there is 1 sequence; one per sequence", "bad_shape"
+        ),
+    ),
+    case(
+        "sequence negative score_from",
+        SEQ,
+        b'{"token_logprobs":[[-1.0],[-2.0]],"score_from":[0,-3]}',
+        invalid(
+            "score_from sequence 1", ["body", "score_from", 1], "-3 is negative; positions start at 0", "out_of_range"
+        ),
+    ),
+    case(
+        "sequence negative word count",
+        SEQ,
+        b'{"token_logprobs":[[-1.0],[-1.0]],"num_words":[3,-4]}',
+        invalid("num_words sequence 1", ["body", "num_words", 1], "-4 is negative; counts are >= 0", "out_of_range"),
+    ),
+    case(
+        "sequence null document id",
+        SEQ,
+        b'{"token_logprobs":[[-1.0],[-2.0]],"document_ids":["a",null]}',
+        invalid(
+            "document_ids sequence 1",
+            ["body", "document_ids", 1],
+            "expected a string or an integer, got null",
+            "not_a_number",
+        ),
+    ),
+    case(
+        "sequence request without an input form",
+        SEQ,
+        b'{"unit":"bits"}',
+        invalid(
+            "token_logprobs",
+            ["body", "token_logprobs"],
+            f"exactly one input form is needed ({SEQ_FORMS}); none was given",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "sequence request with two input forms",
+        SEQ,
+        b'{"token_logprobs":[[-1.0]],"chat":[{"content":[]}]}',
+        invalid(
+            "chat",
+            ["body", "chat"],
+            f"exactly one input form is needed ({SEQ_FORMS}); got token_logprobs, chat",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "sequence_lengths in a JSON body",
+        SEQ,
+        b'{"token_logprobs":[-1.0],"sequence_lengths":[1]}',
+        invalid(
+            "sequence_lengths",
+            ["body", "sequence_lengths"],
+            "goes with an NPZ body's flat token_logprobs array; a JSON body sends S lists, without it",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "NPZ sequence NaN named by sequence and position, not the flat index",
+        SEQ,
+        npz(token_logprobs=np.array([-1.0, -2.0, np.nan, -1.0]), sequence_lengths=np.array([2, 2])),
+        invalid(
+            "token_logprobs sequence 1, position 0",
+            ["body", "token_logprobs", 1, 0],
+            "NaN is not allowed; every log-probability must be finite",
+            "not_finite",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ sequence float32 log-probability above 0",
+        SEQ,
+        npz(token_logprobs=np.array([-1.0, -2.0, 1.0], np.float32), sequence_lengths=np.array([1, 2])),
+        invalid(
+            "token_logprobs sequence 1, position 1",
+            ["body", "token_logprobs", 1, 1],
+            "log-probability 1.0 is above 0 (values up to 1e-09 count as 0)",
+            "out_of_range",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ sequence lengths that do not sum to the log-probabilities",
+        SEQ,
+        npz(token_logprobs=np.array([-1.0, -2.0, -1.0]), sequence_lengths=np.array([2, 2])),
+        invalid(
+            "sequence_lengths",
+            ["body", "sequence_lengths"],
+            "the lengths sum to 4 but token_logprobs holds 3 values",
+            "bad_shape",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ sequence flat log-probabilities without their lengths",
+        SEQ,
+        npz(token_logprobs=np.array([-1.0, -2.0])),
+        invalid(
+            "token_logprobs",
+            ["body", "token_logprobs"],
+            "a flat array of log-probabilities comes with sequence_lengths (NPZ)",
+            "bad_shape",
+        ),
+        content_type=NPZ,
+    ),
+    case(
+        "NPZ sequence document_ids of the wrong length",
+        SEQ,
+        npz(token_logprobs=np.array([-1.0, -2.0]), sequence_lengths=np.array([2]), document_ids=np.array([1, 2])),
+        invalid(
+            "document_ids",
+            ["body", "document_ids"],
+            "has 2 values but there is 1 sequence; one per sequence",
+            "bad_shape",
+        ),
+        content_type=NPZ,
+    ),
+    # --- /v1/sequence-cross-entropy/compare (issue 16 §2): an error in a side names the side
+    case(
+        "sequence compare: sides of different lengths",
+        SEQ_COMPARE,
+        b'{"model":{"token_logprobs":[[-1.0],[-2.0]]},"baseline":{"token_logprobs":[[-1.0]]},"num_bytes":[1,1]}',
+        invalid(
+            "baseline",
+            ["body", "baseline"],
+            "has 1 sequence but model has 2; sequence i of each is the same text",
+            "bad_shape",
+        ),
+    ),
+    case(
+        "sequence compare: a positive log-probability in the baseline",
+        SEQ_COMPARE,
+        b'{"model":{"token_logprobs":[[-1.0]]},"baseline":{"token_logprobs":[[0.5]]},"num_bytes":[1]}',
+        invalid(
+            "baseline.token_logprobs sequence 0, position 0",
+            ["body", "baseline.token_logprobs", 0, 0],
+            "log-probability 0.5 is above 0 (values up to 1e-09 count as 0)",
+            "out_of_range",
+        ),
+    ),
+    case(
+        "sequence compare: no unit both sides count alike",
+        SEQ_COMPARE,
+        b'{"model":{"token_logprobs":[[-1.0,-2.0]]},"baseline":{"token_logprobs":[[-1.0]]}}',
+        invalid(
+            "body",
+            ["body", "body"],
+            "no difference can be computed: per byte: no bytes are known; per word: no words are known; per token: "
+            "the two sides count different scored tokens (document 0: 2 vs 1); compare per byte or per word",
+            "invalid_input",
+        ),
+    ),
+    case(
+        "sequence compare: no input form in the model",
+        SEQ_COMPARE,
+        b'{"model":{"score_from":1},"baseline":{"token_logprobs":[[-1.0]]}}',
+        invalid(
+            "model.token_logprobs",
+            ["body", "model.token_logprobs"],
+            f"exactly one input form is needed ({SEQ_FORMS}); none was given",
+            "invalid_input",
+        ),
+    ),
+    # --- POST /v1/merge: forged, malformed and incompatible states (issue 15)
+    case(
+        "merge of no states",
+        MERGE,
+        merge_body(),
+        invalid("states", ["body", "states"], "expected at least one state to merge, got an empty list", "state_error"),
+    ),
+    case(
+        "merge past XENT_MAX_MERGE_STATES",
+        MERGE,
+        merge_body(*[{}] * 10_001),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            "the batch has 10,001 states; the limit is 10,000 (XENT_MAX_MERGE_STATES)",
+        ),
+    ),
+    case(
+        "merge of states that are null",
+        MERGE,
+        b'{"states": null}',
+        invalid("states", ["body", "states"], "expected a list of states, got null", "state_error"),
+    ),
+    case(
+        "merge of a state that is a number",
+        MERGE,
+        merge_body(3),
+        bad_state("states[0]", [0], "a state is a JSON object, got 3"),
+    ),
+    case(
+        "merge of a state of another version",
+        MERGE,
+        merge_body(forged(("version",), 2)),
+        bad_state("states[0].version", [0, "version"], "this service reads states of version 1, got 2"),
+    ),
+    case(
+        "merge of a state without accumulators",
+        MERGE,
+        merge_body(STATE, forged(("accumulators",), delete=True)),
+        bad_state(
+            "states[1]", [1], "missing key 'accumulators' (a state has version, settings, n, n_scored, accumulators)"
+        ),
+    ),
+    case(
+        "merge of a negative count",
+        MERGE,
+        merge_body(forged(("n",), -1)),
+        bad_state("states[0].n", [0, "n"], "expected a count (an integer ≥ 0), got -1"),
+    ),
+    case(
+        "merge of more scored rows than rows",
+        MERGE,
+        merge_body(forged(("n_scored",), 2)),
+        bad_state("states[0].n_scored", [0, "n_scored"], "2 scored rows is more than the state's n = 1 rows"),
+    ),
+    case(
+        "merge of a NaN mean",
+        MERGE,
+        merge_body(STATE).replace(b'"mean": 0.47965000629754095', b'"mean": NaN', 1),
+        bad_state(
+            "states[0].accumulators.cross_entropy.mean",
+            [0, "accumulators", "cross_entropy", "mean"],
+            "expected a finite number, got nan",
+        ),
+    ),
+    case(
+        "merge of a sum that contradicts the mean and weight",
+        MERGE,
+        merge_body(forged(("accumulators", "cross_entropy", "sum"), 4.8)),
+        bad_state(
+            "states[0].accumulators.cross_entropy.sum",
+            [0, "accumulators", "cross_entropy", "sum"],
+            "the sum 4.8 contradicts mean × weight = 0.47965000629754095",
+        ),
+    ),
+    case(
+        "merge of a weight that contradicts the count",
+        MERGE,
+        merge_body(forged(("accumulators", "weight"), 0.0)),
+        bad_state(
+            "states[0].accumulators.weight",
+            [0, "accumulators", "weight"],
+            "a total weight of 0.0 contradicts n_weighted = 1 rows of positive weight",
+        ),
+    ),
+    case(
+        "merge of moments of the wrong size",
+        MERGE,
+        merge_body(forged(("accumulators", "accuracy", "w2"), 2.0)),
+        bad_state(
+            "states[0].accumulators.accuracy.w2",
+            [0, "accumulators", "accuracy", "w2"],
+            "Σw²/W² lies in [1/n, 1] for n = 1 rows of positive weight, got 2.0",
+        ),
+    ),
+    case(
+        "merge of states in other units",
+        MERGE,
+        merge_body(STATE, forged(("settings", "unit"), "bits")),
+        bad_state(
+            "states[1].settings.unit",
+            [1, "settings", "unit"],
+            "incompatible with states[0]: unit is 'bits' here, 'nats' there; "
+            "states merge only when they were scored with the same settings",
+        ),
+    ),
+    case(
+        "merge of states of other label smoothing",
+        MERGE,
+        merge_body(STATE, STATE, forged(("settings", "label_smoothing"), 0.1)),
+        bad_state(
+            "states[2].settings.label_smoothing",
+            [2, "settings", "label_smoothing"],
+            "incompatible with states[0]: label_smoothing is 0.1 here, 0.0 there; "
+            "states merge only when they were scored with the same settings",
+        ),
+    ),
+    case(
+        "merge of states of other endpoints",
+        MERGE,
+        merge_body(STATE, forged(("settings", "endpoint"), "binary-cross-entropy")),
+        bad_state(
+            "states[1].settings.endpoint",
+            [1, "settings", "endpoint"],
+            "incompatible with states[0]: endpoint 'binary-cross-entropy', not 'cross-entropy'",
+        ),
+    ),
+    case(
+        "merge with a confidence of 1",
+        MERGE,
+        merge_body(STATE, confidence=1),
+        invalid("confidence", ["body", "confidence"], "Input should be less than 1", "less_than"),
     ),
 ]
 

@@ -63,6 +63,8 @@ def describe(settings: Settings, *, api_keys_required: bool, memory_budget_bytes
             max_rows=settings.max_rows,
             max_classes=settings.max_classes,
             max_cells=settings.max_cells,
+            max_groups=settings.max_groups,
+            max_merge_states=settings.max_merge_states,
             max_concurrent_scoring=settings.max_concurrent_scoring,
             body_timeout_seconds=settings.body_timeout_seconds,
             body_min_bytes_per_second=settings.body_min_bytes_per_second,

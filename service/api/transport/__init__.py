@@ -35,6 +35,11 @@ def decode(
     else:
         request = json_codec.decode(model, body, query, limits, fast_json_min_bytes=fast_json_min_bytes)
     limits.check_batch(*predictions_of(request))
+    limits.check_groups(getattr(request, "groups", None))
+    limits.check_states(getattr(request, "states", None))
+    cells = getattr(request, "cells", None)
+    if cells is not None:
+        limits.check_cells(cells())
     return request
 
 

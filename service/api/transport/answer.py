@@ -7,7 +7,6 @@ Both formats are written from the one summary the core builds (``core.summary.an
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ import numpy as np
 import orjson
 import zstandard
 from fastapi import Request, Response
+from starlette.types import Receive, Scope, Send
 
+from service.api.transport.npz_writer import npz_parts
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 from service.core.result import PerSample
 from service.settings import Compression
@@ -122,7 +123,7 @@ _COMPRESSORS: dict[Coding, Callable[[bytes], bytes]] = {"zstd": zstd_compress, "
 def encode(
     summary: dict[str, Any],
     per_sample: Mapping[str, np.ndarray] | None,
-    scored: np.ndarray,
+    scored: np.ndarray | None,
     answer: Answer | None = None,
 ) -> Response:
     """The response for an answer's ``summary`` (built by the core, ``per_sample`` null in it) and its per-sample
@@ -130,9 +131,10 @@ def encode(
     answer carries it beside the arrays."""
     answer = answer or Answer()
     if answer.exchange is not None:
-        answer.exchange[ROWS_KEY] = summary["n"]
+        answer.exchange[ROWS_KEY] = summary["n"] if "n" in summary else summary["n_sequences"]
     if answer.as_npz:
-        return answer.response(_npz_bytes(summary, per_sample, scored), NPZ_MEDIA_TYPE)
+        # Never compressed (see Answer.for_request), and sent in its parts: the arrays as the buffers they are.
+        return PartsResponse(_npz_parts(summary, per_sample, scored), NPZ_MEDIA_TYPE, {"Vary": "Accept-Encoding"})
     splice = per_sample is not None and summary["n"] > SPLICE_MIN_ROWS
     if per_sample is not None and not splice:
         summary = {**summary, "per_sample": dict(per_sample)}
@@ -147,9 +149,11 @@ def encode(
     return answer.response(b"".join(parts), JSON_MEDIA_TYPE)
 
 
-def per_sample_arrays(values: PerSample) -> dict[str, np.ndarray]:
-    """A scoring answer's per-sample arrays by wire name (with hard labels, KL is the very CE array)."""
-    return {name: getattr(values, name) for name in _PER_SAMPLE}
+def per_sample_arrays(values: PerSample, gradient: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """A scoring answer's per-sample arrays by wire name (with hard labels, KL is the very CE array), and the
+    ``gradient`` when one was asked for."""
+    arrays = {name: getattr(values, name) for name in _PER_SAMPLE}
+    return arrays if gradient is None else {**arrays, "gradient": gradient}
 
 
 _NO_PER_SAMPLE = b'"per_sample":null'
@@ -184,7 +188,9 @@ def _array_json(array: np.ndarray) -> bytes:
     return text
 
 
-def _npz_bytes(summary: dict[str, Any], per_sample: Mapping[str, np.ndarray] | None, scored: np.ndarray) -> bytes:
+def _npz_parts(
+    summary: dict[str, Any], per_sample: Mapping[str, np.ndarray] | None, scored: np.ndarray | None
+) -> list[bytes | memoryview]:
     """An .npz with the per-sample float64 arrays (NaN on ignored rows, +inf kept), ``scored``, and ``summary``
     (JSON text).
 
@@ -193,7 +199,21 @@ def _npz_bytes(summary: dict[str, Any], per_sample: Mapping[str, np.ndarray] | N
     """
     arrays: dict[str, np.ndarray] = {"summary": np.array(orjson.dumps(summary).decode())}
     if per_sample is not None:
-        arrays |= {**per_sample, "scored": scored}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
+        arrays |= per_sample if scored is None else {**per_sample, "scored": scored}
+    return npz_parts(arrays)
+
+
+class PartsResponse(Response):
+    """A response whose body is ``parts``, sent in order with their total as Content-Length: a large NPZ answer's
+    arrays go out as the buffers they are, never joined into one more copy of the whole answer (``body`` is empty)."""
+
+    def __init__(self, parts: list[bytes | memoryview], media_type: str, headers: Mapping[str, str]) -> None:
+        self.parts = parts
+        super().__init__(b"", media_type=media_type, headers=dict(headers))
+        self.headers["content-length"] = str(sum(len(part) for part in parts))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        last = len(self.parts) - 1
+        for index, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": index < last})

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from service.api.problems import HttpProblem, ProblemKind, query_parameter_error, unknown_field, validation_error
 from service.api.transport._json_fast import decode_fast
 from service.api.transport._json_outline import JsonOutline
+from service.api.transport._json_sequences import decode_completions, decode_logprob_sequences
 from service.api.transport.body import Body
 from service.api.transport.limits import PREDICTION_FIELDS, Limits
 
@@ -40,10 +41,19 @@ def decode(
         request = _decode_small(model, body.data, limits)
         body.release()
         return request
+    if len(body.data) >= fast_json_min_bytes:
+        completions = decode_completions(model, body.data)
+        if completions is not None:
+            body.release()
+            return completions
     outline = JsonOutline.of(body.data)
     if outline is not None:
         _screen(model, outline, limits)
-    fast = decode_fast(model, body.data, outline) if len(body.data) >= fast_json_min_bytes else None
+    fast = None
+    if len(body.data) >= fast_json_min_bytes:
+        fast = decode_logprob_sequences(model, body.data, outline)
+        if fast is None:
+            fast = decode_fast(model, body.data, outline)
     request = _decode_reference(model, body.data) if fast is None else fast
     # The arrays are copies: the text can go now, before scoring and the answer need memory too.
     body.release()

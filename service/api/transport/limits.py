@@ -23,11 +23,20 @@ class Limits:
     rows: int
     classes: int
     cells: int
+    groups: int = 10_000
+    merge_states: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         """The limits an operator set (``XENT_MAX_BODY_BYTES``, ``XENT_MAX_ROWS``, …)."""
-        return cls(settings.max_body_bytes, settings.max_rows, settings.max_classes, settings.max_cells)
+        return cls(
+            settings.max_body_bytes,
+            settings.max_rows,
+            settings.max_classes,
+            settings.max_cells,
+            settings.max_groups,
+            settings.max_merge_states,
+        )
 
     def too_large(self, what: str = "the request body") -> HttpProblem:
         """The 413 for ``what`` past the body limit."""
@@ -74,6 +83,36 @@ class Limits:
             what = "rows × classes" if len(shapes) < 2 else "rows × classes (both prediction arrays)"
             raise _refuse(what, cells, self.cells, "XENT_MAX_CELLS")
 
+    def check_cells(self, cells: int, what: str = "token positions") -> None:
+        """413 when a batch without a predictions matrix (token sequences) holds more cells than allowed."""
+        if cells > self.cells:
+            raise _refuse(what, cells, self.cells, "XENT_MAX_CELLS")
+
+    def check_groups(self, groups: Any) -> None:
+        """413 naming XENT_MAX_GROUPS when ``groups`` (a decoded request's) holds more distinct names than allowed.
+
+        Only a batch of more rows than the limit can: the names are then counted (a set of them). Values that are
+        not names are left to the core, which refuses them with a 422 naming the row.
+        """
+        if isinstance(groups, np.ndarray):
+            if groups.ndim != 1:
+                return  # not N names: refused by the core
+        elif not isinstance(groups, list):
+            return  # null, or not an array: the core says which
+        if len(groups) <= self.groups:
+            return
+        try:
+            distinct = len(np.unique(groups)) if isinstance(groups, np.ndarray) else len(set(groups))
+        except TypeError:
+            return  # unhashable or unorderable entries: not names, refused by the core
+        if distinct > self.groups:
+            raise _refuse("distinct groups", distinct, self.groups, "XENT_MAX_GROUPS")
+
+    def check_states(self, states: Any) -> None:
+        """413 naming XENT_MAX_MERGE_STATES when a merge request (its decoded ``states``) holds more than allowed."""
+        if isinstance(states, list) and len(states) > self.merge_states:
+            raise _refuse("states", len(states), self.merge_states, "XENT_MAX_MERGE_STATES")
+
     def batch_fits_in(self, json_bytes: int) -> bool:
         """Whether no JSON array of ``json_bytes`` can hold more entries, or entries × first-entry length, than allowed.
 
@@ -94,14 +133,45 @@ class Limits:
             raise ProblemKind.TOO_LARGE.error(detail)
 
 
+#: What an object or array in a JSON body may cost, beyond the charge per body byte, once Pydantic holds it as a
+#: Python dict or list (an empty dict is 64 bytes; a small one with its key and value ~250): charged for the
+#: request models that take nested objects (``charge_json_containers``).
+BYTES_PER_JSON_CONTAINER = 256
+
+
+def json_containers(data: bytes | bytearray | memoryview) -> int:
+    """How many objects and arrays a JSON text opens at most: its '{' and '[' bytes (inside strings too: a bound)."""
+    array = np.frombuffer(data, dtype=np.uint8)
+    block, total = 1 << 18, 0
+    for start in range(0, array.shape[0], block):
+        piece = array[start : start + block]
+        # '[' is 0x5B and '{' 0x7B: the bytes b with b | 0x20 == 0x7B.
+        total += int(np.count_nonzero((piece | 0x20) == 0x7B))
+    return total
+
+
 #: The fields holding predictions: a comparison has two, each charged and counted.
 PREDICTION_FIELDS = ("predictions", "baseline_predictions")
 
 
+#: What ``gradient: true`` adds, in cells per cell of the model's predictions: the N×C gradient, and in a JSON
+#: answer its text (about 20 bytes a value, written, then joined): a 100,000 × 10 JSON answer peaked 62 bytes a
+#: cell above the one without (an NPZ answer 8), charged here as 2 × 40.
+GRADIENT_CELLS = 2
+
+
 def batch_cells(request: Any) -> int:
     """Rows × columns of a decoded request's predictions, both arrays of a comparison (what the memory budget
-    charges a batch by)."""
-    return sum(rows * columns for rows, columns in (_shape(array) for array in predictions_of(request)))
+    charges a batch by), and ``GRADIENT_CELLS`` times the model's when it asks for the gradient; a request
+    without predictions says what its cells are (``cells()``: token positions)."""
+    cells = getattr(request, "cells", None)
+    if cells is not None:
+        return int(cells())
+    total = sum(rows * columns for rows, columns in (_shape(array) for array in predictions_of(request)))
+    if getattr(request, "gradient", False):
+        rows, columns = _shape(request.predictions)
+        total += GRADIENT_CELLS * rows * columns
+    return total
 
 
 def predictions_of(request: Any) -> list[Any]:

@@ -1,0 +1,170 @@
+"""Issue 15's speed and size targets: merging 1,000 states, and what ``state`` adds to a 100,000 × 10 answer.
+
+    .venv/bin/python -m benchmarks.merge            # prints the section
+    .venv/bin/python -m benchmarks.merge --write    # and rewrites its own section of RESULTS.md
+
+- **Merge**: 1,000 states of a 10-class problem with 10 groups, ``per_class`` and 15 calibration bins (each
+  the state of a real answer to 100 rows), merged in process by ``merge_states`` (what ``POST /v1/merge``
+  runs once the body is parsed): at most 50 ms. Beside it, the same states without breakdowns, the body's
+  JSON parse, and the whole ``POST /v1/merge`` to ``xent serve`` end to end.
+- **State**: ``answer_state`` on a 100,000 × 10 request's own result, in process, set against the end-to-end
+  time of the same request to ``xent serve`` (JSON and NPZ): at most 5 %. Its size in bytes, for 1,000 and
+  100,000 rows: independent of N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from benchmarks import machine, report
+from benchmarks.end_to_end import LoopbackClient
+from benchmarks.kernels import median_ms
+from benchmarks.servers import xent_server
+from benchmarks.workloads import Workload
+from service.api.schemas import CrossEntropyRequest
+from service.api.scoring import cross_entropy
+from service.api.transport import Answer
+from service.core.contract import MULTICLASS
+from service.core.score_state import StateOf, answer_state
+from service.core.state import merge_states
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+ROUNDS = 9
+STATES = 1_000
+JSON_HEADERS = {"content-type": "application/json"}
+NPZ_HEADERS = {"content-type": "application/x-npz", "accept": "application/x-npz"}
+
+
+def shard_states(count: int, breakdowns: bool, rows: int = 100) -> list[dict[str, Any]]:
+    """The states of ``count`` real answers to ``rows`` rows of 10 classes (10 groups, per class, 15 bins)."""
+    rng = np.random.default_rng(15)
+    states = []
+    for _ in range(count):
+        body: dict[str, Any] = {
+            "labels": rng.integers(0, 10, rows).tolist(),
+            "predictions": rng.dirichlet(np.ones(10), rows).tolist(),
+            "per_sample": False,
+        }
+        if breakdowns:
+            body |= {"groups": [f"group-{g}" for g in rng.integers(0, 10, rows)], "per_class": True}
+            body["calibration_bins"] = 15
+        answer = cross_entropy(CrossEntropyRequest.model_validate(body), Answer())
+        states.append(orjson.loads(bytes(answer.body))["state"])
+    return states
+
+
+def measure(rounds: int = ROUNDS) -> dict[str, float]:
+    """Median seconds of each measurement, and the byte sizes of states."""
+    figures: dict[str, float] = {}
+    full, plain = shard_states(STATES, True), shard_states(STATES, False)
+    merge_body = orjson.dumps({"states": full})
+    figures["merge_full"] = median_ms(lambda: merge_states(full), repeat=rounds) / 1e3
+    figures["merge_plain"] = median_ms(lambda: merge_states(plain), repeat=rounds) / 1e3
+    figures["parse_full"] = median_ms(lambda: orjson.loads(merge_body), repeat=rounds) / 1e3
+    figures["bytes_full_state"] = len(orjson.dumps(full[0]))
+    figures["bytes_merge_body"] = len(merge_body)
+
+    model = Workload(100_000, 10, "probabilities")
+    result = model.expected
+    of = StateOf(MULTICLASS, {}, 10)
+    figures["state"] = median_ms(lambda: answer_state(result, of), repeat=20) / 1e3
+    figures["bytes_state_100000"] = len(orjson.dumps(answer_state(result, of)))
+    small = Workload(1_000, 10, "probabilities").expected
+    figures["bytes_state_1000"] = len(orjson.dumps(answer_state(small, of)))
+
+    log_dir = Path(tempfile.mkdtemp(prefix="xent-merge-"))
+    server = xent_server(log_dir, max_body_bytes=1 << 30)
+    server.start()
+    client = LoopbackClient()
+    requests = {
+        "json": ("/v1/cross-entropy", model.json_body, JSON_HEADERS),
+        "npz": ("/v1/cross-entropy", model.npz_body, NPZ_HEADERS),
+        "merge_http": ("/v1/merge", merge_body, JSON_HEADERS),
+    }
+    times: dict[str, list[float]] = {name: [] for name in requests}
+    try:
+        for name, (path, body, headers) in requests.items():  # warm-up, and every answer must be a 200
+            status, content = client.post(server.port, path, body, headers)
+            if status != 200:
+                raise RuntimeError(f"{name}: {status} {content[:300]!r}")
+        for _ in range(rounds):
+            for name, (path, body, headers) in requests.items():
+                started = time.perf_counter()
+                status, _ = client.post(server.port, path, body, headers)
+                times[name].append(time.perf_counter() - started)
+                assert status == 200
+    finally:
+        client.close()
+        server.stop()
+    figures |= {name: statistics.median(values) for name, values in times.items()}
+    return figures
+
+
+def section(figures: dict[str, float], seconds: float) -> str:
+    """The RESULTS.md section, between report's markers."""
+    ms = {name: value * 1e3 for name, value in figures.items() if not name.startswith("bytes")}
+    share_json = figures["state"] / figures["json"]
+    share_npz = figures["state"] / figures["npz"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    described = dict(machine.describe())
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        report.MERGE_BEGIN,
+        "## Mergeable states and POST /v1/merge (issue 15)",
+        "",
+        f"- Command: `.venv/bin/python -m benchmarks.merge --write` ({now}, took {seconds:.0f} s)",
+        f"- Machine: {described.get('CPU', '?')}; NumPy SIMD: {described.get('NumPy SIMD extensions', '?')}",
+        f"- {STATES:,} states of real answers to 100 rows × 10 classes; `merge_states` in process, median of "
+        f"{ROUNDS}. 100,000 × 10 probabilities (6 decimals), `xent serve` as shipped, {ROUNDS} interleaved "
+        "rounds, medians; the state's cost is `answer_state` on the request's own result in process (median of 20).",
+        "",
+        "| Target | Required | Measured | Verdict |",
+        "| --- | --- | --- | --- |",
+        f"| Merge {STATES:,} states with 10 groups, per-class (10 classes) and 15 bins, in process | < 50 ms | "
+        f"{ms['merge_full']:.1f} ms | {verdict(ms['merge_full'] < 50)} |",
+        f"| `state` ÷ JSON request end to end ({ms['json']:.1f} ms) | ≤ 5 % | "
+        f"{ms['state']:.2f} ms = {share_json:.1%} | {verdict(share_json <= 0.05)} |",
+        f"| `state` ÷ NPZ request end to end ({ms['npz']:.1f} ms) | ≤ 5 % | "
+        f"{ms['state']:.2f} ms = {share_npz:.1%} | {verdict(share_npz <= 0.05)} |",
+        f"| `state` size, 1,000 and 100,000 rows (no clusters or groups) | independent of N | "
+        f"{figures['bytes_state_1000']:,.0f} B and {figures['bytes_state_100000']:,.0f} B | "
+        f"{verdict(abs(figures['bytes_state_1000'] - figures['bytes_state_100000']) < 100)} |",
+        "",
+        f"Beside them: {STATES:,} states without breakdowns merge in {ms['merge_plain']:.1f} ms; one state with "
+        f"the breakdowns is {figures['bytes_full_state']:,.0f} B, so the merge request's body is "
+        f"{figures['bytes_merge_body'] / 1e6:.1f} MB, whose JSON parse alone takes {ms['parse_full']:.1f} ms; "
+        f"the whole `POST /v1/merge` of it to `xent serve` takes {ms['merge_http']:.0f} ms end to end.",
+        report.MERGE_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.merge", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite this section of benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    text = section(measure(), time.monotonic() - started)
+    print(text, end="")  # noqa: T201 - the command's output
+    if args.write:
+        existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+        RESULTS.write_text(
+            report.replace_marked_section(existing, text, report.MERGE_BEGIN, report.MERGE_END), encoding="utf-8"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,367 @@
+"""Mergeable sufficient statistics of weighted means and their standard errors (issue 15; the errors of issue 14).
+
+For each of G entries (the groups, or the classes, of a breakdown) and k metrics ℓᵢ over the entry's rows with
+weight wᵢ > 0 (n of them), ``MomentTable`` keeps, as arrays over the entries:
+
+- W = Σwᵢ, V = Σwᵢ², the weighted means m = Σwᵢℓᵢ / W, the w²-weighted means U = Σwᵢ²ℓᵢ / V and the centred
+  second moments Q = Σwᵢ²(ℓᵢ − U)², the least and largest ℓᵢ, and whether one is infinite;
+- with clusters, per (entry, cluster id): A_g = Σ_{i∈g} wᵢ and m_g = Σ_{i∈g} wᵢℓᵢ / A_g (``ClusterTable``).
+
+From them, the standard errors of ``service.core.statistics`` (the same formulas):
+Σwᵢ²(ℓᵢ − m)² = Q + V·(U − m)², so SE² = n/(n−1)·(Q + V·(U − m)²)/W² (HC1), and
+Σ_g (Σ_{i∈g} wᵢ(ℓᵢ − m))² = Σ_g A_g²(m_g − m)², so SE² = G/(G−1)·Σ_g A_g²(m_g − m)²/W² (CR1).
+Two tables merge entry by entry by the parallel (Chan et al.) update: W and V add; m and U are the W- and
+V-weighted means of the two; Q = Q_a + Q_b + (U_b − U_a)²·V_a·V_b/V; a cluster present in both adds its A and
+takes the A-weighted mean of its m. No raw sum of squares is kept, so merging loses no precision to cancellation.
+Everything is vectorised over the entries: 1,000 states of 10 groups merge in milliseconds.
+
+Over 300 lines because a table is built, merged, answered for and checked in one place: the moments, their
+parallel update, the standard errors they give, and the validation of a copy that a caller sent back (a forged
+state must be a 422, never a wrong number or a 500).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.core.intervals import normal_quantile
+from service.core.state import StateError
+from service.core.state_arrays import Path, exact_keys, first_bad, float_fields, floats, integers
+
+#: Relative slack of the consistency checks of a state read back (sums that contradict each other).
+_SLACK = 1e-9
+#: The per-metric arrays of a table's state, each G × k.
+_MATRICES = ("mean", "mean_sq", "m2", "low", "high")
+
+
+@dataclass(frozen=True)
+class ClusterTable:
+    """Per (entry, cluster): the entry it belongs to, the cluster's id, A_g > 0 and its k means m_g."""
+
+    entry: np.ndarray  # (P,) intp
+    ids: list[Any]  # (P,) strings or integers
+    weight: np.ndarray  # (P,)
+    means: np.ndarray  # (P, k)
+
+    def moved(self, positions: np.ndarray) -> ClusterTable:
+        """The same clusters, entry e now at ``positions[e]``."""
+        return ClusterTable(positions[self.entry], self.ids, self.weight, self.means)
+
+    def merge(self, other: ClusterTable) -> ClusterTable:
+        """Both tables' clusters: one that both hold (same entry, same id) adds its A and averages its means."""
+        return ClusterTable.combine([self, other])
+
+    @staticmethod
+    def combine(tables: Sequence[ClusterTable]) -> ClusterTable:
+        """All the tables' clusters: one that several hold (same entry, same id) adds its A and averages its means."""
+        keys = [key for table in tables for key in zip(table.entry.tolist(), table.ids, strict=True)]
+        first: dict[tuple[int, Any], int] = {}
+        slot = np.fromiter((first.setdefault(key, len(first)) for key in keys), dtype=np.intp, count=len(keys))
+        weight = np.concatenate([table.weight for table in tables])
+        means = np.vstack([table.means for table in tables])
+        if len(first) == len(keys):  # no cluster held twice: the tables side by side
+            entry = np.concatenate([table.entry for table in tables])
+            return ClusterTable(entry, [key[1] for key in keys], weight, means)
+        sums = means * weight[:, None]
+        total = np.bincount(slot, weights=weight, minlength=len(first))
+        means = np.stack([np.bincount(slot, weights=sums[:, j], minlength=len(first)) for j in range(sums.shape[1])], 1)
+        entry = np.array([key[0] for key in first], dtype=np.intp)
+        return ClusterTable(entry, [key[1] for key in first], total, means / total[:, None])
+
+
+@dataclass(frozen=True)
+class MetricSpread:
+    """One metric's weighted mean, standard error and interval; None where undefined (or infinite: mean +inf)."""
+
+    mean: float | None
+    stderr: float | None
+    ci: list[float] | None
+
+
+@dataclass(frozen=True)
+class MomentTable:
+    """n, W, V and, per metric, m, U, Q, the least and largest value and whether one is infinite, per entry."""
+
+    n: np.ndarray  # (G,) int64: rows of positive weight
+    weight: np.ndarray  # (G,)
+    weight_sq: np.ndarray  # (G,)
+    mean: np.ndarray  # (G, k)
+    mean_sq: np.ndarray  # (G, k)
+    m2: np.ndarray  # (G, k)
+    low: np.ndarray  # (G, k)
+    high: np.ndarray  # (G, k)
+    infinite: np.ndarray  # (G, k) bool
+    clusters: ClusterTable | None
+
+    def __len__(self) -> int:
+        return int(self.n.shape[0])
+
+    @classmethod
+    def of_rows(
+        cls,
+        values: np.ndarray,
+        weights: np.ndarray,
+        entries: np.ndarray,
+        n_entries: int,
+        clusters: tuple[np.ndarray, Sequence[Any]] | None = None,
+    ) -> MomentTable:
+        """The table of N rows (N×k ``values``) in ``entries`` 0 … n_entries − 1, in one pass of bincounts.
+
+        Rows with wᵢ = 0 take no part (their values may be NaN or infinite). ``clusters`` (each row's index into
+        the cluster ids, and the ids) makes the table clustered.
+        """
+        k = values.shape[1]
+        keep = weights > 0
+        v, w, g = values[keep], weights[keep], entries[keep]
+        finite = np.isfinite(v)
+        v = np.where(finite, v, 0.0)
+
+        def by_entry(x: np.ndarray) -> np.ndarray:
+            return np.bincount(g, weights=x, minlength=n_entries)
+
+        def per_metric(x: np.ndarray) -> np.ndarray:
+            return np.stack([by_entry(x[:, j]) for j in range(k)], axis=1).reshape(n_entries, k)
+
+        sizes = np.bincount(g, minlength=n_entries)
+        total, w_sq = by_entry(w), w * w
+        total_sq = by_entry(w_sq)
+        means = per_metric(w[:, None] * v) / np.where(total > 0, total, 1.0)[:, None]
+        means_sq = per_metric(w_sq[:, None] * v) / np.where(total_sq > 0, total_sq, 1.0)[:, None]
+        m2 = per_metric(w_sq[:, None] * (v - means_sq[g]) ** 2)
+        low, high = np.zeros((n_entries, k)), np.zeros((n_entries, k))
+        present = np.flatnonzero(sizes)
+        if present.size:
+            order = np.argsort(g, kind="stable")
+            starts = np.concatenate(([0], np.cumsum(sizes[present])[:-1]))
+            low[present] = np.minimum.reduceat(v[order], starts, axis=0)
+            high[present] = np.maximum.reduceat(v[order], starts, axis=0)
+        table = None
+        if clusters is not None:
+            codes, ids = clusters
+            width = max(len(ids), 1)
+            pairs, pair_of_row = np.unique(g.astype(np.int64) * width + codes[keep], return_inverse=True)
+            pair_of_row = pair_of_row.reshape(-1)
+            weight = np.bincount(pair_of_row, weights=w, minlength=pairs.shape[0])
+            sums = np.stack(
+                [np.bincount(pair_of_row, weights=w * v[:, j], minlength=pairs.shape[0]) for j in range(k)], axis=1
+            ).reshape(pairs.shape[0], k)
+            named = np.array([*ids, None], dtype=object)[:-1]  # an object array, whatever the ids' type
+            table = ClusterTable(
+                (pairs // width).astype(np.intp), named[pairs % width].tolist(), weight, sums / weight[:, None]
+            )
+        infinite = per_metric((~finite).astype(np.float64)) > 0
+        return cls(sizes.astype(np.int64), total, total_sq, means, means_sq, m2, low, high, infinite, table)
+
+    def spread(self, confidence: float) -> tuple[np.ndarray, np.ndarray, list[list[MetricSpread]]]:
+        """Each entry's and metric's mean, standard error (HC1, or CR1 with clusters) and interval m ± z·SE
+        (``intervals.interval``'s, z = Φ⁻¹((1 + confidence)/2) found once); with the SEs as arrays (NaN: none)."""
+        g, k = self.mean.shape
+        n = self.n.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.clusters is None:
+                count = n
+                deviation = self.mean_sq - self.mean
+                squares = self.m2 + self.weight_sq[:, None] * deviation * deviation
+            else:
+                clusters = self.clusters
+                count = np.bincount(clusters.entry, minlength=g).astype(np.float64)
+                scores = clusters.weight[:, None] * (clusters.means - self.mean[clusters.entry])
+                squares = np.zeros((g, k))
+                for j in range(k):
+                    # Smallest first within each entry, as ``statistics`` adds them: no dependence on the order.
+                    order = np.lexsort((scores[:, j] ** 2, clusters.entry))
+                    squares[:, j] = np.bincount(clusters.entry[order], weights=scores[order, j] ** 2, minlength=g)
+            stderr = np.sqrt(count / (count - 1.0))[:, None] * np.sqrt(squares) / self.weight[:, None]
+        too_few = ((self.n < 2) | (count < 2))[:, None]
+        stderr = np.where(self.low == self.high, 0.0, stderr)  # constant values: exactly 0, as ``statistics``
+        stderr[too_few | self.infinite] = np.nan
+        z = normal_quantile((1.0 + confidence) / 2.0)
+        means, errors = self.mean.tolist(), stderr.tolist()
+        table = []
+        for entry in range(g):
+            row = []
+            for metric in range(k):
+                if self.n[entry] == 0:
+                    row.append(MetricSpread(None, None, None))
+                elif self.infinite[entry, metric]:
+                    row.append(MetricSpread(math.inf, None, None))
+                else:
+                    mean, error = means[entry][metric], errors[entry][metric]
+                    if math.isnan(error):
+                        row.append(MetricSpread(mean, None, None))
+                        continue
+                    half = z * error  # past float64 this is +inf, and the interval is null
+                    bounds = [mean - half, mean + half]
+                    row.append(MetricSpread(mean, error, bounds if all(map(math.isfinite, bounds)) else None))
+            table.append(row)
+        return self.mean, stderr, table
+
+    def placed(self, positions: np.ndarray, size: int) -> MomentTable:
+        """This table's entries at ``positions`` of a table of ``size`` entries, the others empty."""
+        k = self.mean.shape[1]
+
+        def put(values: np.ndarray, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+            out = np.zeros(shape, dtype=dtype)
+            out[positions] = values
+            return out
+
+        return MomentTable(
+            put(self.n, (size,), np.int64),
+            put(self.weight, (size,)),
+            put(self.weight_sq, (size,)),
+            put(self.mean, (size, k)),
+            put(self.mean_sq, (size, k)),
+            put(self.m2, (size, k)),
+            put(self.low, (size, k)),
+            put(self.high, (size, k)),
+            put(self.infinite, (size, k), bool),
+            None if self.clusters is None else self.clusters.moved(positions),
+        )
+
+    def merge(self, other: MomentTable) -> MomentTable:
+        """Entry by entry, the moments of both sets of rows (the parallel update; see the module)."""
+        a, b = self.n[:, None] > 0, other.n[:, None] > 0
+        weight, weight_sq = self.weight + other.weight, self.weight_sq + other.weight_sq
+        share = np.divide(other.weight, weight, out=np.zeros_like(weight), where=weight > 0)[:, None]
+        share_sq = np.divide(other.weight_sq, weight_sq, out=np.zeros_like(weight), where=weight_sq > 0)[:, None]
+        gap = other.mean_sq - self.mean_sq
+        cross = np.divide(self.weight_sq * other.weight_sq, weight_sq, out=np.zeros_like(weight), where=weight_sq > 0)[
+            :, None
+        ]
+        clusters = None
+        if self.clusters is not None and other.clusters is not None:
+            clusters = self.clusters.merge(other.clusters)
+        return MomentTable(
+            self.n + other.n,
+            weight,
+            weight_sq,
+            np.where(b, np.where(a, self.mean + (other.mean - self.mean) * share, other.mean), self.mean),
+            np.where(b, np.where(a, self.mean_sq + gap * share_sq, other.mean_sq), self.mean_sq),
+            self.m2 + other.m2 + np.where(a & b, gap * gap * cross, 0.0),
+            np.where(b, np.where(a, np.minimum(self.low, other.low), other.low), self.low),
+            np.where(b, np.where(a, np.maximum(self.high, other.high), other.high), self.high),
+            self.infinite | other.infinite,
+            clusters,
+        )
+
+    @staticmethod
+    def merge_all(tables: Sequence[MomentTable]) -> MomentTable:
+        """The tables' moments merged at once, entry by entry (tables of the same entries): the k-way form of the
+        parallel update, m = Σ_s W_s·m_s / W, U = Σ_s V_s·U_s / V, Q = Σ_s Q_s + Σ_s V_s·(U_s − U)²."""
+        n = np.stack([table.n for table in tables])
+        weights, weights_sq = np.stack([t.weight for t in tables]), np.stack([t.weight_sq for t in tables])
+        weight, weight_sq = weights.sum(axis=0), weights_sq.sum(axis=0)
+        has = (n > 0)[:, :, None]
+
+        def stacked(name: str) -> np.ndarray:
+            return np.stack([getattr(table, name) for table in tables])
+
+        mean = (weights[:, :, None] * stacked("mean")).sum(axis=0) / np.where(weight > 0, weight, 1.0)[:, None]
+        means_sq = stacked("mean_sq")
+        mean_sq = (weights_sq[:, :, None] * means_sq).sum(axis=0) / np.where(weight_sq > 0, weight_sq, 1.0)[:, None]
+        gaps = means_sq - mean_sq[None]
+        m2 = stacked("m2").sum(axis=0) + (weights_sq[:, :, None] * gaps * gaps).sum(axis=0)
+        counted = has.any(axis=0)
+        low = np.where(counted, np.where(has, stacked("low"), np.inf).min(axis=0), 0.0)
+        high = np.where(counted, np.where(has, stacked("high"), -np.inf).max(axis=0), 0.0)
+        present = [table.clusters for table in tables if table.clusters is not None]
+        clusters = ClusterTable.combine(present) if len(present) == len(tables) else None
+        infinite: np.ndarray = np.any(stacked("infinite"), axis=0)
+        return MomentTable(n.sum(axis=0), weight, weight_sq, mean, mean_sq, m2, low, high, infinite, clusters)
+
+    def to_state(self) -> dict[str, Any]:
+        """The JSON state, column by column (every number finite; an infinite value is flagged in ``infinite``)."""
+        clusters = self.clusters
+        return {
+            "n": self.n.tolist(),
+            "weight": self.weight.tolist(),
+            "weight_sq": self.weight_sq.tolist(),
+            **{name: getattr(self, name).tolist() for name in _MATRICES},
+            "infinite": self.infinite.tolist(),
+            "clusters": None
+            if clusters is None
+            else {
+                "entry": clusters.entry.tolist(),
+                "ids": list(clusters.ids),
+                "weight": clusters.weight.tolist(),
+                "means": clusters.means.tolist(),
+            },
+        }
+
+    @classmethod
+    def from_state(cls, state: Any, size: int, k: int, clustered: bool, path: Path, index: int) -> MomentTable:
+        """A table read back from a state, checked as untrusted input: StateError naming the path otherwise.
+
+        Refused beyond a malformed value (a list of another length, a number that is not one or not finite): a
+        negative count, a weight where no row is counted (or none where rows are), Σw² outside [W²/n, W²], a
+        negative Q, a mean outside [low, high], clusters that name no entry, hold no weight, repeat, outnumber
+        their entry's rows or whose weights do not add up to the entry's W.
+        """
+        keys = ("n", "weight", "weight_sq", *_MATRICES, "infinite", "clusters")
+        exact_keys(state, keys, path, index)
+        n = integers(state["n"], size, (*path, "n"), index)
+        shapes = {"weight": (size,), "weight_sq": (size,), **dict.fromkeys(_MATRICES, (size, k))}
+        matrices = float_fields(state, shapes, ("weight", "weight_sq"), path, index)
+        weight, weight_sq = matrices["weight"], matrices["weight_sq"]
+        infinite = state["infinite"]
+        if not (
+            isinstance(infinite, list)
+            and len(infinite) == size
+            and all(isinstance(row, list) and len(row) == k and all(type(x) is bool for x in row) for row in infinite)
+        ):
+            raise StateError((*path, "infinite"), f"expected {size} lists of {k} booleans", index)
+        first_bad((n == 0) != (weight == 0), (*path, "weight"), "a total weight contradicts the entry's n", index)
+        nonzero = np.where(n > 0, n, 1)
+        bad_sq = (n > 0) & (
+            (weight_sq < weight * weight / nonzero * (1 - _SLACK)) | (weight_sq > weight * weight * (1 + _SLACK))
+        )
+        first_bad(bad_sq, (*path, "weight_sq"), "Σw² must lie in [W²/n, W²] for n weights summing to W", index)
+        first_bad(matrices["m2"] < 0, (*path, "m2"), "a centred second moment is negative", index)
+        low, high = matrices["low"], matrices["high"]
+        counted = (n > 0)[:, None] & ~np.array(infinite, dtype=bool).reshape(size, k)
+        for name in ("mean", "mean_sq"):
+            values = matrices[name]
+            outside = counted & ((values < low - _tolerance(low)) | (values > high + _tolerance(high)))
+            first_bad(outside, (*path, name), "lies outside [low, high]", index)
+        clusters = _clusters(state["clusters"], size, k, clustered, n, weight, (*path, "clusters"), index)
+        flags = np.array(infinite, dtype=bool).reshape(size, k)
+        mean, mean_sq, m2 = matrices["mean"], matrices["mean_sq"], matrices["m2"]
+        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, flags, clusters)
+
+
+def _tolerance(values: np.ndarray) -> np.ndarray:
+    """How far a mean may round past the least or largest value it averages."""
+    return _SLACK * np.maximum(np.abs(values), 1.0)
+
+
+def _clusters(
+    value: Any, size: int, k: int, clustered: bool, n: np.ndarray, weight: np.ndarray, path: Path, index: int
+) -> ClusterTable | None:
+    """The cluster table of a state: ``{"entry", "ids", "weight", "means"}``, checked; None unclustered."""
+    if not clustered:
+        if value is not None:
+            raise StateError(path, "expected null: the state has no cluster_ids", index)
+        return None
+    exact_keys(value, ("entry", "ids", "weight", "means"), path, index)
+    ids = value["ids"]
+    if not isinstance(ids, list) or any(isinstance(x, bool) or not isinstance(x, str | int) for x in ids):
+        raise StateError((*path, "ids"), "expected a list of cluster ids (strings or integers)", index)
+    count = len(ids)
+    entry = integers(value["entry"], count, (*path, "entry"), index)
+    cluster_weight = floats(value["weight"], (count,), (*path, "weight"), index, nonnegative=True)
+    means = floats(value["means"], (count, k), (*path, "means"), index)
+    first_bad(entry >= size, (*path, "entry"), f"names no entry (there are {size})", index)
+    first_bad(cluster_weight == 0, (*path, "weight"), "a cluster of the state holds weight", index)
+    if len(set(zip(entry.tolist(), ids, strict=True))) != count:
+        raise StateError((*path, "ids"), "a cluster is listed twice for one entry", index)
+    per_entry = np.bincount(entry, minlength=size)
+    first_bad(per_entry > n, (*path, "entry"), "more clusters than the entry has rows", index)
+    totals = np.bincount(entry, weights=cluster_weight, minlength=size)
+    off = np.abs(totals - weight) > _SLACK * np.maximum(weight, 1e-300)
+    first_bad(off, (*path, "weight"), "the clusters' weights do not add up to their entry's total weight", index)
+    return ClusterTable(entry.astype(np.intp), ids, cluster_weight, means)

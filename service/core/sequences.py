@@ -1,0 +1,285 @@
+"""Cross-entropy of token sequences (``/v1/sequence-cross-entropy``): per token, per byte, per word and per document.
+
+A position is scored when it lies in its sequence's window [score_from, score_until) and has a
+log-probability; its NLL is −min(log p, 0) (values in (0, 1e-9] are rounding, and count as 0). Sequences
+with the same document id are windows of one document: a document's NLL S_d and its units T_d (scored
+tokens, bytes, words) are sums over its sequences. Then, per unit, over the documents with T_d > 0::
+
+    L = ΣS_d / ΣT_d,    SE² = n/(n − 1) · Σ(S_d − L·T_d)² / (ΣT_d)²
+
+(``service.core.sequence_totals``; ``sequence_state`` keeps them mergeable), perplexity e^L with the interval
+e^(interval of L in nats), and bits per byte L_bytes / ln 2 — lm-evaluation-harness's ``weighted_perplexity``
+and ``bits_per_byte`` over the same (loglikelihood, units) documents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from service.core.arrays import first_rows
+from service.core.errors import InvalidInput, OutOfRange, quoted
+from service.core.intervals import check_confidence
+from service.core.options import Unit
+from service.core.result import DEFAULT_CONFIDENCE
+from service.core.sequence_forms import Sequences, locate, sequence_error
+from service.core.sequence_options import counts, documents, per_sequence
+from service.core.sequence_state import to_state
+from service.core.sequence_totals import MeanTotals, RatioTotals, SequenceTotals, totals_summary, totals_warnings
+
+#: Log-probabilities above 0 by at most this much are rounding, and count as 0; above it they are refused.
+ROUNDING: Final = 1e-9
+#: Log-probabilities at or below this, at a scored position, are refused, as is OpenAI's −9999 placeholder.
+FLOOR: Final = -1e4
+_PLACEHOLDER = -9999.0
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """What scoring S sequences found: per document (in order of first appearance) and the mergeable totals.
+
+    ``document_nll`` is in nats; ``document_bytes`` / ``document_words`` are None when those units are unknown.
+    """
+
+    document_ids: list[Any]
+    document_nll: np.ndarray
+    document_tokens: np.ndarray
+    document_bytes: np.ndarray | None
+    document_words: np.ndarray | None
+    totals: SequenceTotals
+    form: str
+    #: Sequences whose byte count is approximate (a token text with U+FFFD), the first few.
+    approximate_rows: tuple[int, ...] = ()
+
+    @property
+    def unit(self) -> Unit:
+        return self.totals.unit
+
+
+def score_sequences(
+    sequences: Sequences,
+    *,
+    score_from: Any = None,
+    score_until: Any = None,
+    document_ids: Any = None,
+    num_bytes: Any = None,
+    num_words: Any = None,
+    unit: Unit | str = Unit.NATS,
+) -> SequenceResult:
+    """Score ``sequences`` (from ``sequence_forms.read_form`` or ``flat_sequences``): documents and totals.
+
+    ``score_from``: an integer or S integers ≥ 0; ``score_until``: an integer or S integers, exclusive,
+    negative counting from the end; ``document_ids``: S strings or integers (compared as given);
+    ``num_bytes`` / ``num_words``: S integers ≥ 0 (without ``num_bytes``, bytes come from the form's texts).
+
+    Examples
+    --------
+    Two windows of one document and a second document; the first window's first token has no context:
+
+    >>> from service.core.sequence_forms import read_form
+    >>> sequences = read_form({"token_logprobs": [[None, -1.0, -2.0], [-0.5], [-3.0, -1.0]]})
+    >>> result = score_sequences(sequences, document_ids=["a", "a", "b"], num_bytes=[10, 0, 6])
+    >>> result.document_ids, result.document_nll.tolist(), result.document_tokens.tolist()
+    (['a', 'b'], [3.5, 4.0], [3, 2])
+    >>> answer = sequence_summary(result)
+    >>> answer["token"]["cross_entropy"], round(answer["byte"]["bits_per_byte"], 6), answer["n_skipped"]
+    (1.5, 0.676263, 1)
+    """
+    unit = Unit(unit)
+    lengths = np.diff(sequences.offsets)
+    count = int(lengths.shape[0])
+    start = np.minimum(per_sequence(score_from, "score_from", count, 0, negative=False), lengths)
+    until = per_sequence(score_until, "score_until", count, None, negative=True)
+    end = lengths if until is None else np.clip(np.where(until < 0, lengths + until, until), 0, lengths)
+    end = np.maximum(end, start)
+    window = _window(sequences.offsets, start, end)
+    values = sequences.logprobs
+    # One sum says whether any position lacks a log-probability (NaN; infinities were refused while reading): a
+    # batch without one, in no window, needs no mask at all (None: every position is scored).
+    missing = np.isnan(values) if math.isnan(float(np.add.reduce(values))) else None
+    _check_values(sequences, values, missing, window)
+    scored = window if missing is None else ~missing if window is None else window & ~missing
+    if scored is None and (not values.size or np.fmax.reduce(values) <= 0.0):
+        # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
+        # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
+        seq_nll = np.subtract(0.0, _per_sequence_sum(values, sequences.offsets))  # 0 − x: a zero stays +0.0
+    else:
+        # −min(log p, 0) on the scored positions, 0 elsewhere, in one float64 array (10⁷ tokens: one 80 MB
+        # buffer, where np.where over temporaries took three).
+        nll = np.minimum(values, 0.0)
+        if scored is not None:
+            nll[~scored] = 0.0
+        np.subtract(0.0, nll, out=nll)
+        seq_nll = _per_sequence_sum(nll, sequences.offsets)
+    seq_tokens = np.diff(sequences.offsets) if scored is None else _per_sequence_sum(scored, sequences.offsets)
+    seq_bytes, source = _bytes(sequences, scored, num_bytes, count)
+    seq_words = counts(num_words, "num_words", count)
+    ids, doc = documents(document_ids, count)
+    n_docs = len(ids)
+    doc_nll = np.bincount(doc, weights=seq_nll, minlength=n_docs)
+    doc_tokens = np.bincount(doc, weights=seq_tokens, minlength=n_docs).astype(np.int64)
+    doc_bytes = None if seq_bytes is None else np.bincount(doc, weights=seq_bytes, minlength=n_docs)
+    doc_words = None if seq_words is None else np.bincount(doc, weights=seq_words, minlength=n_docs)
+    approximate = np.zeros(count, dtype=bool)
+    if source == "token_text" and sequences.replacement is not None:
+        replaced = sequences.replacement if scored is None else sequences.replacement & scored
+        approximate = _per_sequence_sum(replaced, sequences.offsets) > 0
+        n_approximate = int(np.count_nonzero(replaced))
+    else:
+        n_approximate = 0
+    has_tokens = doc_tokens > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_token = doc_nll[has_tokens] / doc_tokens[has_tokens]
+    n_tokens = int(doc_tokens.sum())
+    totals = SequenceTotals(
+        unit=unit,
+        bytes_source=source,
+        words=doc_words is not None,
+        n_sequences=count,
+        n_documents=n_docs,
+        n_tokens=n_tokens,
+        n_skipped=int(values.shape[0]) - n_tokens,
+        token=RatioTotals.from_documents(doc_nll, doc_tokens),
+        byte=RatioTotals() if doc_bytes is None else RatioTotals.from_documents(doc_nll, doc_bytes),
+        word=RatioTotals() if doc_words is None else RatioTotals.from_documents(doc_nll, doc_words),
+        document=MeanTotals.from_values(per_token),
+        approximate_bytes=n_approximate,
+        no_bytes=0 if doc_bytes is None else int(np.count_nonzero(has_tokens & (doc_bytes == 0))),
+        no_words=0 if doc_words is None else int(np.count_nonzero(has_tokens & (doc_words == 0))),
+    )
+    return SequenceResult(
+        ids, doc_nll, doc_tokens, doc_bytes, doc_words, totals, sequences.form, tuple(first_rows(approximate))
+    )
+
+
+def sequence_summary(
+    result: SequenceResult, confidence: Any = DEFAULT_CONFIDENCE, *, per_document: bool = True
+) -> dict[str, Any]:
+    """The answer of ``/v1/sequence-cross-entropy`` (its wire dict, ``state`` included).
+
+    ``per_document`` (an object of arrays) holds each document's id, scored tokens, NLL (in the unit),
+    perplexity per token and bits per byte; None when not asked for.
+    """
+    level = check_confidence(confidence)
+    totals = result.totals
+    warnings = totals_warnings(totals)
+    for warning in warnings:
+        if warning["code"] == "APPROXIMATE_BYTES":
+            warning["rows"] = list(result.approximate_rows)
+    return {
+        **totals_summary(totals, level),
+        "per_document": _per_document(result) if per_document else None,
+        "warnings": warnings,
+        "settings": {
+            "input_form": result.form,
+            "bytes_source": totals.bytes_source,
+            "unit": totals.unit.value,
+            "confidence": level,
+            "per_document": per_document,
+        },
+        "state": to_state(totals),
+    }
+
+
+def _per_document(result: SequenceResult) -> dict[str, list[Any]]:
+    """The per-document arrays: id, scored tokens, NLL in the unit, perplexity per token, bits per byte."""
+    tokens = result.document_tokens
+    nll = result.document_nll
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        perplexity = np.exp(nll / tokens)
+        bits = None if result.document_bytes is None else nll / result.document_bytes / math.log(2.0)
+    finite = np.isfinite(perplexity) & (tokens > 0)
+    return {
+        "document_id": result.document_ids,
+        "n_tokens": tokens.tolist(),
+        "nll": (nll / result.unit.log_base).tolist(),
+        "perplexity": [float(p) if ok else None for p, ok in zip(perplexity.tolist(), finite.tolist(), strict=True)],
+        "bits_per_byte": [None] * len(tokens)
+        if bits is None
+        else [float(b) if math.isfinite(b) else None for b in bits.tolist()],
+    }
+
+
+def _window(offsets: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+    """Which flat positions lie in their sequence's [start, end); None when every position does."""
+    lengths = np.diff(offsets)
+    if not start.any() and np.array_equal(end, lengths):
+        return None
+    total = int(offsets[-1])
+    # +1 where a window opens, −1 where it closes: the running sum is 1 inside a window, 0 outside.
+    edges = np.bincount(offsets[:-1] + start, minlength=total + 1) - np.bincount(
+        offsets[:-1] + end, minlength=total + 1
+    )
+    return np.cumsum(edges[:-1], dtype=np.int32) > 0
+
+
+def _check_values(
+    sequences: Sequences, values: np.ndarray, missing: np.ndarray | None, window: np.ndarray | None
+) -> None:
+    """Refuse log-probabilities > 1e-9 anywhere, ≤ −1e4 (or −9999) at a scored position and, in forms other than
+    ``token_logprobs``, a null at a scored position (but the prompt's first token's, which has no context)."""
+    offsets, form = sequences.offsets, sequences.form
+    # The extremes first (reductions, NaN ignored): the masks are built only when a value may be refused,
+    # which spares two passes and their buffers on a valid batch of 10⁷ log-probabilities.
+    masks: list[tuple[np.ndarray, str]] = []
+    with np.errstate(invalid="ignore"):
+        if values.size and np.fmax.reduce(values) > ROUNDING:
+            masks.append((values > ROUNDING, "high"))
+        if values.size and np.fmin.reduce(values) <= max(FLOOR, _PLACEHOLDER):
+            low = (values <= FLOOR) | (values == _PLACEHOLDER)
+            masks.append((low if window is None else low & window, "low"))
+    for mask, kind in masks:
+        if mask.any():
+            index = int(np.flatnonzero(mask)[0])
+            sequence, position = locate(offsets, index)
+            value = float(values[index])
+            if kind == "high":
+                message = f"log-probability {quoted(value)} is above 0 (values up to {ROUNDING:g} count as 0)"
+            elif value == _PLACEHOLDER:
+                message = (
+                    "-9999 is OpenAI's placeholder for a log-probability it does not have, refused at a scored "
+                    "position rather than scored as a huge perplexity"
+                )
+            else:
+                message = f"log-probability {quoted(value)} is at or below {FLOOR:g}, refused at a scored position"
+            raise sequence_error(OutOfRange, form, sequence, position, message)
+    if sequences.nulls_allowed or missing is None or not missing.any():
+        return
+    null = missing.copy() if window is None else missing & window
+    if sequences.first_without_context:
+        null[offsets[:-1][np.diff(offsets) > 0]] = False  # the prompt's first token has no context: no error
+    if null.any():
+        sequence, position = locate(offsets, int(np.flatnonzero(null)[0]))
+        message = (
+            "null log-probability at a scored position; in this form only a prompt's first token may lack one "
+            "(set score_from past it, or send token_logprobs, whose nulls are skipped)"
+        )
+        raise sequence_error(InvalidInput, form, sequence, position, message)
+
+
+def _per_sequence_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Σ of ``values`` over each sequence's positions (empty sequences: 0), summed in order; a mask is counted
+    (as int64, cast as it is summed: no int64 copy of it)."""
+    lengths = np.diff(offsets)
+    dtype = np.dtype(np.int64) if values.dtype == bool else values.dtype
+    sums = np.zeros(lengths.shape[0], dtype=dtype)
+    nonempty = lengths > 0
+    if nonempty.any():
+        sums[nonempty] = np.add.reduceat(values, offsets[:-1][nonempty], dtype=dtype)
+    return sums
+
+
+def _bytes(
+    sequences: Sequences, scored: np.ndarray | None, num_bytes: Any, count: int
+) -> tuple[np.ndarray | None, Any]:
+    """Each sequence's bytes and where they come from: ``num_bytes`` ("given"), else the form's texts."""
+    given = counts(num_bytes, "num_bytes", count)
+    if given is not None:
+        return given, "given"
+    if sequences.token_bytes is None:
+        return None, None
+    scored_bytes = sequences.token_bytes if scored is None else np.where(scored, sequences.token_bytes, 0)
+    return _per_sequence_sum(scored_bytes, sequences.offsets), sequences.bytes_source
