@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, create_model
 
 from service.api.schemas import BinaryCrossEntropyRequest, BinaryCrossEntropyResponse, CrossEntropyRequest
 from service.api.scoring import binary_cross_entropy, cross_entropy, scoring_route
+from service.api.sequence_routes import sequence_cross_entropy
+from service.api.sequence_schemas import SequenceCrossEntropyRequest, SequenceCrossEntropyResponse
 from service.api.state_schema import ScoringState
 from service.api.transport import Answer, encode
 from service.core.contract import MULTICLASS, OPTIONS
@@ -27,10 +29,13 @@ class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     #: JSON bodies are charged by their containers too: states are nested objects (``scoring``).
     charge_json_containers: ClassVar[bool] = True
+    #: No arrays of numbers to parse apart: a large body goes straight to Pydantic (``json_codec``).
+    json_fast_path: ClassVar[bool] = False
 
     # Read as they came (not validated here): the core validates each, naming the state's index and the value.
-    states: SkipValidation[list[ScoringState]] = Field(
-        description="The `state` of each answer, as it came (at most XENT_MAX_MERGE_STATES). All of one endpoint "
+    states: SkipValidation[list[ScoringState | dict[str, Any]]] = Field(
+        description="The `state` of each answer, as it came (at most XENT_MAX_MERGE_STATES): of `/v1/cross-entropy`, "
+        "`/v1/binary-cross-entropy` (the schema shown) or `/v1/sequence-cross-entropy`. All of one endpoint "
         "and, those of at least one row, of the same settings: else a 422 names the setting and the state's "
         "index. A state of no rows merges with anything of its endpoint. Any malformed or forged state (a "
         "missing key, a negative count, a NaN, a sum that contradicts its count, …) is a 422 naming it."
@@ -44,18 +49,20 @@ class MergeRequest(BaseModel):
         return len(self.states) if isinstance(self.states, list) else 0  # not a list: refused by the core
 
 
-def _merged_model(name: str, doc: str, **extra: Any) -> type[BaseModel]:
-    """The scoring answer's model without ``per_sample``, and with the merged ``settings``."""
+def _merged_model(
+    name: str, doc: str, answer: type[BaseModel] = BinaryCrossEntropyResponse, state: Any = ScoringState, **extra: Any
+) -> type[BaseModel]:
+    """The model of ``answer`` (a scoring answer's) without its per-row part, and with the merged ``settings``."""
     fields: dict[str, Any] = {
         key: (info.annotation, info)
-        for key, info in BinaryCrossEntropyResponse.model_fields.items()
-        if key not in ("per_sample", "settings")
+        for key, info in answer.model_fields.items()
+        if key not in ("per_sample", "per_document", "settings", "state")
     }
     fields["settings"] = (
         dict[str, Any],
         Field(description="The states' settings (`endpoint` first), and the `confidence` of the intervals."),
     )
-    fields["state"] = (ScoringState, Field(description="The merged state: merge it again with others."))
+    fields["state"] = (state, Field(description="The merged state: merge it again with others."))
     model: type[BaseModel] = create_model(name, __doc__=doc, **extra, **fields)
     return model
 
@@ -67,6 +74,14 @@ MergedScores = _merged_model(
         list[str] | None,
         Field(None, description="`/v1/cross-entropy` states: the class names, when given (absent for others)."),
     ),
+)
+
+MergedSequences = _merged_model(
+    "MergedSequences",
+    "The answer for the rows of merged `/v1/sequence-cross-entropy` states: that endpoint's answer without "
+    "`per_document`.",
+    SequenceCrossEntropyResponse,
+    dict[str, Any],
 )
 
 
@@ -108,10 +123,28 @@ MERGE_EXAMPLES: dict[str, dict[str, object]] = {
             "confidence": 0.9,
         },
     },
+    "sequence-shards": {
+        "summary": "Two shards of a corpus scored by /v1/sequence-cross-entropy: its answer without per_document",
+        "value": {
+            "states": [
+                _state(
+                    sequence_cross_entropy,
+                    SequenceCrossEntropyRequest,
+                    {"token_logprobs": [[None, -1.0, -2.0]], "num_bytes": [11]},
+                ),
+                _state(
+                    sequence_cross_entropy,
+                    SequenceCrossEntropyRequest,
+                    {"token_logprobs": [[None, -0.5, -1.5, -1.0]], "num_bytes": [14]},
+                ),
+            ],
+            "confidence": 0.95,
+        },
+    },
 }
 
 
-@scoring_route("/merge", MergedScores, MERGE_EXAMPLES, None)
+@scoring_route("/merge", MergedScores | MergedSequences, MERGE_EXAMPLES, None)
 def merge(request: MergeRequest, answer: Answer) -> Response:
     """Merge the states of scoring answers into the answer of all their rows
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -261,7 +261,6 @@ def validation_error(error: ValidationError, model: type[BaseModel], *, from_que
     ``loc`` starts with "body", or with "query" for options from the query (NPZ members beside
     them are still located in the body).
     """
-    fields = list(model.model_fields)
     body_fields: frozenset[str] = getattr(model, "array_fields", frozenset()) if from_query else frozenset()
     prefix = "query" if from_query else "body"
     shown = []
@@ -270,8 +269,9 @@ def validation_error(error: ValidationError, model: type[BaseModel], *, from_que
         # A key the client invented (an unknown field) can be a megabyte long: name it, never echo it whole.
         loc = ["body" if first in body_fields else prefix, *map(_shorten, item["loc"])]
         msg = item["msg"]
-        if item["type"] == "extra_forbidden" and fields:
-            msg = _unknown_field_message(str(loc[-1]), fields)
+        known = _fields_at(model, item["loc"][:-1]) if item["type"] == "extra_forbidden" else []
+        if known:
+            msg = _unknown_field_message(str(loc[-1]), known)
         shown.append({"loc": loc, "msg": msg, "type": item["type"]})
     return invalid_input(shown)
 
@@ -284,6 +284,19 @@ def unknown_field(name: str, model: type[BaseModel]) -> HttpProblem:
     loc: list[str | int] = ["body", _shorten(name)]
     msg = _unknown_field_message(str(loc[-1]), list(model.model_fields))
     return invalid_input([{"loc": loc, "msg": msg, "type": "extra_forbidden"}])
+
+
+def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The fields of the object at ``path`` in ``model``: a nested object (a compare side) has its own."""
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        nested = [kind for kind in (annotation, *get_args(annotation)) if isinstance(kind, type)]
+        models = [kind for kind in nested if issubclass(kind, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)
 
 
 def _unknown_field_message(name: str, fields: list[str]) -> str:

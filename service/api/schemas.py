@@ -396,6 +396,7 @@ class ScoringWarningModel(BaseModel):
         "AGGREGATE_OVERFLOW",
         "STDERR_UNDEFINED",
         "SOFT_TARGETS",
+        "STATE_NOT_MERGEABLE",
     ] = Field(
         description=(
             "`ROWS_NOT_NORMALIZED`: prediction rows off 1 were scored as given. `RENORMALIZED`: they were divided "
@@ -411,7 +412,9 @@ class ScoringWarningModel(BaseModel):
             "positive weight (n < 2), or fewer than 2 clusters holding one (G < 2), were given; the message says "
             "which (`count` 0, `rows` empty). `SOFT_TARGETS`: `per_class` or `calibration_bins` was asked for, but "
             "target rows that are not one-hot have no single true class, so `by_class` (or `calibration`) is null; "
-            "`count`/`rows` are those rows."
+            "`count`/`rows` are those rows. `STATE_NOT_MERGEABLE`: `state` is null because the `compat` preset's "
+            "means are not the row-weighted means of the per-sample values (its own reduction), which no merge of "
+            "states gives; the message says why (`count` 1, `rows` empty)."
         )
     )
     message: str = Field(description="What happened, in words.")
@@ -559,9 +562,10 @@ class _ScoreResponse(BaseModel):
     calibration: CalibrationScores | None = Field(description=_CALIBRATION)
     per_sample: PerSampleValues | None = Field(description="Per-sample arrays of length N, or null if not asked for.")
     warnings: list[ScoringWarningModel] = Field(description="What the caller should know about the numbers.")
-    state: ScoringState = Field(
+    state: ScoringState | None = Field(
         description="The answer's mergeable state: `POST /v1/merge` combines the states of shards into the answer "
-        "of all their rows (last in the answer, after `settings`)."
+        "of all their rows (last in the answer, after `settings`). Null, with a STATE_NOT_MERGEABLE warning, under "
+        "a `compat` preset whose means are not the row-weighted means of the per-sample values (see the README)."
     )
 
 

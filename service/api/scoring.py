@@ -52,7 +52,7 @@ from service.api.transport.answer import per_sample_arrays
 from service.api.transport.limits import BYTES_PER_JSON_CONTAINER, batch_cells, json_containers
 from service.core import ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
-from service.core.compat import score_binary_preset, score_multiclass_preset
+from service.core.compat import check_breakdowns, score_binary_preset, score_multiclass_preset
 from service.core.contract import BINARY, MULTICLASS
 from service.core.score_state import StateOf
 from service.core.slices import Breakdowns, binary_breakdowns, multiclass_breakdowns
@@ -277,6 +277,7 @@ def cross_entropy(request: CrossEntropyRequest, answer: Answer) -> Response:
     standard error and confidence interval (clustered with `cluster_ids`); with `groups`, `per_class` and
     `calibration_bins`, the same by group, by class, and the calibration of the top probability."""
     options = request.options()
+    check_breakdowns(request.compat, per_class=request.per_class, calibration_bins=request.calibration_bins)
     result = _multiclass(request, request.predictions, options)
     breakdowns = multiclass_breakdowns(
         result,
@@ -301,6 +302,7 @@ def binary_cross_entropy(request: BinaryCrossEntropyRequest, answer: Answer) -> 
     Each mean comes with its standard error and confidence interval (clustered with `cluster_ids`); with
     `groups` and `calibration_bins`, the same by group, and the calibration of every element."""
     options = request.options()
+    check_breakdowns(request.compat, per_class=False, calibration_bins=request.calibration_bins)
     result = _binary(request, request.predictions, options)
     breakdowns = binary_breakdowns(
         result,

@@ -25,7 +25,7 @@ from service.core.errors import BadShape, InvalidInput, counted, quoted
 from service.core.moments import MomentTable
 from service.core.result import finite_or_none
 from service.core.state import StateError
-from service.core.state_arrays import SOFT_TARGETS_STATE, floats, integers, is_soft_targets
+from service.core.state_arrays import SOFT_TARGETS_STATE, floats, integers, is_soft_targets, stacked
 
 #: The metrics of a group, in the answer's order (accuracy: each row's correctness).
 GROUP_METRICS: Final = ("cross_entropy", "kl_divergence", "entropy", "accuracy")
@@ -136,15 +136,59 @@ class GroupBreakdown:
         """The breakdown of all the pieces' rows at once (what ``merge`` gives, pair by pair)."""
         for piece in pieces[1:]:
             _same_piece(("accumulators", "groups", "clustered"), pieces[0].clustered, piece.clustered)
-        names = tuple(sorted({name for piece in pieces for name in piece.names}))
+        if pieces[0].clustered:
+            names = tuple(sorted({name for piece in pieces for name in piece.names}))
+            position = {name: i for i, name in enumerate(names)}
+            n, n_scored, tables = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64), []
+            for piece in pieces:
+                at = np.array([position[name] for name in piece.names], dtype=np.intp)
+                n[at] += piece.n
+                n_scored[at] += piece.n_scored
+                tables.append(piece.table.placed(at, len(names)))
+            return cls(names, n, n_scored, MomentTable.merge_all(tables), True)
+        table = MomentTable.concatenated([piece.table for piece in pieces])
+        counts = np.concatenate([piece.n for piece in pieces]), np.concatenate([piece.n_scored for piece in pieces])
+        return cls._gathered([piece.names for piece in pieces], *counts, table)
+
+    @classmethod
+    def _gathered(
+        cls, names_of: Sequence[Sequence[str]], n: np.ndarray, n_scored: np.ndarray, table: MomentTable
+    ) -> GroupBreakdown:
+        """The unclustered breakdown of entries one piece after another (``names_of`` each piece's), merged by name."""
+        names = tuple(sorted({name for listed in names_of for name in listed}))
         position = {name: i for i, name in enumerate(names)}
-        n, n_scored, tables = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64), []
-        for piece in pieces:
-            at = np.array([position[name] for name in piece.names], dtype=np.intp)
-            n[at] += piece.n
-            n_scored[at] += piece.n_scored
-            tables.append(piece.table.placed(at, len(names)))
-        return cls(names, n, n_scored, MomentTable.merge_all(tables), pieces[0].clustered)
+        target = np.fromiter((position[name] for listed in names_of for name in listed), dtype=np.intp, count=len(n))
+        size = len(names)
+        rows, scored = (np.bincount(target, weights=x, minlength=size).astype(np.int64) for x in (n, n_scored))
+        return cls(names, rows, scored, table.gather(target, size), False)
+
+    @classmethod
+    def read_merged(cls, states: Sequence[Any], merged: Sequence[bool]) -> GroupBreakdown | None:
+        """The breakdowns of many states read and checked at once (what ``from_state`` checks), and those of the
+        states ``merged`` marks merged; None when one would be refused (or is clustered): read them one by one."""
+        if any(
+            type(state) is not dict or state.keys() != _GROUP_KEYS or state["clustered"] is not False
+            for state in states
+        ):
+            return None
+        names_of = [state["names"] for state in states]
+        for names in names_of:
+            if type(names) is not list or set(map(type, names)) - {str} or names != sorted(set(names)):
+                return None
+            if names and max(map(len, names)) > _LONGEST_NAME:
+                return None
+        sizes = list(map(len, names_of))
+        n = stacked([state["n"] for state in states], sizes, kind=int)
+        n_scored = stacked([state["n_scored"] for state in states], sizes, kind=int)
+        table = MomentTable.read_many([state["moments"] for state in states], sizes, len(GROUP_METRICS))
+        if n is None or n_scored is None or table is None:
+            return None
+        if ((table.n > n_scored) | (n_scored > n)).any() or _fractions_outside(table, len(GROUP_METRICS) - 1).any():
+            return None
+        keep = np.repeat(np.asarray(merged, dtype=bool), sizes)
+        kept = table.taken(keep)
+        chosen = [names for names, used in zip(names_of, merged, strict=True) if used]
+        return cls._gathered(chosen, n[keep], n_scored[keep], kept)
 
     def to_state(self) -> dict[str, Any]:
         """``{"clustered", "names", "n", "n_scored", "moments"}``: the moments a ``MomentTable`` state, by column."""
@@ -250,6 +294,37 @@ class ClassBreakdown:
         table = MomentTable.merge_all([piece.table for piece in pieces])
         return cls(first.keys, table, np.sum([piece.predicted for piece in pieces], axis=0), first.clustered)
 
+    @classmethod
+    def read_merged(cls, states: Sequence[Any], merged: Sequence[bool]) -> ClassBreakdown | None:
+        """The breakdowns of many states read and checked at once (what ``from_state`` checks), and those of the
+        states ``merged`` marks merged; None when one would be refused (or is clustered, or of soft targets, or
+        the class names differ): read them one by one."""
+        if any(
+            type(state) is not dict or state.keys() != _CLASS_KEYS or state["clustered"] is not False
+            for state in states
+        ):
+            return None
+        keys = states[0]["classes"]
+        if type(keys) is not list or set(map(type, keys)) - {str} or len(set(keys)) != len(keys):
+            return None
+        if any(state["classes"] != keys for state in states) or (keys and max(map(len, keys)) > _LONGEST_NAME):
+            return None
+        size = len(keys)
+        sizes = [size] * len(states)
+        table = MomentTable.read_many([state["moments"] for state in states], sizes, len(CLASS_METRICS))
+        predicted = stacked([state["predicted"] for state in states], sizes)
+        if table is None or predicted is None or (predicted < 0).any() or _fractions_outside(table, 1).any():
+            return None
+        weights = table.total_weight()  # W itself, as ``predicted`` is
+        by_state = predicted.reshape(len(states), size).sum(axis=1), weights.reshape(len(states), size).sum(axis=1)
+        if (by_state[0] > by_state[1] * (1 + 1e-9) + 1e-300).any():
+            return None
+        keep = np.repeat(np.asarray(merged, dtype=bool), sizes)
+        kept = table.taken(keep)
+        target = np.tile(np.arange(size), int(sum(merged)))
+        total = predicted[keep].reshape(-1, size).sum(axis=0) if size else np.zeros(0)
+        return cls(tuple(keys), kept.gather(target, size), total, False)
+
     def to_state(self) -> dict[str, Any]:
         """``{"clustered", "classes": [key …], "moments": {… by column}, "predicted": [Σw …]}``; soft targets:
         ``{"soft_targets": true}``."""
@@ -278,7 +353,7 @@ class ClassBreakdown:
         table = MomentTable.from_state(state["moments"], size, len(CLASS_METRICS), clustered, (*path, "moments"), index)
         _check_fractions(table, 1, (*path, "moments"), index)
         predicted = floats(state["predicted"], (size,), (*path, "predicted"), index, nonnegative=True)
-        if float(predicted.sum()) > float(table.weight.sum()) * (1 + 1e-9) + 1e-300:
+        if float(predicted.sum()) > float(table.total_weight().sum()) * (1 + 1e-9) + 1e-300:
             raise StateError((*path, "predicted"), "the predicted weights add up to more than the rows' weight", index)
         return cls(tuple(keys), table, predicted, clustered)
 
@@ -289,7 +364,7 @@ class ClassBreakdown:
             return None
         _, _, table = self.table.spread(confidence)
         answer = {}
-        rows = zip(self.keys, self.table.weight.tolist(), self.predicted.tolist(), table, strict=True)
+        rows = zip(self.keys, self.table.total_weight().tolist(), self.predicted.tolist(), table, strict=True)
         for key, support, predicted, (cross_entropy, accuracy) in rows:
             answer[key] = {
                 "support": support,
@@ -315,6 +390,16 @@ def _clustered(state: Any, keys: tuple[str, ...], path: tuple[str | int, ...], i
     if not isinstance(clustered, bool):
         raise StateError((*path, "clustered"), "expected true or false", index)
     return clustered
+
+
+_GROUP_KEYS: Final = frozenset(("clustered", "names", "n", "n_scored", "moments"))
+_CLASS_KEYS: Final = frozenset(("clustered", "classes", "moments", "predicted"))
+
+
+def _fractions_outside(table: MomentTable, metric: int) -> np.ndarray:
+    """Where metric ``metric`` (correctness) has a mean, least or largest value outside [0, 1] in a counted entry."""
+    values = np.stack([table.mean[:, metric], table.low[:, metric], table.high[:, metric]], axis=1)
+    return (table.n > 0)[:, None] & ((values < 0.0) | (values > 1.0))
 
 
 def _check_fractions(table: MomentTable, metric: int, path: tuple[str | int, ...], index: int) -> None:

@@ -29,11 +29,19 @@ import numpy as np
 from service.core.contract import MULTICLASS, OPTIONS
 from service.core.errors import InvalidOption, quoted
 from service.core.state import StateError, count, number
-from service.core.state_arrays import SOFT_TARGETS_STATE, exact_keys, float_fields, integers, is_soft_targets
+from service.core.state_arrays import (
+    SOFT_TARGETS_STATE,
+    exact_keys,
+    float_fields,
+    integers,
+    is_soft_targets,
+    stacked,
+)
 
 _BINS_OPTION = OPTIONS[MULTICLASS]["calibration_bins"]
 #: The per-bin sums of a state, in the order a state lists them.
 _SUMS = ("weight", "confidence", "accuracy")
+_KEYS = frozenset(("n_bins", "count", *_SUMS, "brier"))
 
 
 def check_calibration_bins(value: Any) -> int | None:
@@ -137,6 +145,37 @@ class Calibration:
         weight, confidence, accuracy = (np.sum([getattr(piece, name) for piece in pieces], axis=0) for name in _SUMS)
         brier = math.fsum(piece.brier for piece in pieces)
         return cls(np.sum([piece.count for piece in pieces], axis=0), weight, confidence, accuracy, brier)
+
+    @classmethod
+    def read_merged(cls, states: Sequence[Any], merged: Sequence[bool]) -> Calibration | None:
+        """The sums of many states read and checked at once (what ``from_state`` checks), and those of the states
+        ``merged`` marks merged; None when one would be refused (or is of soft targets, or the bins differ): read
+        them one by one."""
+        if any(type(state) is not dict or state.keys() != _KEYS for state in states):
+            return None
+        n_bins = states[0]["n_bins"]
+        if type(n_bins) is not int or not _BINS_OPTION.contains(n_bins) or any(s["n_bins"] != n_bins for s in states):
+            return None
+        sizes = [n_bins] * len(states)
+        counts = stacked([state["count"] for state in states], sizes, kind=int)
+        sums = [stacked([state[name] for state in states], sizes) for name in _SUMS]
+        brier = stacked([[state["brier"]] for state in states], [1] * len(states))
+        if counts is None or brier is None or any(x is None for x in sums):
+            return None
+        weight, confidence, accuracy = (x.reshape(len(states), n_bins) for x in sums if x is not None)
+        empty = (counts == 0).reshape(len(states), n_bins)
+        if (brier < 0).any() or (weight < 0).any() or (confidence < 0).any() or (accuracy < 0).any():
+            return None
+        if (empty & ((weight > 0) | (confidence > 0) | (accuracy > 0))).any():
+            return None
+        if (confidence > weight * (1 + 1e-9)).any() or (accuracy > weight * (1 + 1e-9)).any():
+            return None
+        if (brier > 2.0 * weight.sum(axis=1) * (1 + 1e-9)).any():
+            return None
+        keep = np.asarray(merged, dtype=bool)
+        total = [x[keep].sum(axis=0) for x in (weight, confidence, accuracy)]
+        brier_sum = math.fsum(brier[keep].tolist())
+        return cls(counts.reshape(len(states), n_bins)[keep].sum(axis=0), total[0], total[1], total[2], brier_sum)
 
     def to_state(self) -> dict[str, Any]:
         """The JSON state: ``n_bins``; per bin ``count`` and the sums ``weight``, ``confidence``, ``accuracy``; soft

@@ -122,6 +122,23 @@ def resolve(preset: Preset, dtype: np.dtype[Any], prediction_type: PredictionTyp
     return Resolution(0.0, False, Normalization.WARN)
 
 
+def check_breakdowns(preset: str, *, per_class: bool, calibration_bins: int | None) -> None:
+    """422 for ``per_class`` or ``calibration_bins`` under a preset other than ``"xent"``.
+
+    Both read each row's probabilities and its argmax by xent's rules (clip, normalisation), which a preset
+    replaces with its library's (Keras and SciPy renormalise and accept what xent refuses): binned under
+    xent's reading they would describe other probabilities than the ones scored, and a negative one has
+    no bin at all. ``groups`` needs only the per-sample values and weights, so it stays allowed.
+    """
+    if preset == Preset.XENT.value:
+        return
+    reason = "it reads probabilities by xent's rules, not the library's; ask for it with compat \"xent\""
+    if calibration_bins is not None:
+        raise refuse("calibration_bins", preset, reason)
+    if per_class:
+        raise refuse("per_class", preset, reason)
+
+
 def _check_given(
     preset: Preset, options: MulticlassOptions | BinaryOptions, given: Collection[str], resolution: Resolution
 ) -> None:
@@ -323,4 +340,21 @@ def _finish(rows: PresetRows, unit: Unit, settings: dict[str, Any]) -> ScoreResu
     perplexity = math.exp(mean_nats[0]) if mean_nats[0] < MAX_EXP_NATS else math.inf
     ce, kl, h = (mean / base for mean in mean_nats)
     means = Means(ce, kl, h, perplexity=perplexity, accuracy=result.mean.accuracy)
-    return replace(result, mean=means, sum=totals)
+    return replace(result, mean=means, sum=totals, unmergeable=_unmergeable(rows, keep))
+
+
+def _unmergeable(rows: PresetRows, keep: np.ndarray) -> str | None:
+    """Why the preset's means are not Σwᵢℓᵢ / Σwᵢ over the rows' weights (a state keeps only those), or None."""
+    weight = float(rows.weights[keep].sum())
+    if not math.isclose(rows.denominator, weight, rel_tol=1e-12):
+        return (
+            f"this preset divides by {rows.denominator!r}, not by the rows' weight {weight!r} (its own reduction: "
+            "sample weights or ignored rows under keras, sample weights under pytorch's binary loss)"
+        )
+    if rows.ce_numerator is not None:
+        ours = rows.weights[keep] * rows.cross_entropy[keep]
+        with np.errstate(invalid="ignore", over="ignore"):
+            if not np.allclose(rows.ce_numerator[keep], ours, rtol=1e-12, atol=0.0):
+                return "this preset weighs the cross-entropy by class (pytorch's class weights with label smoothing "
+                "or target rows), not by the rows' weights"
+    return None

@@ -3,7 +3,8 @@
 For each of G entries (the groups, or the classes, of a breakdown) and k metrics ℓᵢ over the entry's rows with
 weight wᵢ > 0 (n of them), ``MomentTable`` keeps, as arrays over the entries:
 
-- W = Σwᵢ, V = Σwᵢ², the weighted means m = Σwᵢℓᵢ / W, the w²-weighted means U = Σwᵢ²ℓᵢ / V and the centred
+- W = Σwᵢ, V = Σwᵢ² (held over 2^e and 2^2e, e that of the largest weight, so that no scale of weights
+  overflows V), the weighted means m = Σwᵢℓᵢ / W, the w²-weighted means U = Σwᵢ²ℓᵢ / V and the centred
   second moments Q = Σwᵢ²(ℓᵢ − U)², the least and largest ℓᵢ, and whether one is infinite;
 - with clusters, per (entry, cluster id): A_g = Σ_{i∈g} wᵢ and m_g = Σ_{i∈g} wᵢℓᵢ / A_g (``ClusterTable``).
 
@@ -22,6 +23,7 @@ state must be a 422, never a wrong number or a 500).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +33,14 @@ import numpy as np
 
 from service.core.intervals import normal_quantile
 from service.core.state import StateError
-from service.core.state_arrays import Path, exact_keys, first_bad, float_fields, floats, integers
+from service.core.state_arrays import Path, exact_keys, first_bad, float_fields, floats, integers, stacked
 
 #: Relative slack of the consistency checks of a state read back (sums that contradict each other).
 _SLACK = 1e-9
 #: The per-metric arrays of a table's state, each G × k.
 _MATRICES = ("mean", "mean_sq", "m2", "low", "high")
+#: A table's arrays in the order of its fields (all but the clusters).
+_COLUMNS = ("n", "weight", "weight_sq", *_MATRICES, "infinite")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class MomentTable:
     high: np.ndarray  # (G, k)
     infinite: np.ndarray  # (G, k) bool
     clusters: ClusterTable | None
+    #: e: the weights are held divided by 2^e (W, the clusters' A; V and Q by 2^2e), e that of the largest row
+    #: weight, so that Σw² cannot overflow (nor vanish) whatever the weights' scale; ``total_weight`` is W itself.
+    exponent: int = 0
 
     def __len__(self) -> int:
         return int(self.n.shape[0])
@@ -118,6 +125,8 @@ class MomentTable:
         k = values.shape[1]
         keep = weights > 0
         v, w, g = values[keep], weights[keep], entries[keep]
+        exponent = math.frexp(float(w.max()))[1] if w.size else 0
+        w = np.ldexp(w, -exponent)  # exact: a power of two
         finite = np.isfinite(v)
         v = np.where(finite, v, 0.0)
 
@@ -155,7 +164,7 @@ class MomentTable:
                 (pairs // width).astype(np.intp), named[pairs % width].tolist(), weight, sums / weight[:, None]
             )
         infinite = per_metric((~finite).astype(np.float64)) > 0
-        return cls(sizes.astype(np.int64), total, total_sq, means, means_sq, m2, low, high, infinite, table)
+        return cls(sizes.astype(np.int64), total, total_sq, means, means_sq, m2, low, high, infinite, table, exponent)
 
     def spread(self, confidence: float) -> tuple[np.ndarray, np.ndarray, list[list[MetricSpread]]]:
         """Each entry's and metric's mean, standard error (HC1, or CR1 with clusters) and interval m ± z·SE
@@ -221,10 +230,36 @@ class MomentTable:
             put(self.high, (size, k)),
             put(self.infinite, (size, k), bool),
             None if self.clusters is None else self.clusters.moved(positions),
+            self.exponent,
+        )
+
+    def total_weight(self) -> np.ndarray:
+        """W of each entry, Σwᵢ itself (+inf past float64)."""
+        with np.errstate(over="ignore"):
+            return np.ldexp(self.weight, self.exponent)
+
+    def rescaled(self, exponent: int) -> MomentTable:
+        """The same table with its weights held divided by 2^``exponent`` (≥ its own)."""
+        shift = self.exponent - exponent
+        if not shift:
+            return self
+        clusters = self.clusters
+        if clusters is not None:
+            clusters = ClusterTable(clusters.entry, clusters.ids, np.ldexp(clusters.weight, shift), clusters.means)
+        return dataclasses.replace(
+            self,
+            weight=np.ldexp(self.weight, shift),
+            weight_sq=np.ldexp(self.weight_sq, 2 * shift),
+            m2=np.ldexp(self.m2, 2 * shift),
+            clusters=clusters,
+            exponent=exponent,
         )
 
     def merge(self, other: MomentTable) -> MomentTable:
         """Entry by entry, the moments of both sets of rows (the parallel update; see the module)."""
+        if self.exponent != other.exponent:
+            exponent = max(self.exponent, other.exponent)
+            return self.rescaled(exponent).merge(other.rescaled(exponent))
         a, b = self.n[:, None] > 0, other.n[:, None] > 0
         weight, weight_sq = self.weight + other.weight, self.weight_sq + other.weight_sq
         share = np.divide(other.weight, weight, out=np.zeros_like(weight), where=weight > 0)[:, None]
@@ -247,38 +282,80 @@ class MomentTable:
             np.where(b, np.where(a, np.maximum(self.high, other.high), other.high), self.high),
             self.infinite | other.infinite,
             clusters,
+            self.exponent,
         )
 
     @staticmethod
     def merge_all(tables: Sequence[MomentTable]) -> MomentTable:
-        """The tables' moments merged at once, entry by entry (tables of the same entries): the k-way form of the
-        parallel update, m = Σ_s W_s·m_s / W, U = Σ_s V_s·U_s / V, Q = Σ_s Q_s + Σ_s V_s·(U_s − U)²."""
-        n = np.stack([table.n for table in tables])
-        weights, weights_sq = np.stack([t.weight for t in tables]), np.stack([t.weight_sq for t in tables])
-        weight, weight_sq = weights.sum(axis=0), weights_sq.sum(axis=0)
-        has = (n > 0)[:, :, None]
-
-        def stacked(name: str) -> np.ndarray:
-            return np.stack([getattr(table, name) for table in tables])
-
-        mean = (weights[:, :, None] * stacked("mean")).sum(axis=0) / np.where(weight > 0, weight, 1.0)[:, None]
-        means_sq = stacked("mean_sq")
-        mean_sq = (weights_sq[:, :, None] * means_sq).sum(axis=0) / np.where(weight_sq > 0, weight_sq, 1.0)[:, None]
-        gaps = means_sq - mean_sq[None]
-        m2 = stacked("m2").sum(axis=0) + (weights_sq[:, :, None] * gaps * gaps).sum(axis=0)
-        counted = has.any(axis=0)
-        low = np.where(counted, np.where(has, stacked("low"), np.inf).min(axis=0), 0.0)
-        high = np.where(counted, np.where(has, stacked("high"), -np.inf).max(axis=0), 0.0)
+        """The tables' moments merged at once, entry by entry (tables of the same entries): ``gather``."""
+        size = len(tables[0])
+        exponent = max(table.exponent for table in tables)
+        tables = [table.rescaled(exponent) for table in tables]
         present = [table.clusters for table in tables if table.clusters is not None]
         clusters = ClusterTable.combine(present) if len(present) == len(tables) else None
-        infinite: np.ndarray = np.any(stacked("infinite"), axis=0)
-        return MomentTable(n.sum(axis=0), weight, weight_sq, mean, mean_sq, m2, low, high, infinite, clusters)
+        merged = MomentTable.concatenated(tables).gather(np.tile(np.arange(size), len(tables)), size)
+        return dataclasses.replace(merged, clusters=clusters)
+
+    def taken(self, keep: np.ndarray) -> MomentTable:
+        """The entries where ``keep`` is true (without clusters)."""
+        return MomentTable.of_columns([getattr(self, name)[keep] for name in _COLUMNS], self.exponent)
+
+    @staticmethod
+    def concatenated(tables: Sequence[MomentTable]) -> MomentTable:
+        """The entries of all the tables, one after the other (without clusters), held at the largest exponent."""
+        exponent = max(table.exponent for table in tables)
+        tables = [table.rescaled(exponent) for table in tables]
+        columns = [np.concatenate([getattr(table, name) for table in tables]) for name in _COLUMNS]
+        return MomentTable.of_columns(columns, exponent)
+
+    @staticmethod
+    def of_columns(columns: Sequence[np.ndarray], exponent: int) -> MomentTable:
+        """The unclustered table of these arrays, in the order of ``_COLUMNS``, its weights over 2^``exponent``."""
+        n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite = columns
+        return MomentTable(n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, None, exponent)
+
+    def gather(self, target: np.ndarray, size: int) -> MomentTable:
+        """The entries merged into ``size`` entries, entry e into ``target[e]`` (unclustered): the k-way parallel
+        update in a few scatter passes, m = Σ_e W_e·m_e / W, U = Σ_e V_e·U_e / V, Q = Σ_e Q_e + Σ_e V_e·(U_e − U)²."""
+        k = self.mean.shape[1]
+
+        def scatter(values: np.ndarray) -> np.ndarray:
+            if values.ndim == 1:
+                return np.bincount(target, weights=values, minlength=size)
+            return np.stack([scatter(values[:, j]) for j in range(k)], axis=1).reshape(size, k)
+
+        weight, weight_sq = scatter(self.weight), scatter(self.weight_sq)
+        mean = scatter(self.weight[:, None] * self.mean) / np.where(weight > 0, weight, 1.0)[:, None]
+        mean_sq = scatter(self.weight_sq[:, None] * self.mean_sq) / np.where(weight_sq > 0, weight_sq, 1.0)[:, None]
+        gaps = self.mean_sq - mean_sq[target]
+        m2 = scatter(self.m2 + self.weight_sq[:, None] * gaps * gaps)
+        has = self.n > 0
+        low, high = np.full((size, k), np.inf), np.full((size, k), -np.inf)
+        np.minimum.at(low, target[has], self.low[has])
+        np.maximum.at(high, target[has], self.high[has])
+        n = np.bincount(target, weights=self.n, minlength=size).astype(np.int64)
+        counted = (n > 0)[:, None]
+        infinite = scatter(self.infinite.astype(np.float64)) > 0
+        return MomentTable(
+            n,
+            weight,
+            weight_sq,
+            mean,
+            mean_sq,
+            m2,
+            np.where(counted, low, 0.0),
+            np.where(counted, high, 0.0),
+            infinite,
+            None,
+            self.exponent,
+        )
 
     def to_state(self) -> dict[str, Any]:
         """The JSON state, column by column (every number finite; an infinite value is flagged in ``infinite``)."""
         clusters = self.clusters
         return {
             "n": self.n.tolist(),
+            "exponent": self.exponent,
             "weight": self.weight.tolist(),
             "weight_sq": self.weight_sq.tolist(),
             **{name: getattr(self, name).tolist() for name in _MATRICES},
@@ -302,9 +379,12 @@ class MomentTable:
         negative Q, a mean outside [low, high], clusters that name no entry, hold no weight, repeat, outnumber
         their entry's rows or whose weights do not add up to the entry's W.
         """
-        keys = ("n", "weight", "weight_sq", *_MATRICES, "infinite", "clusters")
+        keys = ("n", "exponent", "weight", "weight_sq", *_MATRICES, "infinite", "clusters")
         exact_keys(state, keys, path, index)
         n = integers(state["n"], size, (*path, "n"), index)
+        exponent = state["exponent"]
+        if type(exponent) is not int or not -_EXPONENTS <= exponent <= _EXPONENTS:
+            raise StateError((*path, "exponent"), f"expected an integer in [−{_EXPONENTS}, {_EXPONENTS}]", index)
         shapes = {"weight": (size,), "weight_sq": (size,), **dict.fromkeys(_MATRICES, (size, k))}
         matrices = float_fields(state, shapes, ("weight", "weight_sq"), path, index)
         weight, weight_sq = matrices["weight"], matrices["weight_sq"]
@@ -331,7 +411,51 @@ class MomentTable:
         clusters = _clusters(state["clusters"], size, k, clustered, n, weight, (*path, "clusters"), index)
         flags = np.array(infinite, dtype=bool).reshape(size, k)
         mean, mean_sq, m2 = matrices["mean"], matrices["mean_sq"], matrices["m2"]
-        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, flags, clusters)
+        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, flags, clusters, exponent)
+
+    @classmethod
+    def read_many(cls, states: Sequence[Any], sizes: Sequence[int], k: int) -> MomentTable | None:
+        """Many unclustered tables' states read and checked at once, their entries one after another (what
+        ``from_state`` reads and refuses, in a few array passes over all of them); None when any would be
+        refused, or is clustered: then read them one by one, which names the fault."""
+        keys = _STATE_KEYS
+        if any(type(state) is not dict or state.keys() != keys or state["clusters"] is not None for state in states):
+            return None
+        exponents = [state["exponent"] for state in states]
+        if set(map(type, exponents)) - {int} or any(not -_EXPONENTS <= e <= _EXPONENTS for e in exponents):
+            return None
+        n = stacked([state["n"] for state in states], sizes, kind=int)
+        weight, weight_sq = (stacked([state[name] for state in states], sizes) for name in ("weight", "weight_sq"))
+        matrices = [stacked([state[name] for state in states], sizes, k) for name in _MATRICES]
+        infinite = stacked([state["infinite"] for state in states], sizes, k, kind=bool)
+        read = [matrix for matrix in matrices if matrix is not None]
+        if n is None or infinite is None or weight is None or weight_sq is None or len(read) < len(matrices):
+            return None
+        mean, mean_sq, m2, low, high = read
+        counted = n > 0
+        nonzero = np.where(counted, n, 1)
+        bad = (weight < 0) | (weight_sq < 0) | (~counted != (weight == 0))
+        bad |= counted & (
+            (weight_sq < weight * weight / nonzero * (1 - _SLACK)) | (weight_sq > weight * weight * (1 + _SLACK))
+        )
+        inside = counted[:, None] & ~infinite
+        low_bound, high_bound = low - _tolerance(low), high + _tolerance(high)
+        outside = inside & ((mean < low_bound) | (mean > high_bound) | (mean_sq < low_bound) | (mean_sq > high_bound))
+        if bad.any() or outside.any() or (m2 < 0).any():
+            return None
+        exponent = max(exponents, default=0)
+        shifts = np.repeat(np.array(exponents, dtype=np.int64) - exponent, sizes)  # each state's at the largest
+        weight, weight_sq, m2 = (
+            np.ldexp(weight, shifts),
+            np.ldexp(weight_sq, 2 * shifts),
+            np.ldexp(m2, 2 * shifts[:, None]),
+        )
+        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, None, exponent)
+
+
+_STATE_KEYS = frozenset(("n", "exponent", "weight", "weight_sq", *_MATRICES, "infinite", "clusters"))
+#: The largest |e| of a table's weights 2^e: beyond float64's exponents either way, with room.
+_EXPONENTS = 1100
 
 
 def _tolerance(values: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ class WarningCode(StrEnum):
     AGGREGATE_OVERFLOW = AGGREGATE_OVERFLOW
     STDERR_UNDEFINED = "STDERR_UNDEFINED"
     SOFT_TARGETS = "SOFT_TARGETS"
+    STATE_NOT_MERGEABLE = "STATE_NOT_MERGEABLE"
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class ScoreResult:
     gradient: np.ndarray | None = None
     #: Row i weighs ``row_weights[i]``·2^weight_exponent: the overflow scaling of ``finish`` (for the state).
     weight_exponent: int = 0
+    #: Why the means are not the row-weighted means of the per-sample values (a ``compat`` preset's own
+    #: reduction), so that no state can merge to them: the answer's ``state`` is then null. None: they are.
+    unmergeable: str | None = None
 
     def aggregates(self) -> dict[str, Any]:
         """The answer's ``mean`` and ``sum`` blocks (null where not finite)."""

@@ -6,7 +6,7 @@ D_d = S_model,d − S_baseline,d (NLL in nats); per unit, over the n documents w
 
     d = ΣD_d / ΣT_d = (ΣS_model − ΣS_baseline) / ΣT,    SE² = n/(n − 1) · Σ(D_d − d·T_d)² / (ΣT_d)²
 
-the ratio standard error of ``sequence_state`` on D_d (its residuals taken directly); z = d/SE and
+the ratio standard error of ``sequence_totals`` on D_d (its residuals taken directly); z = d/SE and
 p = erfc(|z|/√2). Negative d: the model is better. A unit is compared only where both sides count the same units
 in every document: bytes and words when given (``num_bytes``, ``num_words``, shared by both) or, for bytes, when
 both sides' token texts give the same count per document; tokens only when both sides score the same number in
@@ -26,6 +26,7 @@ from service.core.errors import BadShape, InvalidInput, counted
 from service.core.intervals import check_confidence, interval, two_sided_p_value
 from service.core.result import finite_or_none
 from service.core.sequence_forms import FORMS, PROMPT_TOKEN_IDS, Sequences
+from service.core.sequence_totals import RatioTotals
 from service.core.sequences import SequenceResult, sequence_summary
 
 #: The ``difference`` entries, each with the unit it is per and whether it is in bits (else in the answer's unit).
@@ -82,22 +83,13 @@ def check_paired(model: Sequences, baseline: Sequences) -> None:
 
 
 def _ratio(differences: np.ndarray, units: np.ndarray) -> tuple[float | None, float | None]:
-    """d = ΣD/ΣT and SE = √(n/(n − 1) · Σ(D − d·T)²)/ΣT over the documents with T > 0 (None: undefined).
+    """d = ΣD/ΣT and its SE over the documents with T > 0 (None: undefined), by ``RatioTotals`` on D.
 
-    The residuals are taken directly, not from co-moments: when the two models differ by nearly the same
+    Its residuals are taken directly, not from co-moments: when the two models differ by nearly the same
     amount per unit, Σ(D − d·T)² is tiny, and C_DD − 2d·C_DT + d²·C_TT would be rounding.
     """
-    keep = units > 0
-    n = int(np.count_nonzero(keep))
-    if not n:
-        return None, None
-    d_kept, t_kept = differences[keep], units[keep].astype(np.float64)
-    total = float(t_kept.sum())
-    ratio = float(d_kept.sum()) / total
-    if n < 2:
-        return ratio, None
-    residuals = d_kept - ratio * t_kept
-    return ratio, math.sqrt(n / (n - 1) * float(residuals @ residuals)) / total
+    totals = RatioTotals.from_documents(differences, units)
+    return totals.ratio, totals.stderr
 
 
 def _entry(ratio: float | None, stderr: float | None, scale: float, confidence: float) -> dict[str, Any]:

@@ -40,17 +40,32 @@ def per_sequence(value: Any, field: str, count: int, default: int | None, *, neg
     return array
 
 
+#: Per-sequence integers (positions, byte and word counts) stay below 2^62 in size, in JSON and NPZ alike.
+_LARGEST = 2**62
+
+
+def _too_large(value: int) -> str:
+    return f"{describe(value)} is too large: per-sequence integers must be below 2^62 in size"
+
+
 def integers(value: Any, field: str, count: int) -> np.ndarray:
     """S integers from a JSON list or an integer NPZ array; BadShape for another length."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu" or value.ndim != 1:
             raise NotANumber(field, f"expected a 1-D integer array, got a {value.ndim}-D array of dtype {value.dtype}")
+        # The same bound as JSON's, checked before the cast: a uint64 past 2^63 must not wrap to a negative.
+        large = np.flatnonzero((value >= _LARGEST) | (value <= -_LARGEST))
+        if large.size:
+            at = int(large[0])
+            raise sequence_error(NotANumber, field, at, None, _too_large(int(value[at])))
         array = value.astype(np.int64)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if type(item) is not int or abs(item) >= 2**62:
+            if type(item) is not int:
                 message = f"expected an integer, got {describe(item)}"
                 raise sequence_error(NotANumber, field, index, None, message)
+            if abs(item) >= _LARGEST:
+                raise sequence_error(NotANumber, field, index, None, _too_large(item))
         array = np.array(value, dtype=np.int64)
     else:
         raise BadShape(field, f"expected an integer or a list of S integers, got {describe(value)}")

@@ -3,7 +3,7 @@ as untrusted input, registered as the ``"sequence-cross-entropy"`` kind of ``ser
 
 ``n`` is the positions sent and ``n_scored`` the tokens scored; ``settings`` hold what two states must share
 to merge (the unit, where the bytes came from, whether words were counted); ``accumulators`` the counts and,
-per unit and for the macro view, the sums and centred co-moments of ``sequence_totals``.
+per unit the sums and residual sums (R, U, Q) of ``sequence_totals``, and the macro view's n, mean and M2.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from service.core.options import Unit
-from service.core.sequence_totals import UNITS, MeanTotals, RatioTotals, SequenceTotals, totals_summary, totals_warnings
+from service.core.sequence_totals import (
+    FLOOR,
+    UNITS,
+    MeanTotals,
+    RatioTotals,
+    SequenceTotals,
+    totals_summary,
+    totals_warnings,
+)
 from service.core.state import StateError, count, field, number, register_kind, state_envelope
 
 #: The endpoint whose states these are (its path below ``/v1/``).
@@ -71,6 +79,9 @@ class SequenceKind:
         token = ratios["token"]
         if token.t != n_tokens or macro.n != token.n or token.n > counts["n_documents"]:
             raise StateError(path, "the token totals disagree with n_scored or the document counts", index)
+        # No scored token has an NLL of 1e4 nats or more (such log-probabilities are refused): a larger sum is forged.
+        if token.s >= -FLOOR * max(token.t, 1):
+            raise StateError((*path, "token", "s"), f"s = {token.s:g} nats for {token.t:g} tokens is impossible", index)
         if counts["n_documents"] > counts["n_sequences"]:
             raise StateError(("accumulators", "n_documents"), "more documents than sequences", index)
         if n_tokens + counts["n_skipped"] != state["n"]:
@@ -112,14 +123,14 @@ def _ratio_totals(value: Any, path: tuple[str | int, ...], index: int) -> RatioT
     """Validated totals; StateError naming the path when a value is missing, negative where it cannot be, …"""
     n = count(field(value, "n", path, index), (*path, "n"), index)
     numbers = {}
-    for key in ("s", "t", "c_ss", "c_st", "c_tt"):
-        numbers[key] = number(field(value, key, path, index), (*path, key), index, nonnegative=key != "c_st")
+    for key in ("s", "t", "r", "u", "q"):
+        numbers[key] = number(field(value, key, path, index), (*path, key), index, nonnegative=key != "u")
     totals = RatioTotals(n, **numbers)  # type: ignore[arg-type]
-    # Each of the n documents has at least one unit; a covariance is bounded by its variances (Cauchy–Schwarz).
+    # Each of the n documents has at least one unit; |U| = |Σ T·e| ≤ √(ΣT²·Σe²) = √(Q·R) (Cauchy–Schwarz).
     if totals.t < n or (n == 0 and (totals.t or totals.s)):
         raise StateError(path, f"n = {n} documents with t = {totals.t:g} units is impossible", index)
-    if totals.c_st * totals.c_st > totals.c_ss * totals.c_tt * (1 + 1e-9) + 1e-300:
-        raise StateError((*path, "c_st"), "c_st² exceeds c_ss·c_tt, which no documents give", index)
+    if totals.u * totals.u > totals.r * totals.q * (1 + 1e-9) + 1e-300:
+        raise StateError((*path, "u"), "u² exceeds r·q, which no documents give", index)
     return totals
 
 

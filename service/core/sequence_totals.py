@@ -1,17 +1,24 @@
 """The sufficient statistics of ``/v1/sequence-cross-entropy``: per unit (tokens, bytes, words) and over documents,
 how they merge, and the answer they give (``sequence_state`` writes and reads them as a mergeable state).
 
-A document d has a total NLL S_d (nats) and T_d units. Over the n documents with T_d > 0 a unit keeps n,
-ΣS, ΣT and the centred co-moments C_SS = Σ(S − S̄)², C_ST = Σ(S − S̄)(T − T̄), C_TT = Σ(T − T̄)², so that::
+A document d has a total NLL S_d (nats) and T_d units. Over the n documents with T_d > 0 a unit keeps n, ΣS,
+ΣT, its own ratio's residual sums R = Σ(S_d − L·T_d)² and U = Σ T_d·(S_d − L·T_d), and Q = ΣT_d², so that::
 
     L = ΣS / ΣT                                  (cross-entropy per unit, nats)
-    Σ(S_d − L·T_d)² = C_SS − 2L·C_ST + L²·C_TT   (exactly: Σ(S_d − L·T_d) = 0 at this L)
-    SE² = n/(n − 1) · Σ(S_d − L·T_d)² / (ΣT)²    (the ratio estimator's, over documents)
+    SE² = n/(n − 1) · R / (ΣT)²                  (the ratio estimator's, over documents)
 
-Two sets of documents merge by Chan's update (δ = the difference of their means, nₐ·n_b/n its weight):
-C_XY = C_XY,a + C_XY,b + δ_X·δ_Y·nₐ·n_b/n. The macro view (the mean over documents of S_d/T_d) keeps n, the
-mean and M2 = Σ(x − x̄)², merged the same way. A state holds no per-document detail: a document split
-across requests counts once in each.
+R is summed from the residuals themselves (never from co-moments C_SS − 2L·C_ST + L²·C_TT, which cancel to
+rounding when every document has nearly the same ratio). Sets of documents s, each with its own L_s, R_s, U_s,
+Q_s, merge at the merged L = ΣS/ΣT by the exact shift (Chan's update for a ratio): with S − L·T =
+(S − L_s·T) + (L_s − L)·T summed over the documents of s,
+
+    Σ(S − L·T)²   = R_s + 2(L_s − L)·U_s + (L_s − L)²·Q_s
+    Σ T·(S − L·T) = U_s + (L_s − L)·Q_s
+
+so R = Σ_s [R_s + 2(L_s − L)·U_s + (L_s − L)²·Q_s], U = Σ_s [U_s + (L_s − L)·Q_s], Q = Σ_s Q_s, with no
+approximation; documents of the same ratio c give L_s = L = c up to rounding and R = Σ R_s ≈ 0. The macro view
+(the mean over documents of S_d/T_d) keeps n, the mean and M2 = Σ(x − x̄)², merged by Chan's update. A state holds
+no per-document detail: a document split across requests counts once in each.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from service.core.result import WarningCode, finite_or_none
 
 #: The units a document is measured in, by their answer block.
 UNITS: Final = {"token": "tokens", "byte": "bytes", "word": "words"}
+#: Log-probabilities at or below this, at a scored position, are refused, as is OpenAI's −9999 placeholder:
+#: no scored token has an NLL of −FLOOR nats or more.
+FLOOR: Final = -1e4
 #: The warning of byte counts taken from texts holding U+FFFD.
 APPROXIMATE_BYTES: Final = "APPROXIMATE_BYTES"
 #: The warning of documents with scored tokens but no bytes or words: their NLL is not in that unit's figures.
@@ -38,42 +48,46 @@ _LN2 = math.log(2.0)
 
 @dataclass(frozen=True)
 class RatioTotals:
-    """One unit's sums over the documents with T_d > 0: n, ΣS (nats), ΣT and the centred co-moments."""
+    """One unit's sums over the documents with T_d > 0: n, ΣS (nats), ΣT and, at L = ΣS/ΣT, R, U and Q."""
 
     n: int = 0
     s: float = 0.0
     t: float = 0.0
-    c_ss: float = 0.0
-    c_st: float = 0.0
-    c_tt: float = 0.0
+    #: R = Σ(S_d − L·T_d)², U = Σ T_d·(S_d − L·T_d), Q = ΣT_d² (module docstring).
+    r: float = 0.0
+    u: float = 0.0
+    q: float = 0.0
 
     @classmethod
     def from_documents(cls, nll: np.ndarray, units: np.ndarray) -> RatioTotals:
-        """The totals of the documents with ``units`` > 0 (two passes: the co-moments are centred exactly)."""
+        """The totals of the documents with ``units`` > 0, R and U from the residuals S_d − L·T_d themselves.
+
+        >>> totals = RatioTotals.from_documents(np.array([0.5, 1.0, 1.5, 7.0]), np.array([1, 2, 3, 0]))
+        >>> totals.n, totals.ratio, totals.r, totals.u, totals.q, totals.stderr
+        (3, 0.5, 0.0, 0.0, 14.0, 0.0)
+        """
         keep = units > 0
         s, t = nll[keep], units[keep].astype(np.float64)
         if not s.size:
             return cls()
-        ds, dt = s - s.mean(), t - t.mean()
-        return cls(int(s.size), float(s.sum()), float(t.sum()), float(ds @ ds), float(ds @ dt), float(dt @ dt))
+        s_sum, t_sum = float(s.sum()), float(t.sum())
+        residuals = s - (s_sum / t_sum) * t
+        return cls(int(s.size), s_sum, t_sum, float(residuals @ residuals), float(t @ residuals), float(t @ t))
 
     def merge(self, other: RatioTotals) -> RatioTotals:
-        """The totals of both sets of documents (Chan's update of the co-moments)."""
+        """The totals of both sets of documents: each one's R and U shifted exactly to the merged L."""
         if not other.n:
             return self
         if not self.n:
             return other
-        n = self.n + other.n
-        ds, dt = other.s / other.n - self.s / self.n, other.t / other.n - self.t / self.n
-        weight = self.n * other.n / n
-        return RatioTotals(
-            n,
-            self.s + other.s,
-            self.t + other.t,
-            self.c_ss + other.c_ss + ds * ds * weight,
-            self.c_st + other.c_st + ds * dt * weight,
-            self.c_tt + other.c_tt + dt * dt * weight,
-        )
+        s, t = self.s + other.s, self.t + other.t
+        ratio = s / t
+        r = u = 0.0
+        for part in (self, other):
+            shift = part.s / part.t - ratio
+            r += part.r + 2.0 * shift * part.u + shift * shift * part.q
+            u += part.u + shift * part.q
+        return RatioTotals(self.n + other.n, s, t, max(r, 0.0), u, self.q + other.q)
 
     @property
     def ratio(self) -> float | None:
@@ -82,15 +96,13 @@ class RatioTotals:
 
     @property
     def stderr(self) -> float | None:
-        """SE of L (nats): √(n/(n − 1) · (C_SS − 2L·C_ST + L²·C_TT)) / ΣT; None with fewer than 2 documents."""
-        ratio = self.ratio
-        if ratio is None or self.n < 2:
+        """SE of L (nats): √(n/(n − 1) · R) / ΣT; None with fewer than 2 documents."""
+        if self.ratio is None or self.n < 2:
             return None
-        residual = max(self.c_ss - 2.0 * ratio * self.c_st + ratio * ratio * self.c_tt, 0.0)
-        return math.sqrt(self.n / (self.n - 1) * residual) / self.t
+        return math.sqrt(self.n / (self.n - 1) * self.r) / self.t
 
     def to_state(self) -> dict[str, Any]:
-        return {"n": self.n, "s": self.s, "t": self.t, "c_ss": self.c_ss, "c_st": self.c_st, "c_tt": self.c_tt}
+        return {"n": self.n, "s": self.s, "t": self.t, "r": self.r, "u": self.u, "q": self.q}
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,17 @@ from service.core.result import DEFAULT_CONFIDENCE
 from service.core.sequence_forms import Sequences, locate, sequence_error
 from service.core.sequence_options import counts, documents, per_sequence
 from service.core.sequence_state import to_state
-from service.core.sequence_totals import MeanTotals, RatioTotals, SequenceTotals, totals_summary, totals_warnings
+from service.core.sequence_totals import (
+    FLOOR,
+    MeanTotals,
+    RatioTotals,
+    SequenceTotals,
+    totals_summary,
+    totals_warnings,
+)
 
 #: Log-probabilities above 0 by at most this much are rounding, and count as 0; above it they are refused.
 ROUNDING: Final = 1e-9
-#: Log-probabilities at or below this, at a scored position, are refused, as is OpenAI's −9999 placeholder.
-FLOOR: Final = -1e4
 _PLACEHOLDER = -9999.0
 
 

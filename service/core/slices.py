@@ -17,6 +17,7 @@ import numpy as np
 from service.core.arrays import float_matrix
 from service.core.breakdowns import ClassBreakdown, GroupBreakdown, group_codes
 from service.core.calibration import Calibration, binary_calibration, check_calibration_bins, multiclass_calibration
+from service.core.errors import InvalidOption
 from service.core.labels import class_names, parse_labels
 from service.core.logspace import log_sigmoid, log_sum_exp_rows
 from service.core.options import BinaryOptions, MulticlassOptions, Normalization, PredictionType
@@ -138,6 +139,7 @@ def multiclass_breakdowns(
                 (_soft_targets(~one_hot, asked),),
             )
         true_class = targets.distributions.argmax(axis=1)
+    _check_summable(result.row_weights)
     by_class = None
     if per_class:
         values = np.column_stack([result.per_sample.cross_entropy, result.correct])
@@ -155,6 +157,19 @@ def multiclass_breakdowns(
             bins,
         )
     return Breakdowns(found.groups, by_class, calibration)
+
+
+def _check_summable(weights: np.ndarray) -> None:
+    """422 when the row weights sum past float64's largest number: ``by_class`` and ``calibration`` report
+    weight sums and divide by them (the overall means rescale the weights instead, and stay exact)."""
+    with np.errstate(over="ignore"):
+        total = float(weights.sum())
+    if not np.isfinite(total):
+        raise InvalidOption(
+            "sample_weights",
+            "their sum passes float64's largest number (1.8e308), which per_class and calibration_bins add up; "
+            "only the weights' ratios matter, so divide them all by a common factor",
+        )
 
 
 def _probabilities(preds: np.ndarray, options: MulticlassOptions) -> np.ndarray:
@@ -205,6 +220,7 @@ def binary_breakdowns(
     target = float_matrix(labels, "labels", allow_vector=True)
     preds, target = preds.reshape(result.n, -1), target.reshape(result.n, -1)
     probabilities = np.exp(log_sigmoid(preds)) if options.prediction_type is PredictionType.LOGITS else preds
+    _check_summable(result.row_weights)
     return Breakdowns(found.groups, calibration=binary_calibration(probabilities, target, result.row_weights, bins))
 
 

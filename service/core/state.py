@@ -122,8 +122,9 @@ def merge_states(states: Sequence[Any], confidence: Any = 0.95) -> dict[str, Any
     registered ``endpoint``, counts ``n`` ≥ ``n_scored`` ≥ 0, ``accumulators``), then its kind's own
     validation; every state must have the first one's endpoint, and every state of at least one row the
     settings of the first such state. ``confidence`` sets the intervals of the answer (it is not part of a
-    state). The states are merged by the kind's ``merge_all`` when it has one, else pairwise in a balanced
-    tree (the depth is log₂ of their number).
+    state). A kind with ``parse_and_merge`` reads and merges all the states at once (the scoring kind: its
+    accumulators are read in a few array passes over all of them); else the states are parsed one by one and
+    merged by the kind's ``merge_all`` when it has one, else pairwise in a balanced tree (log₂ of their number).
 
     Raises StateError (a 422) naming the state's index and the offending value or setting.
     """
@@ -158,10 +159,14 @@ def merge_states(states: Sequence[Any], confidence: Any = 0.95) -> dict[str, Any
                 reference = (index, state["settings"])
             elif state["settings"] != reference[1]:  # equal dicts (the usual case) need no walk
                 check_compatible(reference, state["settings"], index)
-        parsed.append(kind.parse(state, index))
+        if not hasattr(kind, "parse_and_merge"):
+            parsed.append(kind.parse(state, index))
     assert kind is not None
-    merge_all = getattr(kind, "merge_all", None)  # a kind may merge many states at once (the same result)
-    merged = merge_all(parsed) if merge_all is not None else fold(parsed, kind.merge)
+    if hasattr(kind, "parse_and_merge"):  # a kind may read and merge all the states at once (the same result)
+        merged = kind.parse_and_merge(states)
+    else:
+        merge_all = getattr(kind, "merge_all", None)  # a kind may merge many states at once (the same result)
+        merged = merge_all(parsed) if merge_all is not None else fold(parsed, kind.merge)
     return {**kind.summary(merged, level), "state": kind.to_state(merged)}
 
 

@@ -143,6 +143,42 @@ def moments_of(values: np.ndarray, shares: Shares, mean: float | None, total: fl
     return Moments(mean, total, low, high, v, p, q)
 
 
+def moments_of_all(
+    columns: Sequence[np.ndarray], shares: Shares, means: Sequence[float | None], totals: Sequence[float | None]
+) -> list[Moments]:
+    """``moments_of`` of several metrics' values over the same rows: a few rows (a small request) in plain floats
+    at once, where NumPy's cost per call would be most of the state's; more, metric by metric in NumPy (an N×k
+    table would copy the columns, and costs more than it saves)."""
+    centres = [mean for mean in means if mean is not None and math.isfinite(mean)]
+    if 0 < shares.rows.n <= _FEW_ROWS and len(centres) == len(columns):
+        few = _few_moments(columns, shares, centres, totals)
+        if few is not None:
+            return few
+    return [moments_of(column, shares, mean, total) for column, mean, total in zip(columns, means, totals, strict=True)]
+
+
+#: Up to this many rows of positive weight, a state's moments are summed in Python: NumPy's cost per call,
+#: not per value, would be most of a small request's state.
+_FEW_ROWS: Final = 8
+
+
+def _few_moments(
+    columns: Sequence[np.ndarray], shares: Shares, means: Sequence[float], totals: Sequence[float | None]
+) -> list[Moments] | None:
+    """``moments_of_all`` of a few rows in plain floats; None when a value is not finite or beyond 1e150."""
+    f = shares.f.tolist()
+    found = []
+    for column, mean, total in zip(columns, means, totals, strict=True):
+        values = shares.rows.take(column).tolist()
+        low, high = min(values), max(values)
+        if not (math.isfinite(low) and math.isfinite(high)) or max(-low, high) >= _PLAIN_LIMIT:
+            return None
+        scores = [w * (x - mean) for w, x in zip(f, values, strict=True)]  # fᵢ(ℓᵢ − m)
+        p = sum(w * score for w, score in zip(f, scores, strict=True))
+        found.append(Moments(mean, total, low, high, shares.v, p, sum(score * score for score in scores)))
+    return found
+
+
 def read_moments(value: Any, path: Sequence[str | int], index: int, n_weighted: int, weight: float) -> Moments:
     """A state's moments of one metric, checked against each other and the state's counts and weight."""
     fast = _plain_moments(value, n_weighted)

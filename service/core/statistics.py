@@ -149,7 +149,9 @@ class Rows:
         self.n_clusters: int | None = None
         if self.clusters is not None:
             self.n_clusters = int(np.count_nonzero(np.bincount(self.clusters))) if self.n else 0
-        self.weights = np.ldexp(kept, -math.frexp(float(kept.max()))[1]) if self.n else kept
+        #: a: the kept weights are divided by 2^a (0 without rows).
+        self.exponent = math.frexp(float(kept.max()))[1] if self.n else 0
+        self.weights = np.ldexp(kept, -self.exponent) if self.n else kept
         self.total = float(self.weights.sum())
 
     def take(self, values: np.ndarray) -> np.ndarray:

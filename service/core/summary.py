@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.core.result import DEFAULT_CONFIDENCE, ScoreResult, finite_or_none, wire_warnings
+from service.core.result import DEFAULT_CONFIDENCE, ScoreResult, WarningCode, finite_or_none, wire_warnings
 from service.core.score_state import StateOf, answer_state
 from service.core.slices import Breakdowns
 from service.core.uncertainty import (
@@ -84,11 +84,23 @@ def answer_summary(
             "confidence": level,
         },
     }
-    if state is not None:
+    if state is not None and result.unmergeable is not None:
+        answer["state"] = None
+        answer["warnings"].append(_not_mergeable(result.unmergeable))
+    elif state is not None:
         answer["state"] = answer_state(
             result, state, cluster_ids=cluster_ids, pieces=breakdowns.pieces(), warnings=breakdowns.warnings
         )
     return answer
+
+
+def _not_mergeable(reason: str) -> dict[str, Any]:
+    """The warning of an answer whose ``state`` is null: its means are not the row-weighted means a state merges."""
+    message = (
+        "state is null: the means are not row-weighted means of the per-sample values, so no merge of states "
+        f"gives them; {reason}"
+    )
+    return {"code": str(WarningCode.STATE_NOT_MERGEABLE), "message": message, "count": 1, "rows": []}
 
 
 def uncertainty_fields(

@@ -4,6 +4,7 @@ Compressed answers: tests/api/test_answer_compression.py.
 """
 
 import asyncio
+import dataclasses
 import gzip
 import io
 import json
@@ -23,6 +24,7 @@ from in_process import send, started_client
 from service.api import create_app
 from service.api.keyed_route import KeyedRoute
 from service.api.policy.auth import offered_key
+from service.api.transport import Limits
 from service.settings import Settings
 
 REFERENCE = {"labels": [1], "predictions": [[0.228, 0.619, 0.153]]}
@@ -331,3 +333,10 @@ def test_a_keyed_route_refuses_what_it_would_not_run() -> None:
         KeyedRoute("/x", endpoint, dependencies=[Depends(other)])
     with pytest.raises(TypeError, match="takes the Request alone"):
         KeyedRoute("/x", with_query)
+
+
+def test_every_request_limit_and_its_default_come_from_the_settings() -> None:
+    # One fact, one place: XENT_MAX_GROUPS' default is Settings', never a second copy in the transport's Limits.
+    assert [field.name for field in dataclasses.fields(Limits) if field.default is not dataclasses.MISSING] == []
+    limits = Limits.from_settings(Settings(max_groups=7, max_merge_states=9))
+    assert (limits.groups, limits.merge_states) == (7, 9)

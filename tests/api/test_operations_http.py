@@ -76,6 +76,7 @@ def _info(max_body_bytes: int, **limits: object) -> dict[str, object]:
             "AGGREGATE_OVERFLOW",
             "STDERR_UNDEFINED",
             "SOFT_TARGETS",
+            "STATE_NOT_MERGEABLE",
         ],
         "limits": {
             "max_body_bytes": max_body_bytes,

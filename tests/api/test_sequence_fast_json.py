@@ -139,3 +139,22 @@ def test_a_duplicate_key_or_an_unknown_field_gives_way() -> None:
     body = json.dumps({"completions": _completions(), "per_sample": True}).encode()
     assert decode_completions(SequenceCrossEntropyRequest, body) is None
     assert _same(body)[0] == 422
+
+
+def test_completions_past_the_batch_limits_get_the_reference_413() -> None:
+    # The completions path reads the body before any outline: the outline's limits then apply to what it read,
+    # and the 413 names `completions` (its 40 objects), not the 160 token positions counted after decoding.
+    body = json.dumps({"completions": _completions(), "score_until": [-1] * 40}).encode()
+    answers = []
+    for threshold in (0, 10**12):
+        app = create_app(Settings(fast_json_min_bytes=threshold, max_cells=30))
+        answers.append(asyncio.run(_post_to(app, body)))
+    fast, reference = answers
+    assert (fast.status_code, fast.json()) == (reference.status_code, reference.json())
+    assert reference.status_code == 413
+    assert reference.json()["detail"] == "completions has 40 values; the limit is 30 (XENT_MAX_CELLS)"
+
+
+async def _post_to(app: Any, body: bytes) -> httpx.Response:
+    async with in_process_client(app) as client:
+        return await client.post(ROUTE, content=body, headers={"content-type": "application/json"})

@@ -113,6 +113,14 @@ async def test_an_npz_member_of_one_integer_applies_to_every_sequence(client: ht
     assert response.json()["per_document"]["nll"] == [1.0, 2.0]
 
 
+async def test_one_integer_score_from_and_score_until_fit_in_the_npz_query(client: httpx.AsyncClient) -> None:
+    # lm-evaluation-harness' rolling requests: score_until=-1 leaves out each sequence's generated last token.
+    body = npz(token_logprobs=np.array([-9.0, -1.0, -4.0, -8.0, -2.0, -4.0]), sequence_lengths=np.array([3, 3]))
+    response = await client.post(PATH + "?score_from=1&score_until=-1", content=body, headers={"content-type": NPZ})
+    assert response.status_code == 200, response.text
+    assert response.json()["per_document"]["nll"] == [1.0, 2.0]
+
+
 async def test_an_npz_answer_carries_the_summary(client: httpx.AsyncClient) -> None:
     response = await client.post(PATH, json=TWO_DOCUMENTS, headers={"accept": NPZ})
     assert response.status_code == 200, response.text

@@ -432,16 +432,33 @@ def test_states_of_other_settings_do_not_merge() -> None:
 
 def test_a_forged_state_is_refused_naming_its_path() -> None:
     state = answer({"token_logprobs": [[-1.0], [-2.0]]})["state"]
-    state["accumulators"]["token"]["c_tt"] = -1.0
-    with pytest.raises(InvalidInput, match=r"states\[0\]\.accumulators\.token\.c_tt"):
+    state["accumulators"]["token"]["q"] = -1.0
+    with pytest.raises(InvalidInput, match=r"states\[0\]\.accumulators\.token\.q"):
         merge_states([state])
 
 
-def test_a_forged_covariance_is_refused() -> None:
+def test_a_forged_residual_sum_is_refused() -> None:
     state = answer({"token_logprobs": [[-1.0], [-2.0, -1.0]]})["state"]
-    state["accumulators"]["token"]["c_st"] = 10.0
-    with pytest.raises(InvalidInput, match=r"states\[0\]\.accumulators\.token\.c_st: c_st² exceeds c_ss·c_tt"):
+    state["accumulators"]["token"]["u"] = 10.0
+    with pytest.raises(InvalidInput, match=r"states\[0\]\.accumulators\.token\.u: u² exceeds r·q"):
         merge_states([state])
+
+
+def test_a_forged_token_nll_past_what_refused_log_probabilities_allow_is_refused() -> None:
+    state = answer({"token_logprobs": [[-1.0], [-2.0, -1.0]]})["state"]
+    state["accumulators"]["token"]["s"] = 1e308  # 3 tokens: at most 3e4 nats, since log p ≤ −1e4 is refused
+    with pytest.raises(InvalidInput, match=r"states\[0\]\.accumulators\.token\.s: s = 1e\+308 nats for 3 tokens"):
+        merge_states([state])
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[1, 2**62], np.array([1, 2**63], dtype=np.uint64), np.array([1, -(2**62)], dtype=np.int64)],
+    ids=["json", "npz uint64 past int64", "npz int64"],
+)
+def test_per_sequence_integers_past_2_to_the_62_are_too_large_in_json_and_npz_alike(sizes: Any) -> None:
+    with pytest.raises(NotANumber, match=r"num_bytes sequence 1: .* is too large: per-sequence integers must be below"):
+        answer({"token_logprobs": [[-1.0], [-2.0]]}, num_bytes=sizes)
 
 
 def test_an_empty_state_merges_with_any_as_the_identity() -> None:

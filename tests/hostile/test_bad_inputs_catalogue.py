@@ -1789,6 +1789,55 @@ CATALOGUE = [
         ),
     ),
     case(
+        "compat keras: calibration of negative probabilities (was a 500)",
+        CE,
+        b'{"labels":[1,0],"predictions":[[-0.2,-0.8],[0.5,0.5]],"compat":"keras","calibration_bins":2}',
+        invalid(
+            "calibration_bins",
+            ["body", "calibration_bins"],
+            "cannot be honoured with compat \"keras\": it reads probabilities by xent's rules, not the library's; "
+            'ask for it with compat "xent"',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat scipy: per_class",
+        CE,
+        b'{"labels":[1,0],"predictions":[[2,6],[0.5,0.5]],"compat":"scipy","per_class":true}',
+        invalid(
+            "per_class",
+            ["body", "per_class"],
+            "cannot be honoured with compat \"scipy\": it reads probabilities by xent's rules, not the library's; "
+            'ask for it with compat "xent"',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "compat keras, binary: calibration of a prediction past 1 (was a wrong Brier)",
+        BCE,
+        b'{"labels":[1,0,1],"predictions":[-1.5,0.2,1.5],"compat":"keras","calibration_bins":2}',
+        invalid(
+            "calibration_bins",
+            ["body", "calibration_bins"],
+            "cannot be honoured with compat \"keras\": it reads probabilities by xent's rules, not the library's; "
+            'ask for it with compat "xent"',
+            "invalid_option",
+        ),
+    ),
+    case(
+        "calibration with weights summing past float64 (was a Brier of 0 and an unmergeable state)",
+        CE,
+        b'{"labels":[1,0,1],"predictions":[[0.2,0.8],[0.6,0.4],[0.5,0.5]],'
+        b'"sample_weights":[1e308,1e308,1e308],"calibration_bins":3}',
+        invalid(
+            "sample_weights",
+            ["body", "sample_weights"],
+            "their sum passes float64's largest number (1.8e308), which per_class and calibration_bins add up; "
+            "only the weights' ratios matter, so divide them all by a common factor",
+            "invalid_option",
+        ),
+    ),
+    case(
         "compat sklearn: an epsilon contradicting the dtype's",
         CE,
         b'{"labels":[0],"predictions":[[0.5,0.5]],"compat":"sklearn","epsilon":1e-15}',
@@ -2301,6 +2350,18 @@ CATALOGUE = [
             "invalid_input",
         ),
     ),
+    case(
+        "sequence compare: a shared field inside a side is told the side's fields, not the top level's",
+        SEQ_COMPARE,
+        b'{"model":{"token_logprobs":[[-1.0]],"unit":"bits"},"baseline":{"token_logprobs":[[-1.0]]}}',
+        invalid(
+            "model → unit",
+            ["body", "model", "unit"],
+            "unknown field 'unit' (fields: token_logprobs, completions, chat, prompt_logprobs, prompt_token_ids, "
+            "tgi_details, sequence_lengths, score_from, score_until)",
+            "extra_forbidden",
+        ),
+    ),
     # --- POST /v1/merge: forged, malformed and incompatible states (issue 15)
     case(
         "merge of no states",
@@ -2324,6 +2385,46 @@ CATALOGUE = [
         MERGE,
         b'{"states": null}',
         invalid("states", ["body", "states"], "expected a list of states, got null", "state_error"),
+    ),
+    case(
+        "merge of states that are an object",
+        MERGE,
+        b'{"states": {"0": {}}}',
+        invalid("states", ["body", "states"], "expected a list of states, got an object", "state_error"),
+    ),
+    case(
+        "merge of a state whose settings ask for groups it does not carry",
+        MERGE,
+        merge_body(forged(("settings", "groups"), True)),
+        bad_state(
+            "states[0].accumulators.groups",
+            [0, "accumulators", "groups"],
+            "expected an accumulator: settings.groups is on",
+        ),
+    ),
+    case(
+        "merge of a state that carries calibration its settings turn off",
+        MERGE,
+        merge_body(forged(("accumulators", "calibration"), {"n_bins": 1})),
+        bad_state(
+            "states[0].accumulators.calibration",
+            [0, "accumulators", "calibration"],
+            "expected null: settings.calibration_bins is off",
+        ),
+    ),
+    case(
+        "merge of states whose groups together pass XENT_MAX_GROUPS",
+        MERGE,
+        merge_body(
+            forged(("accumulators", "groups"), {"names": [f"g{i}" for i in range(6_000)]}),
+            forged(("accumulators", "groups"), {"names": [f"g{i}" for i in range(5_000, 11_000)]}),
+        ),
+        problem(
+            413,
+            "too-large",
+            "Payload too large",
+            "the batch has 11,000 distinct groups (of the states together); the limit is 10,000 (XENT_MAX_GROUPS)",
+        ),
     ),
     case(
         "merge of a state that is a number",
@@ -2434,6 +2535,18 @@ CATALOGUE = [
         MERGE,
         merge_body(STATE, confidence=1),
         invalid("confidence", ["body", "confidence"], "Input should be less than 1", "less_than"),
+    ),
+    case(
+        "merge of an NPZ archive: the endpoint reads JSON only",
+        MERGE,
+        npz(states=np.array([1, 2])),
+        problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "this endpoint reads JSON only: send the body with Content-Type: application/json",
+        ),
+        content_type=NPZ,
     ),
 ]
 

@@ -3,8 +3,11 @@ flat float64 array with sequence offsets (``Sequences``), without a Python objec
 
 - ``decode_logprob_sequences`` (``json_codec``, first): the field's own text, read before anything else;
 - ``decode_completions`` (``json_codec``, before the outline): the ``completions`` form read down to the two
-  lists of each object that the core reads, never its ``top_logprobs``;
-- ``token_logprob_rows`` (``_json_fast``, when the first gives way): rows of a document simdjson parsed whole.
+  lists of each object that the core reads, never its ``top_logprobs`` (``json_codec`` then applies the
+  outline's batch limits to what it read, so a 413 names the same field as on the other paths).
+
+When the first gives way, ``_json_fast`` leaves the field (kind "sequences") to the reference path, which names
+the sequence and position of what is wrong.
 
 simdjson cannot put a null in a float buffer. The first copies the field's text with every ``null`` written as
 ``8e88`` (as long, and a value no log-probability has: anything above 1e-9 is refused); simdjson then exports
@@ -76,33 +79,6 @@ def _flat(text: bytes | bytearray, nulls: int, opened: int) -> tuple[np.ndarray,
         return None
     flat[missing] = np.nan
     return flat, offsets
-
-
-def token_logprob_rows(array: Any) -> Sequences:
-    """S rows of numbers or nulls, from a document simdjson parsed whole (``_json_fast``), as ``Sequences``.
-
-    A row of numbers is exported with ``as_buffer``; a row holding a null through its list (null → NaN).
-    TypeError or ValueError for anything else (a string, a boolean, a nested row, a row that is not a list):
-    the caller then leaves the body to the reference path.
-    """
-    pieces: list[np.ndarray] = []
-    for row in array:
-        if not isinstance(row, simdjson.Array):
-            raise TypeError("a row is not a list")
-        try:
-            values = np.frombuffer(row.as_buffer(of_type="d"), dtype=np.float64)
-        except TypeError:  # a null (or a value that is no number: the check below refuses it)
-            items = row.as_list()
-            if not all(item is None or type(item) in (int, float) for item in items):
-                raise
-            values = np.array([np.nan if item is None else item for item in items], dtype=np.float64)
-        if values.shape[0] != len(row):
-            raise ValueError("as_buffer flattened a nested row")
-        pieces.append(values)
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-    np.cumsum([piece.shape[0] for piece in pieces], out=offsets[1:])
-    flat = np.concatenate(pieces) if pieces else np.empty(0)
-    return Sequences(FIELD, flat, offsets)
 
 
 def _completion_lists(array: Any) -> list[dict[str, Any]] | None:

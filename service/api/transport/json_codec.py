@@ -44,13 +44,17 @@ def decode(
     if len(body.data) >= fast_json_min_bytes:
         completions = decode_completions(model, body.data)
         if completions is not None:
+            if not limits.batch_fits_in(len(body.data)):
+                _screen_decoded(completions, limits)
             body.release()
             return completions
     outline = JsonOutline.of(body.data)
     if outline is not None:
         _screen(model, outline, limits)
     fast = None
-    if len(body.data) >= fast_json_min_bytes:
+    # A model without arrays of numbers (``json_fast_path`` false: the states of a merge) gains nothing there: the
+    # fast path would parse its nested objects, write them back and have Pydantic parse them again.
+    if len(body.data) >= fast_json_min_bytes and getattr(model, "json_fast_path", True):
         fast = decode_logprob_sequences(model, body.data, outline)
         if fast is None:
             fast = decode_fast(model, body.data, outline)
@@ -100,6 +104,17 @@ def _screen(model: type[BaseModel], outline: JsonOutline, limits: Limits) -> Non
         else:
             limits.check_values(name, rows * max(columns, 1))
     limits.check_shapes(predictions)
+
+
+def _screen_decoded(request: BaseModel, limits: Limits) -> None:
+    """What ``_screen`` refuses past the batch limits, for a request decoded before any outline (``completions``):
+    each array field's entries × its first entry's length (1 if not an array), as ``JsonOutline.shape`` counts
+    them in the text, so that the 413 names the same field on every path."""
+    for name in getattr(request, "array_kinds", {}):
+        value = getattr(request, name, None)
+        if isinstance(value, list) and value:
+            first = value[0]
+            limits.check_values(name, len(value) * max(len(first) if isinstance(first, list) else 1, 1))
 
 
 #: Byte order marks, longest first (UTF-32's starts with UTF-16's).

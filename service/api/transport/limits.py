@@ -23,8 +23,8 @@ class Limits:
     rows: int
     classes: int
     cells: int
-    groups: int = 10_000
-    merge_states: int = 10_000
+    groups: int
+    merge_states: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -109,9 +109,24 @@ class Limits:
             raise _refuse("distinct groups", distinct, self.groups, "XENT_MAX_GROUPS")
 
     def check_states(self, states: Any) -> None:
-        """413 naming XENT_MAX_MERGE_STATES when a merge request (its decoded ``states``) holds more than allowed."""
-        if isinstance(states, list) and len(states) > self.merge_states:
+        """413 naming XENT_MAX_MERGE_STATES when a merge request (its decoded ``states``) holds more than allowed, and
+        XENT_MAX_GROUPS when their group breakdowns name more distinct groups together than one request may.
+
+        Names that are not lists of strings are left to the core, which refuses them with a 422 naming the state.
+        """
+        if not isinstance(states, list):
+            return
+        if len(states) > self.merge_states:
             raise _refuse("states", len(states), self.merge_states, "XENT_MAX_MERGE_STATES")
+        names: set[str] = set()
+        for state in states:
+            accumulators = state.get("accumulators") if isinstance(state, dict) else None
+            piece = accumulators.get("groups") if isinstance(accumulators, dict) else None
+            listed = piece.get("names") if isinstance(piece, dict) else None
+            if isinstance(listed, list) and all(type(name) is str for name in listed):
+                names.update(listed)
+        if len(names) > self.groups:
+            raise _refuse("distinct groups (of the states together)", len(names), self.groups, "XENT_MAX_GROUPS")
 
     def batch_fits_in(self, json_bytes: int) -> bool:
         """Whether no JSON array of ``json_bytes`` can hold more entries, or entries × first-entry length, than allowed.

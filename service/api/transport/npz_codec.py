@@ -23,7 +23,7 @@ from service.api.transport.npz_archive import (
     UnreadableMember,
 )
 from service.core import InvalidInput
-from service.core.contract import AUTO
+from service.core.contract import AUTO, JSON_MEDIA_TYPE
 from service.core.errors import capped, quoted
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -53,6 +53,10 @@ def inflated_size(body: Body) -> int:
         return 0  # decode says what is wrong with it
 
 
+#: Array fields that also take one integer for every sequence (``/v1/sequence-cross-entropy``): a query parameter.
+_ONE_INTEGER_FITS = frozenset({"score_from", "score_until"})
+
+
 def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits) -> RequestModel:
     """The request model from an NPZ body: arrays from the archive, options from the query.
 
@@ -62,6 +66,10 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     data = body.data
     checksums = body.watcher.found if isinstance(body.watcher, StreamedChecksums) else None
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
+    if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
+        raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(
+            f"this endpoint reads JSON only: send the body with Content-Type: {JSON_MEDIA_TYPE}"
+        )
     head = bytes(data[:64])
     if not head.startswith(_ARCHIVE_SIGNATURES):
         # np.load would try anything else as a pickle and say so ("contains pickled data"), which
@@ -109,6 +117,9 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     if "pos_weight" in options and "pos_weight" not in fields:  # one number fits in the query
         with contextlib.suppress(ValueError):
             options["pos_weight"] = float(options["pos_weight"])
+    for name in _ONE_INTEGER_FITS & members & (options.keys() - fields.keys()):  # one score_from, score_until too
+        with contextlib.suppress(ValueError):
+            options[name] = int(options[name])
     misplaced = sorted(name for name in members & options.keys() if isinstance(options[name], str))
     if misplaced:
         raise query_parameter_error(
