@@ -50,10 +50,16 @@ def clip_bounds(epsilon: float) -> Bounds:
     return (epsilon, 1.0 - epsilon) if epsilon > 0 else None
 
 
-def multiclass_gradient(preds: np.ndarray, targets: Targets, options: MulticlassOptions) -> np.ndarray:
+def multiclass_gradient(
+    preds: np.ndarray,
+    targets: Targets,
+    options: MulticlassOptions,
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """∂ℓᵢ/∂x_ic: the N×C gradient of each row's reported cross-entropy with respect to its predictions.
 
-    ``preds`` and ``targets`` are the checked predictions and labels the row values were scored from.
+    ``preds`` and ``targets`` are the checked predictions and labels the row values were scored from;
+    ``normaliser``, for logits, each row's (peak, log Σ exp(x − peak)) as the scoring pass found them.
 
     Examples
     --------
@@ -75,7 +81,7 @@ def multiclass_gradient(preds: np.ndarray, targets: Targets, options: Multiclass
     renormalized = options.normalization is Normalization.RENORMALIZE
     bounds = clip_bounds(options.resolved_epsilon)
     if kind is PredictionType.LOGITS or (kind is PredictionType.LOG_PROBABILITIES and renormalized):
-        gradient = softmax_minus_target(preds, targets, options.label_smoothing)
+        gradient = softmax_minus_target(preds, targets, options.label_smoothing, normaliser)
     elif targets.indices is not None and not options.label_smoothing and not renormalized:
         gradient = label_column(preds, targets.indices, kind, bounds)
     else:
@@ -87,9 +93,18 @@ def multiclass_gradient(preds: np.ndarray, targets: Targets, options: Multiclass
     return scored_in_unit(gradient, targets, options.unit)
 
 
-def softmax_minus_target(logits: np.ndarray, targets: Targets, smoothing: float) -> np.ndarray:
-    """softmax(x)·s − y′ per row, for log q = x − logsumexp x; a label's y′ sums to 1 and is never built."""
-    gradient = softmax(logits)
+def softmax_minus_target(
+    logits: np.ndarray,
+    targets: Targets,
+    smoothing: float,
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """softmax(x)·s − y′ per row, for log q = x − logsumexp x; a label's y′ sums to 1 and is never built.
+
+    With ``normaliser`` (each row's peak and log Σ exp(x − peak), from the scoring pass) the softmax is
+    exp((x − peak) − log_sum), the very log q the cross-entropy was taken from, in two passes instead of five.
+    """
+    gradient = softmax(logits) if normaliser is None else _softmax_from(logits, *normaliser)
     if targets.indices is None:
         target = dense_target(targets, logits.shape[0], logits.shape[1], smoothing)
         gradient *= target.sum(axis=1, keepdims=True)
@@ -128,6 +143,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
         shifted *= 1.0 / shifted.sum(axis=axis, keepdims=True)  # one division a row, then multiplications
         into[...] = shifted.T if narrow else shifted
     return out
+
+
+def _softmax_from(logits: np.ndarray, peak: np.ndarray, log_sum: np.ndarray) -> np.ndarray:
+    """exp((x − peak) − log_sum) per row, a fresh array (a spread past 1.8e308 gives exp(−inf) = 0, as it should)."""
+    with np.errstate(over="ignore"):
+        out = np.subtract(logits, peak[:, None])
+    out -= log_sum[:, None]
+    return np.exp(out, out=out)
 
 
 def label_column(preds: np.ndarray, indices: np.ndarray, kind: PredictionType, bounds: Bounds) -> np.ndarray:

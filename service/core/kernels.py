@@ -55,13 +55,24 @@ class RowScan(NamedTuple):
 _Outputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+class HardLabelScan(NamedTuple):
+    """``hard_label_scan``'s answer: log q_y, the rows whose q_y was clipped, and whether argmax = y."""
+
+    log_q: np.ndarray
+    clipped: np.ndarray | None
+    correct: np.ndarray
+    #: Logits only: each row's peak and log Σ_c exp(x_c − peak), so log q = (x − peak) − log_sum for every
+    #: column (what the gradient's softmax needs, without a second pass for them).
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None
+
+
 def hard_label_scan(
     preds: np.ndarray,
     indices: np.ndarray,
     scored: np.ndarray,
     options: MulticlassOptions,
     warnings: list[ScoringWarning],
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
+) -> HardLabelScan | None:
     """log q_y, the rows whose q_y was clipped, and whether argmax = y, from one blocked pass.
 
     The numbers are those of ``multiclass.hard_label_reference``, bit for bit, without an N×C
@@ -83,14 +94,14 @@ def hard_label_scan(
             # Ignored rows are not checked and may sum to 0: leave those as they are.
             values = values / np.where(sums > 0, sums, 1.0)
         log_q, clipped = log_clipped_moved(values, options.resolved_epsilon)
-        return log_q, clipped, correct
+        return HardLabelScan(log_q, clipped, correct)
     if kind is PredictionType.LOG_PROBABILITIES and scan.highest > 0:
         return None
     log_sum = np.log(scan.total)
     if kind is PredictionType.LOG_PROBABILITIES and not apply_normalization(
         np.exp(scan.peak + log_sum), scored, options, warnings
     ):
-        return scan.picked, None, correct
+        return HardLabelScan(scan.picked, None, correct)
     # (x − peak) − log_sum, in that order: peak + log_sum would round log_sum away when peak is huge.
     if scan.spread_overflows:
         with np.errstate(over="ignore"):  # a spread past 1.8e308 gives −inf, the correctly rounded log q
@@ -98,7 +109,8 @@ def hard_label_scan(
     else:
         log_q = np.subtract(scan.picked, scan.peak, out=scan.picked)
     log_q -= log_sum
-    return log_q, None, correct
+    normaliser = (scan.peak, log_sum) if kind is PredictionType.LOGITS else None
+    return HardLabelScan(log_q, None, correct, normaliser)
 
 
 def scan_rows(values: np.ndarray, columns: np.ndarray, *, exponentiate: bool) -> RowScan | None:

@@ -38,6 +38,7 @@ class _Rows(NamedTuple):
     clipped: np.ndarray | None  # rows where the ε clip moved a q under a non-zero target; None: no clip applies
     class_mass: np.ndarray | None  # Σ_c w_c·y'_c per row, times 2^-mass_exponent; None without class weights
     mass_exponent: int = 0
+    normaliser: tuple[np.ndarray, np.ndarray] | None = None  # logits' per-row (peak, log_sum), for the gradient
 
 
 def score_multiclass(
@@ -146,7 +147,9 @@ def score_multiclass(
         all_scored=targets.all_scored,
         weight_exponent=weight_exponent,
     )
-    return replace(result, gradient=multiclass_gradient(preds, targets, options)) if options.gradient else result
+    if not options.gradient:
+        return result
+    return replace(result, gradient=multiclass_gradient(preds, targets, options, normaliser=rows.normaliser))
 
 
 def _row_weights(
@@ -180,13 +183,14 @@ def _hard_label_rows(
     ``hard_label_scan`` declines (None) an array that is not C-contiguous or holds a value not
     finite or out of range; the reference path then scores it, or names the offending entry.
     """
-    scores = hard_label_scan(preds, true_class, scored, options, warnings)
-    if scores is None:
-        scores = hard_label_reference(preds, true_class, scored, options, warnings)
+    scan = hard_label_scan(preds, true_class, scored, options, warnings)
+    normaliser = None if scan is None else scan.normaliser
+    scores = scan[:3] if scan is not None else hard_label_reference(preds, true_class, scored, options, warnings)
     log_q_true, clipped_rows, correct = scores
     cross_entropy = np.negative(log_q_true, out=log_q_true)  # a fresh array either way
     class_mass = None if class_weights is None else class_weights[true_class]
-    return _Rows(cross_entropy, cross_entropy, np.zeros(preds.shape[0]), correct, clipped_rows, class_mass)
+    zeros = np.zeros(preds.shape[0])
+    return _Rows(cross_entropy, cross_entropy, zeros, correct, clipped_rows, class_mass, normaliser=normaliser)
 
 
 def hard_label_reference(

@@ -223,7 +223,13 @@ def test_hard_label_kernel_equals_the_reference_path_bit_for_bit(
             assert fast == reference
             continue
         assert fast[0] is not None, "the kernel declined a finite, in-range, C-contiguous batch"
-        (log_q, clipped, correct), warnings = fast
+        (log_q, clipped, correct, normaliser), warnings = fast
+        if kind == "logits":  # (x − peak) − log_sum at the label's column is the log q it returned
+            peak, log_sum = normaliser
+            rows = np.arange(labels.shape[0])
+            assert np.array_equal(np.subtract(preds[rows, labels], peak) - log_sum, log_q)
+        else:
+            assert normaliser is None
         (expected_log_q, expected_clipped, expected_correct), expected_warnings = reference
         assert log_q.tobytes() == expected_log_q.tobytes()
         assert (clipped is None) == (expected_clipped is None)
