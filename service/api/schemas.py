@@ -103,7 +103,7 @@ def _integral_float_as_int(value: object) -> object:
     return value
 
 
-def _option(option: Option) -> Any:
+def option_field(option: Option) -> Any:
     """The Pydantic field of a contract option: its default, range and description."""
     return Field(option.default, description=option.description, ge=option.ge, gt=option.gt, le=option.le, lt=option.lt)
 
@@ -139,21 +139,23 @@ class MulticlassBatch(_Strict):
             "or N×C target distributions (one-hot or soft rows, each ≥ 0 and summing to 1)."
         ),
     )
-    compat: Compat = _option(_MULTICLASS["compat"])
-    prediction_type: Literal["probabilities", "logits", "log_probabilities"] = _option(_MULTICLASS["prediction_type"])
-    classes: list[str] | None = _option(_MULTICLASS["classes"])
-    label_smoothing: float = _option(_MULTICLASS["label_smoothing"])
-    class_weights: Vector | None = _option(_MULTICLASS["class_weights"])
-    sample_weights: Vector | None = _option(_MULTICLASS["sample_weights"])
-    ignore_index: int | None = _option(_MULTICLASS["ignore_index"])
-    epsilon: Epsilon = _option(_MULTICLASS["epsilon"])
-    normalization: Literal["warn", "renormalize", "error"] = _option(_MULTICLASS["normalization"])
-    tolerance: float = _option(_MULTICLASS["tolerance"])
-    unit: UnitName = _option(_MULTICLASS["unit"])
-    per_sample: bool = _option(_MULTICLASS["per_sample"])
-    gradient: bool = _option(_MULTICLASS["gradient"])
-    confidence: float = _option(_MULTICLASS["confidence"])
-    cluster_ids: ClusterIds | None = _option(_MULTICLASS["cluster_ids"])
+    compat: Compat = option_field(_MULTICLASS["compat"])
+    prediction_type: Literal["probabilities", "logits", "log_probabilities"] = option_field(
+        _MULTICLASS["prediction_type"]
+    )
+    classes: list[str] | None = option_field(_MULTICLASS["classes"])
+    label_smoothing: float = option_field(_MULTICLASS["label_smoothing"])
+    class_weights: Vector | None = option_field(_MULTICLASS["class_weights"])
+    sample_weights: Vector | None = option_field(_MULTICLASS["sample_weights"])
+    ignore_index: int | None = option_field(_MULTICLASS["ignore_index"])
+    epsilon: Epsilon = option_field(_MULTICLASS["epsilon"])
+    normalization: Literal["warn", "renormalize", "error"] = option_field(_MULTICLASS["normalization"])
+    tolerance: float = option_field(_MULTICLASS["tolerance"])
+    unit: UnitName = option_field(_MULTICLASS["unit"])
+    per_sample: bool = option_field(_MULTICLASS["per_sample"])
+    gradient: bool = option_field(_MULTICLASS["gradient"])
+    confidence: float = option_field(_MULTICLASS["confidence"])
+    cluster_ids: ClusterIds | None = option_field(_MULTICLASS["cluster_ids"])
 
     # Before the strict int check and its range: the schema says integer, and 1.0 is one.
     _ignore_index = field_validator("ignore_index", mode="before")(_integral_float_as_int)
@@ -178,9 +180,9 @@ class CrossEntropyRequest(MulticlassBatch):
     array_kinds: ClassVar[dict[str, str]] = {**MulticlassBatch.array_kinds, "groups": "ids"}
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
-    groups: Groups | None = _option(_MULTICLASS["groups"])
-    per_class: bool = _option(_MULTICLASS["per_class"])
-    calibration_bins: int | None = _option(_MULTICLASS["calibration_bins"])
+    groups: Groups | None = option_field(_MULTICLASS["groups"])
+    per_class: bool = option_field(_MULTICLASS["per_class"])
+    calibration_bins: int | None = option_field(_MULTICLASS["calibration_bins"])
 
     _calibration_bins = field_validator("calibration_bins", mode="before")(_integral_float_as_int)
 
@@ -204,17 +206,17 @@ class BinaryBatch(_Strict):
     labels: VectorOrMatrix = Field(
         description="Same shape as `predictions`, each in [0, 1]: hard 0/1 labels or soft ones.",
     )
-    compat: Compat = _option(_BINARY["compat"])
-    prediction_type: Literal["probabilities", "logits"] = _option(_BINARY["prediction_type"])
-    pos_weight: PosWeight | None = _option(_BINARY["pos_weight"])
-    label_smoothing: float = _option(_BINARY["label_smoothing"])
-    sample_weights: Vector | None = _option(_BINARY["sample_weights"])
-    epsilon: Epsilon = _option(_BINARY["epsilon"])
-    unit: UnitName = _option(_BINARY["unit"])
-    per_sample: bool = _option(_BINARY["per_sample"])
-    gradient: bool = _option(_BINARY["gradient"])
-    confidence: float = _option(_BINARY["confidence"])
-    cluster_ids: ClusterIds | None = _option(_BINARY["cluster_ids"])
+    compat: Compat = option_field(_BINARY["compat"])
+    prediction_type: Literal["probabilities", "logits"] = option_field(_BINARY["prediction_type"])
+    pos_weight: PosWeight | None = option_field(_BINARY["pos_weight"])
+    label_smoothing: float = option_field(_BINARY["label_smoothing"])
+    sample_weights: Vector | None = option_field(_BINARY["sample_weights"])
+    epsilon: Epsilon = option_field(_BINARY["epsilon"])
+    unit: UnitName = option_field(_BINARY["unit"])
+    per_sample: bool = option_field(_BINARY["per_sample"])
+    gradient: bool = option_field(_BINARY["gradient"])
+    confidence: float = option_field(_BINARY["confidence"])
+    cluster_ids: ClusterIds | None = option_field(_BINARY["cluster_ids"])
 
     def options(self) -> BinaryOptions:
         """The core's options for this request."""
@@ -233,8 +235,8 @@ class BinaryCrossEntropyRequest(BinaryBatch):
     array_kinds: ClassVar[dict[str, str]] = {**BinaryBatch.array_kinds, "groups": "ids"}
     array_fields: ClassVar[frozenset[str]] = frozenset(array_kinds)
 
-    groups: Groups | None = _option(_BINARY["groups"])
-    calibration_bins: int | None = _option(_BINARY["calibration_bins"])
+    groups: Groups | None = option_field(_BINARY["groups"])
+    calibration_bins: int | None = option_field(_BINARY["calibration_bins"])
 
     _calibration_bins = field_validator("calibration_bins", mode="before")(_integral_float_as_int)
 

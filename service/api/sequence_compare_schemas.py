@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.api.schemas import Interval, UnitName
+from service.api.schemas import Interval, UnitName, option_field
 from service.api.sequence_schemas import (
     _POSITION_KEYS,
     ByteBlock,
@@ -28,7 +28,6 @@ from service.api.sequence_schemas import (
     TokenIds,
     TokenLogprobs,
     WordBlock,
-    _option,
     _positions,
 )
 from service.core.contract import SEQUENCE_OPTIONS
@@ -55,8 +54,8 @@ class SequenceSide(BaseModel):
     sequence_lengths: Counts | None = Field(
         None, description="NPZ only (`model_sequence_lengths`, …): the S lengths of the flat `token_logprobs`."
     )
-    score_from: IntegerOrList = _option(_OPTIONS["score_from"])
-    score_until: IntegerOrList | None = _option(_OPTIONS["score_until"])
+    score_from: IntegerOrList = option_field(_OPTIONS["score_from"])
+    score_until: IntegerOrList | None = option_field(_OPTIONS["score_until"])
 
     def sequences(self) -> Sequences:
         """The sequences of this side's input form (the core reads and checks them)."""
@@ -87,7 +86,7 @@ class SequenceCompareRequest(BaseModel):
 
     model: SequenceSide = Field(description="The model's sequences (one input form) and its window.")
     baseline: SequenceSide = Field(description="The baseline's sequences of the same texts and its window.")
-    document_ids: DocumentIds | None = _option(_OPTIONS["document_ids"])
+    document_ids: DocumentIds | None = option_field(_OPTIONS["document_ids"])
     num_bytes: Counts | None = Field(
         None,
         description=(
@@ -99,8 +98,8 @@ class SequenceCompareRequest(BaseModel):
     num_words: Counts | None = Field(
         None, description="S integers ≥ 0: each text's words, shared by both sides (the per-word difference)."
     )
-    unit: UnitName = _option(_OPTIONS["unit"])
-    confidence: float = _option(_OPTIONS["confidence"])
+    unit: UnitName = option_field(_OPTIONS["unit"])
+    confidence: float = option_field(_OPTIONS["confidence"])
 
     def cells(self) -> int:
         """Both sides' positions: what the size limit and the memory budget count."""

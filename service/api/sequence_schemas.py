@@ -10,8 +10,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from service.api.schemas import Interval, UnitName
-from service.core.contract import SEQUENCE_OPTIONS, Option
+from service.api.schemas import Interval, UnitName, option_field
+from service.core.contract import SEQUENCE_OPTIONS
 from service.core.sequence_forms import FORMS, PROMPT_TOKEN_IDS, Sequences, flat_sequences, read_form
 
 _NUMBER_OR_NULL = {"anyOf": [{"type": "number", "maximum": 1e-9}, {"type": "null"}]}
@@ -38,10 +38,6 @@ DocumentIds = Annotated[
 ]
 
 _OPTIONS = SEQUENCE_OPTIONS
-
-
-def _option(option: Option) -> Any:
-    return Field(option.default, description=option.description, ge=option.ge, gt=option.gt, le=option.le, lt=option.lt)
 
 
 class SequenceCrossEntropyRequest(BaseModel):
@@ -121,14 +117,14 @@ class SequenceCrossEntropyRequest(BaseModel):
         None,
         description="NPZ only: the S sequence lengths of the flat `token_logprobs` array (they sum to its length).",
     )
-    score_from: IntegerOrList = _option(_OPTIONS["score_from"])
-    score_until: IntegerOrList | None = _option(_OPTIONS["score_until"])
-    document_ids: DocumentIds | None = _option(_OPTIONS["document_ids"])
-    num_bytes: Counts | None = _option(_OPTIONS["num_bytes"])
-    num_words: Counts | None = _option(_OPTIONS["num_words"])
-    unit: UnitName = _option(_OPTIONS["unit"])
-    confidence: float = _option(_OPTIONS["confidence"])
-    per_document: bool = _option(_OPTIONS["per_document"])
+    score_from: IntegerOrList = option_field(_OPTIONS["score_from"])
+    score_until: IntegerOrList | None = option_field(_OPTIONS["score_until"])
+    document_ids: DocumentIds | None = option_field(_OPTIONS["document_ids"])
+    num_bytes: Counts | None = option_field(_OPTIONS["num_bytes"])
+    num_words: Counts | None = option_field(_OPTIONS["num_words"])
+    unit: UnitName = option_field(_OPTIONS["unit"])
+    confidence: float = option_field(_OPTIONS["confidence"])
+    per_document: bool = option_field(_OPTIONS["per_document"])
 
     def sequences(self) -> Sequences:
         """The sequences of the request's input form (the core reads and checks them)."""

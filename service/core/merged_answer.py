@@ -29,8 +29,8 @@ _ORDER = ("ROWS_NOT_NORMALIZED", "RENORMALIZED", "CLIPPED", "EMPTY", "ZERO_WEIGH
 
 def merged_answer(parsed: ScoreState, confidence: float) -> dict[str, Any]:
     """The answer for a merged state's rows: the scoring answer's fields without ``per_sample``."""
-    unit = parsed.settings.get("unit", "nats")
-    base = LOG_BASES.get(unit, 1.0)
+    unit = parsed.settings["unit"]  # a setting every state has, checked when it was parsed
+    base = LOG_BASES[unit]
     metrics = parsed.metrics
     has_means = parsed.n_weighted > 0
     means = {name: metrics[name].mean if has_means else None for name in METRICS}

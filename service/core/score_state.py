@@ -39,6 +39,7 @@ import numpy as np
 
 from service.core.contract import BINARY, LOG_BASES, MULTICLASS, PRESETS
 from service.core.errors import capped, quoted
+from service.core.options import Normalization
 from service.core.result import ScoreResult, ScoringWarning, finite_or_none
 from service.core.state import StateError, count, field, fold, number, register_kind, state_envelope
 from service.core.state_moments import (
@@ -385,7 +386,7 @@ _SETTING_CHECKS: Final[Mapping[str, Any]] = {
     "labels_per_sample": lambda v: v is None or (type(v) is int and v >= 1),
     "label_smoothing": lambda v: type(v) in (int, float) and 0 <= v <= 1,
     "epsilon": lambda v: type(v) in (int, float) and 0 <= v < 0.5,
-    "normalization": lambda v: v in ("warn", "renormalize", "error"),
+    "normalization": lambda v: v in {policy.value for policy in Normalization},
     "class_weights": lambda v: v is None or (isinstance(v, list) and all(_nonnegative(w) for w in v)),
     "pos_weight": lambda v: v is None or (isinstance(v, list) and all(_nonnegative(w) for w in v)),
     "calibration_bins": lambda v: v is None or (type(v) is int and v >= 1),

@@ -29,6 +29,7 @@ import numpy as np
 from service.core.arrays import describe
 from service.core.errors import InvalidInput, Location, quoted, quoted_list
 from service.core.intervals import check_confidence
+from service.core.result import DEFAULT_CONFIDENCE
 
 #: The version of the state format this code writes and reads.
 STATE_VERSION: Final = 1
@@ -115,7 +116,7 @@ def state_envelope(
     }
 
 
-def merge_states(states: Sequence[Any], confidence: Any = 0.95) -> dict[str, Any]:
+def merge_states(states: Sequence[Any], confidence: Any = DEFAULT_CONFIDENCE) -> dict[str, Any]:
     """Merge ``states`` into the answer for all their rows, with the merged ``state`` last.
 
     The envelope of each state is checked (a mapping with exactly ``version`` 1, ``settings`` naming a
