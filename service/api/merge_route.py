@@ -19,6 +19,7 @@ from service.api.state_schema import ScoringState
 from service.api.transport import Answer, encode
 from service.core.contract import MULTICLASS, OPTIONS
 from service.core.state import merge_states
+from service.core.state_batch import StateBatch
 
 _CONFIDENCE = OPTIONS[MULTICLASS]["confidence"]
 
@@ -29,8 +30,10 @@ class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     #: JSON bodies are charged by their containers too: states are nested objects (``scoring``).
     charge_json_containers: ClassVar[bool] = True
-    #: No arrays of numbers to parse apart: a large body goes straight to Pydantic (``json_codec``).
+    #: No arrays of numbers to parse apart as the scoring requests' are (``json_codec``)...
     json_fast_path: ClassVar[bool] = False
+    #: ... but a large body's states are read by simdjson, their tables as float64 arrays (``_json_states``).
+    json_states: ClassVar[str] = "states"
 
     # Read as they came (not validated here): the core validates each, naming the state's index and the value.
     states: SkipValidation[list[ScoringState | dict[str, Any]]] = Field(
@@ -46,7 +49,7 @@ class MergeRequest(BaseModel):
 
     def cells(self) -> int:
         """What the memory budget charges beyond the body: a cell a state (their arrays are in the body's charge)."""
-        return len(self.states) if isinstance(self.states, list) else 0  # not a list: refused by the core
+        return len(self.states) if isinstance(self.states, list | StateBatch) else 0  # else refused by the core
 
 
 def _merged_model(

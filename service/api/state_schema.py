@@ -21,7 +21,15 @@ _ACCUMULATORS = (
     "`w2` = Σwᵢ²/W², `w2_dev` = Σwᵢ²(ℓᵢ − m)/W², `w2_dev2` = Σwᵢ²(ℓᵢ − m)²/W² (merged with the parallel, Chan "
     "update of centred moments) and `finite`; `clusters` (with `cluster_ids`: each cluster's id, share "
     "W_g/W of the weight and mean of each metric; else null); `warnings` by code with their `count` and "
-    "`message` (row numbers are not kept); and `groups`, `classes`, `calibration` (null when off)."
+    "`message` (row numbers are not kept); and `groups`, `classes`, `calibration` (null when off), each a "
+    "table of rows of numbers: `groups` has `names` (sorted), `clustered`, `exponent` e and `table`, a row a "
+    "group of n (rows of weight > 0), W = Σwᵢ and V = Σwᵢ² (held ÷2^e and ÷2^2e), then 4 columns (cross_entropy, "
+    "kl_divergence, entropy, accuracy) of each of the weighted mean m, the w²-weighted mean U, "
+    "Q = Σwᵢ²(ℓᵢ − U)², the least and the largest value and whether one is infinite (0 or 1), then the group's "
+    "`n` and `n_scored`; and `clusters` (per group and cluster id its weight and means; else null); `classes` the "
+    "same over each true class's rows for cross_entropy and accuracy, a row ending with the class's predicted "
+    "weight; `calibration` has `n_bins`, `table` (a row a bin: its count, Σw, Σw·confidence, Σw·accuracy) and "
+    "`brier` (Σw·Brier term). Tables merge entry by entry with the same parallel update."
 )
 
 

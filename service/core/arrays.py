@@ -30,7 +30,7 @@ def describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f"the string {quoted(value)}"
-    if isinstance(value, list):
+    if isinstance(value, list | np.ndarray):  # an array: a JSON array a parser read as one (``_json_states``)
         return "an array"
     if isinstance(value, dict):
         return "an object"

@@ -22,10 +22,11 @@ import numpy as np
 
 from service.core.arrays import describe
 from service.core.errors import BadShape, InvalidInput, counted, quoted
-from service.core.moments import MomentTable
+from service.core.moments import STATE_KEYS, MomentTable, table_column, table_width
 from service.core.result import finite_or_none
 from service.core.state import StateError
-from service.core.state_arrays import SOFT_TARGETS_STATE, floats, integers, is_soft_targets, stacked
+from service.core.state_arrays import SOFT_TARGETS_STATE, first_bad, is_soft_targets
+from service.core.state_batch import column, shared_keys
 
 #: The metrics of a group, in the answer's order (accuracy: each row's correctness).
 GROUP_METRICS: Final = ("cross_entropy", "kl_divergence", "entropy", "accuracy")
@@ -155,6 +156,13 @@ class GroupBreakdown:
         cls, names_of: Sequence[Sequence[str]], n: np.ndarray, n_scored: np.ndarray, table: MomentTable
     ) -> GroupBreakdown:
         """The unclustered breakdown of entries one piece after another (``names_of`` each piece's), merged by name."""
+        first = list(names_of[0]) if names_of else []
+        if all(listed == first for listed in names_of):  # the same groups in every piece: they line up
+            names = tuple(first)
+            target = np.tile(np.arange(len(first)), len(names_of))
+            size = len(names)
+            rows, scored = (x.reshape(-1, size).sum(axis=0) if size else np.zeros(0, np.int64) for x in (n, n_scored))
+            return cls(names, rows, scored, table.gather(target, size), False)
         names = tuple(sorted({name for listed in names_of for name in listed}))
         position = {name: i for i, name in enumerate(names)}
         target = np.fromiter((position[name] for listed in names_of for name in listed), dtype=np.intp, count=len(n))
@@ -166,22 +174,25 @@ class GroupBreakdown:
     def read_merged(cls, states: Sequence[Any], merged: Sequence[bool]) -> GroupBreakdown | None:
         """The breakdowns of many states read and checked at once (what ``from_state`` checks), and those of the
         states ``merged`` marks merged; None when one would be refused (or is clustered): read them one by one."""
-        if any(
-            type(state) is not dict or state.keys() != _GROUP_KEYS or state["clustered"] is not False
-            for state in states
-        ):
+        if shared_keys(states) != _GROUP_KEYS or any(flag is not False for flag in column(states, ("clustered",))):
             return None
-        names_of = [state["names"] for state in states]
+        names_of = column(states, ("names",))
+        last: Any = _UNSEEN
         for names in names_of:
+            if names is last or (type(names) is list and names == last):  # the usual merge: shared groups, checked once
+                continue
             if type(names) is not list or set(map(type, names)) - {str} or names != sorted(set(names)):
                 return None
             if names and max(map(len, names)) > _LONGEST_NAME:
                 return None
+            last = names
         sizes = list(map(len, names_of))
-        n = stacked([state["n"] for state in states], sizes, kind=int)
-        n_scored = stacked([state["n_scored"] for state in states], sizes, kind=int)
-        table = MomentTable.read_many([state["moments"] for state in states], sizes, len(GROUP_METRICS))
-        if n is None or n_scored is None or table is None:
+        read = MomentTable.read_many(states, sizes, len(GROUP_METRICS), extra=len(_GROUP_COUNTS))
+        if read is None:
+            return None
+        table, counts = read
+        n, n_scored = _counts(counts)
+        if n is None or n_scored is None:
             return None
         if ((table.n > n_scored) | (n_scored > n)).any() or _fractions_outside(table, len(GROUP_METRICS) - 1).any():
             return None
@@ -191,35 +202,34 @@ class GroupBreakdown:
         return cls._gathered(chosen, n[keep], n_scored[keep], kept)
 
     def to_state(self) -> dict[str, Any]:
-        """``{"clustered", "names", "n", "n_scored", "moments"}``: the moments a ``MomentTable`` state, by column."""
-        return {
-            "clustered": self.clustered,
-            "names": list(self.names),
-            "n": self.n.tolist(),
-            "n_scored": self.n_scored.tolist(),
-            "moments": self.table.to_state(),
-        }
+        """``{"clustered", "names", "exponent", "table", "clusters"}``: a ``MomentTable`` state whose rows (one a
+        group, in the order of ``names``) end with the group's n and n_scored (``_GROUP_COUNTS``)."""
+        return {"clustered": self.clustered, "names": list(self.names), **self.table.to_state((self.n, self.n_scored))}
 
     @classmethod
     def from_state(cls, state: Any, index: int) -> GroupBreakdown:
         """A state read back and checked (StateError naming the path: counts that contradict each other, …)."""
         path: tuple[str | int, ...] = ("accumulators", "groups")
-        clustered = _clustered(state, ("clustered", "names", "n", "n_scored", "moments"), path, index)
+        clustered = _clustered(state, ("clustered", "names", *STATE_KEYS), path, index)
         names = state["names"]
         if not isinstance(names, list) or not all(type(name) is str and len(name) <= _LONGEST_NAME for name in names):
             raise StateError((*path, "names"), "expected a list of group names (strings)", index)
         if names != sorted(set(names)):
             raise StateError((*path, "names"), "expected the group names sorted, each once", index)
-        n = integers(state["n"], len(names), (*path, "n"), index)
-        n_scored = integers(state["n_scored"], len(names), (*path, "n_scored"), index)
-        table = MomentTable.from_state(
-            state["moments"], len(names), len(GROUP_METRICS), clustered, (*path, "moments"), index
-        )
+        k = len(GROUP_METRICS)
+        table, counts = MomentTable.from_state(state, len(names), k, clustered, path, index, len(_GROUP_COUNTS))
+        first = table_width(k)
+        n, n_scored = _counts(counts)
+        if n is None or n_scored is None:
+            bad = ~_whole(counts)
+            at = np.argwhere(bad)[0]
+            message = "expected a count (a whole number ≥ 0)"
+            raise StateError((*path, "table", int(at[0]), first + int(at[1])), message, index)
         bad = np.flatnonzero((table.n > n_scored) | (n_scored > n))
         if bad.size:
             message = "counts must satisfy rows of positive weight ≤ n_scored ≤ n"
-            raise StateError((*path, "n_scored", int(bad[0])), message, index)
-        _check_fractions(table, len(GROUP_METRICS) - 1, (*path, "moments"), index)
+            raise StateError((*path, "table", int(bad[0]), first + 1), message, index)
+        _check_fractions(table, k - 1, path, index)
         return cls(tuple(names), n, n_scored, table, clustered)
 
     def summary(self, confidence: float) -> dict[str, Any]:
@@ -299,21 +309,22 @@ class ClassBreakdown:
         """The breakdowns of many states read and checked at once (what ``from_state`` checks), and those of the
         states ``merged`` marks merged; None when one would be refused (or is clustered, or of soft targets, or
         the class names differ): read them one by one."""
-        if any(
-            type(state) is not dict or state.keys() != _CLASS_KEYS or state["clustered"] is not False
-            for state in states
-        ):
+        if shared_keys(states) != _CLASS_KEYS or any(flag is not False for flag in column(states, ("clustered",))):
             return None
-        keys = states[0]["classes"]
+        keys_of = column(states, ("classes",))
+        keys = keys_of[0]
         if type(keys) is not list or set(map(type, keys)) - {str} or len(set(keys)) != len(keys):
             return None
-        if any(state["classes"] != keys for state in states) or (keys and max(map(len, keys)) > _LONGEST_NAME):
+        if any(listed != keys for listed in keys_of) or (keys and max(map(len, keys)) > _LONGEST_NAME):
             return None
         size = len(keys)
         sizes = [size] * len(states)
-        table = MomentTable.read_many([state["moments"] for state in states], sizes, len(CLASS_METRICS))
-        predicted = stacked([state["predicted"] for state in states], sizes)
-        if table is None or predicted is None or (predicted < 0).any() or _fractions_outside(table, 1).any():
+        read = MomentTable.read_many(states, sizes, len(CLASS_METRICS), extra=1)
+        if read is None:
+            return None
+        table, extra = read
+        predicted = extra[:, 0]
+        if (predicted < 0).any() or _fractions_outside(table, 1).any():
             return None
         weights = table.total_weight()  # W itself, as ``predicted`` is
         by_state = predicted.reshape(len(states), size).sum(axis=1), weights.reshape(len(states), size).sum(axis=1)
@@ -326,16 +337,12 @@ class ClassBreakdown:
         return cls(tuple(keys), kept.gather(target, size), total, False)
 
     def to_state(self) -> dict[str, Any]:
-        """``{"clustered", "classes": [key …], "moments": {… by column}, "predicted": [Σw …]}``; soft targets:
+        """``{"clustered", "classes": [key …], "exponent", "table", "clusters"}``: a ``MomentTable`` state whose
+        rows (one a class, in the order of ``classes``) end with the class's predicted weight; soft targets:
         ``{"soft_targets": true}``."""
         if self.soft:
             return dict(SOFT_TARGETS_STATE)
-        return {
-            "clustered": self.clustered,
-            "classes": list(self.keys),
-            "moments": self.table.to_state(),
-            "predicted": self.predicted.tolist(),
-        }
+        return {"clustered": self.clustered, "classes": list(self.keys), **self.table.to_state((self.predicted,))}
 
     @classmethod
     def from_state(cls, state: Any, index: int) -> ClassBreakdown:
@@ -343,18 +350,22 @@ class ClassBreakdown:
         if is_soft_targets(state):
             return cls.undefined()
         path: tuple[str | int, ...] = ("accumulators", "classes")
-        clustered = _clustered(state, ("clustered", "classes", "moments", "predicted"), path, index)
+        clustered = _clustered(state, ("clustered", "classes", *STATE_KEYS), path, index)
         keys = state["classes"]
         if not isinstance(keys, list) or not all(type(key) is str and len(key) <= _LONGEST_NAME for key in keys):
             raise StateError((*path, "classes"), "expected a list of class names", index)
         if len(set(keys)) != len(keys):
             raise StateError((*path, "classes"), "the class names repeat", index)
         size = len(keys)
-        table = MomentTable.from_state(state["moments"], size, len(CLASS_METRICS), clustered, (*path, "moments"), index)
-        _check_fractions(table, 1, (*path, "moments"), index)
-        predicted = floats(state["predicted"], (size,), (*path, "predicted"), index, nonnegative=True)
+        k = len(CLASS_METRICS)
+        table, extra = MomentTable.from_state(state, size, k, clustered, path, index, 1)
+        _check_fractions(table, 1, path, index)
+        predicted = extra[:, 0]
+        where = (*path, "table")
+        first_bad(_column(predicted < 0, table_width(k)), where, "expected a finite number ≥ 0", index)
         if float(predicted.sum()) > float(table.total_weight().sum()) * (1 + 1e-9) + 1e-300:
-            raise StateError((*path, "predicted"), "the predicted weights add up to more than the rows' weight", index)
+            message = "the predicted weights add up to more than the rows' weight"
+            raise StateError((*where, 0, table_width(k)), message, index)
         return cls(tuple(keys), table, predicted, clustered)
 
     def summary(self, confidence: float) -> dict[str, Any] | None:
@@ -392,8 +403,31 @@ def _clustered(state: Any, keys: tuple[str, ...], path: tuple[str | int, ...], i
     return clustered
 
 
-_GROUP_KEYS: Final = frozenset(("clustered", "names", "n", "n_scored", "moments"))
-_CLASS_KEYS: Final = frozenset(("clustered", "classes", "moments", "predicted"))
+_UNSEEN: Final = object()
+_GROUP_KEYS: Final = frozenset(("clustered", "names", *STATE_KEYS))
+_CLASS_KEYS: Final = frozenset(("clustered", "classes", *STATE_KEYS))
+#: The columns a group's row of the table ends with, after its moments.
+_GROUP_COUNTS: Final = ("n", "n_scored")
+
+
+def _whole(counts: np.ndarray) -> np.ndarray:
+    """Where the values are counts: whole numbers ≥ 0 within what a float holds exactly."""
+    return (counts >= 0) & (counts < 2.0**53) & (counts == np.floor(counts))
+
+
+def _counts(counts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A groups table's last two columns as counts n and n_scored (None, None when one is not a count)."""
+    if not _whole(counts).all():
+        return None, None
+    whole = counts.astype(np.int64)
+    return whole[:, 0], whole[:, 1]
+
+
+def _column(bad: np.ndarray, column: int) -> np.ndarray:
+    """``bad`` over a table's rows, as a mask of rows × (column + 1) true at ``column``: where ``first_bad`` names."""
+    mask = np.zeros((bad.shape[0], column + 1), dtype=bool)
+    mask[:, column] = bad
+    return mask
 
 
 def _fractions_outside(table: MomentTable, metric: int) -> np.ndarray:
@@ -405,8 +439,11 @@ def _fractions_outside(table: MomentTable, metric: int) -> np.ndarray:
 def _check_fractions(table: MomentTable, metric: int, path: tuple[str | int, ...], index: int) -> None:
     """Correctness lies in [0, 1]: so do the mean, least and largest value of metric ``metric``, where rows count."""
     counted = table.n > 0
+    k = table.mean.shape[1]
+    path = (*path, "table")
     for name in ("mean", "low", "high"):
         values = getattr(table, name)[:, metric]
         bad = np.flatnonzero(counted & ((values < 0.0) | (values > 1.0)))
         if bad.size:
-            raise StateError((*path, name, int(bad[0]), metric), "accuracy lies in [0, 1]", index)
+            column = table_column(name, k) + metric
+            raise StateError((*path, int(bad[0]), column), "accuracy lies in [0, 1]", index)

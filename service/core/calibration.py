@@ -22,26 +22,35 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from service.core.contract import MULTICLASS, OPTIONS
 from service.core.errors import InvalidOption, quoted
 from service.core.state import StateError, count, number
-from service.core.state_arrays import (
-    SOFT_TARGETS_STATE,
-    exact_keys,
-    float_fields,
-    integers,
-    is_soft_targets,
-    stacked,
-)
+from service.core.state_arrays import SOFT_TARGETS_STATE, exact_keys, first_bad, floats, is_soft_targets, stacked
+from service.core.state_batch import column, shared_keys
 
 _BINS_OPTION = OPTIONS[MULTICLASS]["calibration_bins"]
 #: The per-bin sums of a state, in the order a state lists them.
 _SUMS = ("weight", "confidence", "accuracy")
-_KEYS = frozenset(("n_bins", "count", *_SUMS, "brier"))
+#: The columns of a state's table, a row a bin: its count, then the sums.
+COLUMNS: Final = ("count", *_SUMS)
+_KEYS = frozenset(("n_bins", "table", "brier"))
+
+
+def _whole(counts: np.ndarray) -> np.ndarray:
+    """Where the values are counts: whole numbers ≥ 0 within what a float holds exactly."""
+    return (counts >= 0) & (counts < 2.0**53) & (counts == np.floor(counts))
+
+
+def _at(bad: np.ndarray, column: int) -> np.ndarray:
+    """``bad`` (over the bins, or bins × columns) placed from ``column`` on in a mask of the table's shape."""
+    block = bad.reshape(bad.shape[0], -1)
+    mask = np.zeros((bad.shape[0], len(COLUMNS)), dtype=bool)
+    mask[:, column : column + block.shape[1]] = block
+    return mask
 
 
 def check_calibration_bins(value: Any) -> int | None:
@@ -151,18 +160,19 @@ class Calibration:
         """The sums of many states read and checked at once (what ``from_state`` checks), and those of the states
         ``merged`` marks merged; None when one would be refused (or is of soft targets, or the bins differ): read
         them one by one."""
-        if any(type(state) is not dict or state.keys() != _KEYS for state in states):
+        if shared_keys(states) != _KEYS:
             return None
-        n_bins = states[0]["n_bins"]
-        if type(n_bins) is not int or not _BINS_OPTION.contains(n_bins) or any(s["n_bins"] != n_bins for s in states):
+        bins = column(states, ("n_bins",))
+        n_bins = bins[0]
+        if type(n_bins) is not int or not _BINS_OPTION.contains(n_bins) or any(b != n_bins for b in bins):
             return None
         sizes = [n_bins] * len(states)
-        counts = stacked([state["count"] for state in states], sizes, kind=int)
-        sums = [stacked([state[name] for state in states], sizes) for name in _SUMS]
-        brier = stacked([[state["brier"]] for state in states], [1] * len(states))
-        if counts is None or brier is None or any(x is None for x in sums):
+        table = stacked(column(states, ("table",)), sizes, len(COLUMNS))
+        brier = stacked([column(states, ("brier",))], [len(states)])
+        if table is None or brier is None or not _whole(table[:, 0]).all():
             return None
-        weight, confidence, accuracy = (x.reshape(len(states), n_bins) for x in sums if x is not None)
+        counts = table[:, 0].astype(np.int64)
+        weight, confidence, accuracy = (table[:, j].reshape(len(states), n_bins) for j in range(1, len(COLUMNS)))
         empty = (counts == 0).reshape(len(states), n_bins)
         if (brier < 0).any() or (weight < 0).any() or (confidence < 0).any() or (accuracy < 0).any():
             return None
@@ -178,16 +188,12 @@ class Calibration:
         return cls(counts.reshape(len(states), n_bins)[keep].sum(axis=0), total[0], total[1], total[2], brier_sum)
 
     def to_state(self) -> dict[str, Any]:
-        """The JSON state: ``n_bins``; per bin ``count`` and the sums ``weight``, ``confidence``, ``accuracy``; soft
-        targets: ``{"soft_targets": true}``."""
+        """The JSON state: ``n_bins``, ``table`` (a row a bin: its count and the sums Σw, Σw·conf and Σw·acc, the
+        ``COLUMNS``) and ``brier`` (Σw·Brier term); soft targets: ``{"soft_targets": true}``."""
         if self.soft:
             return dict(SOFT_TARGETS_STATE)
-        return {
-            "n_bins": self.n_bins,
-            "count": self.count.tolist(),
-            **{name: getattr(self, name).tolist() for name in _SUMS},
-            "brier": self.brier,
-        }
+        table = np.column_stack([self.count.astype(np.float64), *(getattr(self, name) for name in _SUMS)])
+        return {"n_bins": self.n_bins, "table": table.tolist(), "brier": self.brier}
 
     @classmethod
     def from_state(
@@ -201,28 +207,22 @@ class Calibration:
         """
         if is_soft_targets(state):
             return cls.undefined()
-        exact_keys(state, ("n_bins", "count", *_SUMS, "brier"), path, index)
+        exact_keys(state, ("n_bins", "table", "brier"), path, index)
         n_bins = count(state["n_bins"], (*path, "n_bins"), index)
         if not _BINS_OPTION.contains(n_bins):
             raise StateError((*path, "n_bins"), f"must lie in {_BINS_OPTION.interval}, got {n_bins}", index)
-        counts = integers(state["count"], n_bins, (*path, "count"), index)
-        shapes: dict[str, tuple[int, ...]] = dict.fromkeys(_SUMS, (n_bins,))
-        sums = float_fields(state, shapes, _SUMS, path, index)
-        weight, confidence, accuracy = (sums[name] for name in _SUMS)
+        where = (*path, "table")
+        table = floats(state["table"], (n_bins, len(COLUMNS)), where, index)
+        first_bad(_at(~_whole(table[:, 0]), 0), where, "expected a count (a whole number ≥ 0)", index)
+        first_bad(_at(table[:, 1:] < 0, 1), where, "expected a finite number ≥ 0", index)
+        counts = table[:, 0].astype(np.int64)
+        weight, confidence, accuracy = (table[:, j] for j in range(1, len(COLUMNS)))
         brier = number(state["brier"], (*path, "brier"), index, nonnegative=True)
         assert brier is not None
-        for name, values in (("weight", weight), ("confidence", confidence), ("accuracy", accuracy)):
-            bad = (counts == 0) & (values > 0)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise StateError((*path, name, row), "is positive in a bin that counts no rows", index)
-        for name, values in (("confidence", confidence), ("accuracy", accuracy)):
-            bad = values > weight * (1 + 1e-9)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise StateError(
-                    (*path, name, row), "exceeds the bin's weight: its weighted mean would be above 1", index
-                )
+        message = "is positive in a bin that counts no rows"
+        first_bad(_at((counts == 0)[:, None] & (table[:, 1:] > 0), 1), where, message, index)
+        message = "exceeds the bin's weight: its weighted mean would be above 1"
+        first_bad(_at(table[:, 2:] > weight[:, None] * (1 + 1e-9), 2), where, message, index)
         if brier > 2.0 * float(weight.sum()) * (1 + 1e-9):
             raise StateError(
                 (*path, "brier"), "exceeds twice the total weight: the mean Brier score is at most 2", index

@@ -27,13 +27,14 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from service.core.intervals import normal_quantile
 from service.core.state import StateError
-from service.core.state_arrays import Path, exact_keys, first_bad, float_fields, floats, integers, stacked
+from service.core.state_arrays import Path, exact_keys, first_bad, floats, integers, stacked
+from service.core.state_batch import column
 
 #: Relative slack of the consistency checks of a state read back (sums that contradict each other).
 _SLACK = 1e-9
@@ -298,6 +299,8 @@ class MomentTable:
 
     def taken(self, keep: np.ndarray) -> MomentTable:
         """The entries where ``keep`` is true (without clusters)."""
+        if keep.all() and self.clusters is None:
+            return self
         return MomentTable.of_columns([getattr(self, name)[keep] for name in _COLUMNS], self.exponent)
 
     @staticmethod
@@ -318,8 +321,14 @@ class MomentTable:
         """The entries merged into ``size`` entries, entry e into ``target[e]`` (unclustered): the k-way parallel
         update in a few scatter passes, m = Σ_e W_e·m_e / W, U = Σ_e V_e·U_e / V, Q = Σ_e Q_e + Σ_e V_e·(U_e − U)²."""
         k = self.mean.shape[1]
+        # Entries that come as whole tables of the same ``size`` entries in order (the usual merge): sums by axis.
+        tables = target.shape[0] // size if size else 0
+        tiled = bool(tables) and tables * size == target.shape[0]
+        tiled = tiled and bool((target.reshape(tables, size) == np.arange(size)).all())
 
         def scatter(values: np.ndarray) -> np.ndarray:
+            if tiled:
+                return values.reshape(tables, size, *values.shape[1:]).sum(axis=0)
             if values.ndim == 1:
                 return np.bincount(target, weights=values, minlength=size)
             return np.stack([scatter(values[:, j]) for j in range(k)], axis=1).reshape(size, k)
@@ -330,10 +339,17 @@ class MomentTable:
         gaps = self.mean_sq - mean_sq[target]
         m2 = scatter(self.m2 + self.weight_sq[:, None] * gaps * gaps)
         has = self.n > 0
-        low, high = np.full((size, k), np.inf), np.full((size, k), -np.inf)
-        np.minimum.at(low, target[has], self.low[has])
-        np.maximum.at(high, target[has], self.high[has])
-        n = np.bincount(target, weights=self.n, minlength=size).astype(np.int64)
+        low, high = np.zeros((size, k)), np.zeros((size, k))
+        counted_target = target[has]
+        if tiled:
+            low = np.where(has[:, None], self.low, np.inf).reshape(tables, size, k).min(axis=0)
+            high = np.where(has[:, None], self.high, -np.inf).reshape(tables, size, k).max(axis=0)
+        elif counted_target.size:  # each target's least and largest over its counted entries: sorted, then reduced
+            order = np.argsort(counted_target, kind="stable")
+            present, starts = np.unique(counted_target[order], return_index=True)
+            low[present] = np.minimum.reduceat(self.low[has][order], starts, axis=0)
+            high[present] = np.maximum.reduceat(self.high[has][order], starts, axis=0)
+        n = scatter(self.n).astype(np.int64) if tiled else np.bincount(target, self.n, size).astype(np.int64)
         counted = (n > 0)[:, None]
         infinite = scatter(self.infinite.astype(np.float64)) > 0
         return MomentTable(
@@ -350,16 +366,18 @@ class MomentTable:
             self.exponent,
         )
 
-    def to_state(self) -> dict[str, Any]:
-        """The JSON state, column by column (every number finite; an infinite value is flagged in ``infinite``)."""
+    def to_state(self, extra: Sequence[np.ndarray] = ()) -> dict[str, Any]:
+        """The JSON state: ``{"exponent": e, "table": [[…] per entry], "clusters": …}``, each entry's row of
+        ``table_width(k)`` numbers in the order of ``TABLE_FIELDS`` (n, W, V, then k of each of m, U, Q, low, high
+        and infinite as 0 or 1), then the ``extra`` columns of its owner (a breakdown's counts): every number
+        finite, an infinite value flagged. One table a state, not a list per column: a merge reads a thousand of
+        them, and reads each in one piece."""
         clusters = self.clusters
+        columns = [self.n, self.weight, self.weight_sq, *(getattr(self, name) for name in _MATRICES), self.infinite]
+        table = np.column_stack([np.asarray(column, dtype=np.float64) for column in (*columns, *extra)])
         return {
-            "n": self.n.tolist(),
             "exponent": self.exponent,
-            "weight": self.weight.tolist(),
-            "weight_sq": self.weight_sq.tolist(),
-            **{name: getattr(self, name).tolist() for name in _MATRICES},
-            "infinite": self.infinite.tolist(),
+            "table": table.reshape(len(self), table_width(self.mean.shape[1]) + len(extra)).tolist(),
             "clusters": None
             if clusters is None
             else {
@@ -371,89 +389,163 @@ class MomentTable:
         }
 
     @classmethod
-    def from_state(cls, state: Any, size: int, k: int, clustered: bool, path: Path, index: int) -> MomentTable:
+    def from_state(
+        cls, state: Any, size: int, k: int, clustered: bool, path: Path, index: int, extra: int = 0
+    ) -> tuple[MomentTable, np.ndarray]:
         """A table read back from a state, checked as untrusted input: StateError naming the path otherwise.
 
-        Refused beyond a malformed value (a list of another length, a number that is not one or not finite): a
-        negative count, a weight where no row is counted (or none where rows are), Σw² outside [W²/n, W²], a
-        negative Q, a mean outside [low, high], clusters that name no entry, hold no weight, repeat, outnumber
-        their entry's rows or whose weights do not add up to the entry's W.
+        Refused beyond a malformed value (a table of another shape, a number that is not one or not finite): a
+        count that is not a whole number ≥ 0, an infinite flag other than 0 or 1, a negative weight, a weight
+        where no row is counted (or none where rows are), Σw² outside [W²/n, W²], a negative Q, a mean outside
+        [low, high], clusters that name no entry, hold no weight, repeat, outnumber their entry's rows or whose
+        weights do not add up to the entry's W. The path of a value of the table is ``path, table, row, column``.
+        ``state`` is the owner's state, which holds the keys ``exponent``, ``table`` and ``clusters`` (its own keys
+        checked by the owner); returned with the table's last ``extra`` columns, the owner's (finite, not checked).
         """
-        keys = ("n", "exponent", "weight", "weight_sq", *_MATRICES, "infinite", "clusters")
-        exact_keys(state, keys, path, index)
-        n = integers(state["n"], size, (*path, "n"), index)
         exponent = state["exponent"]
         if type(exponent) is not int or not -_EXPONENTS <= exponent <= _EXPONENTS:
             raise StateError((*path, "exponent"), f"expected an integer in [−{_EXPONENTS}, {_EXPONENTS}]", index)
-        shapes = {"weight": (size,), "weight_sq": (size,), **dict.fromkeys(_MATRICES, (size, k))}
-        matrices = float_fields(state, shapes, ("weight", "weight_sq"), path, index)
-        weight, weight_sq = matrices["weight"], matrices["weight_sq"]
-        infinite = state["infinite"]
-        if not (
-            isinstance(infinite, list)
-            and len(infinite) == size
-            and all(isinstance(row, list) and len(row) == k and all(type(x) is bool for x in row) for row in infinite)
-        ):
-            raise StateError((*path, "infinite"), f"expected {size} lists of {k} booleans", index)
-        first_bad((n == 0) != (weight == 0), (*path, "weight"), "a total weight contradicts the entry's n", index)
-        nonzero = np.where(n > 0, n, 1)
-        bad_sq = (n > 0) & (
-            (weight_sq < weight * weight / nonzero * (1 - _SLACK)) | (weight_sq > weight * weight * (1 + _SLACK))
-        )
-        first_bad(bad_sq, (*path, "weight_sq"), "Σw² must lie in [W²/n, W²] for n weights summing to W", index)
-        first_bad(matrices["m2"] < 0, (*path, "m2"), "a centred second moment is negative", index)
-        low, high = matrices["low"], matrices["high"]
-        counted = (n > 0)[:, None] & ~np.array(infinite, dtype=bool).reshape(size, k)
-        for name in ("mean", "mean_sq"):
-            values = matrices[name]
-            outside = counted & ((values < low - _tolerance(low)) | (values > high + _tolerance(high)))
-            first_bad(outside, (*path, name), "lies outside [low, high]", index)
-        clusters = _clusters(state["clusters"], size, k, clustered, n, weight, (*path, "clusters"), index)
-        flags = np.array(infinite, dtype=bool).reshape(size, k)
-        mean, mean_sq, m2 = matrices["mean"], matrices["mean_sq"], matrices["m2"]
-        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, flags, clusters, exponent)
+        where = (*path, "table")
+        whole = floats(state["table"], (size, table_width(k) + extra), where, index)
+        table, extra_columns = whole[:, : table_width(k)], whole[:, table_width(k) :]
+        n, weight, weight_sq, mean, mean_sq, m2, low, high, flags = _split(table, k)
+        for bad, message in _malformed(table, k):
+            first_bad(bad, where, message, index)
+        column = _column_of(k)
+        counts = n.astype(np.int64)
+        bad = (counts == 0) != (weight == 0)
+        first_bad(_at(bad, column["weight"], table.shape), where, "a total weight contradicts the entry's n", index)
+        nonzero = np.where(counts > 0, counts, 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # a forged weight near float64's end: +inf, refused
+            squares = weight * weight
+            bad_sq = (counts > 0) & (
+                (weight_sq < squares / nonzero * (1 - _SLACK)) | (weight_sq > squares * (1 + _SLACK))
+            )
+        message = "Σw² must lie in [W²/n, W²] for n weights summing to W"
+        first_bad(_at(bad_sq, column["weight_sq"], table.shape), where, message, index)
+        first_bad(_at(m2 < 0, column["m2"], table.shape), where, "a centred second moment is negative", index)
+        infinite = flags > 0
+        counted = (counts > 0)[:, None] & ~infinite
+        with np.errstate(over="ignore"):  # a forged bound near float64's end: ±inf, which lets any mean by
+            low_bound, high_bound = low - _tolerance(low), high + _tolerance(high)
+        for name, values in (("mean", mean), ("mean_sq", mean_sq)):
+            outside = counted & ((values < low_bound) | (values > high_bound))
+            first_bad(_at(outside, column[name], table.shape), where, "lies outside [low, high]", index)
+        clusters = _clusters(state["clusters"], size, k, clustered, counts, weight, (*path, "clusters"), index)
+        return cls(counts, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, clusters, exponent), extra_columns
 
     @classmethod
-    def read_many(cls, states: Sequence[Any], sizes: Sequence[int], k: int) -> MomentTable | None:
+    def read_many(
+        cls, states: Sequence[Any], sizes: Sequence[int], k: int, extra: int = 0
+    ) -> tuple[MomentTable, np.ndarray] | None:
         """Many unclustered tables' states read and checked at once, their entries one after another (what
-        ``from_state`` reads and refuses, in a few array passes over all of them); None when any would be
-        refused, or is clustered: then read them one by one, which names the fault."""
-        keys = _STATE_KEYS
-        if any(type(state) is not dict or state.keys() != keys or state["clusters"] is not None for state in states):
+        ``from_state`` reads and refuses, in a few array passes over all of them), with their ``extra`` columns;
+        None when any would be refused, or is clustered: then read them one by one, which names the fault. The
+        owner checks its states' keys (plain dicts with ``exponent``, ``table`` and ``clusters`` among them)."""
+        if any(clusters is not None for clusters in column(states, ("clusters",))):
             return None
-        exponents = [state["exponent"] for state in states]
-        if set(map(type, exponents)) - {int} or any(not -_EXPONENTS <= e <= _EXPONENTS for e in exponents):
+        exponents = column(states, ("exponent",))
+        if set(map(type, exponents)) - {int} or (
+            exponents and not -_EXPONENTS <= min(exponents) <= max(exponents) <= _EXPONENTS
+        ):
             return None
-        n = stacked([state["n"] for state in states], sizes, kind=int)
-        weight, weight_sq = (stacked([state[name] for state in states], sizes) for name in ("weight", "weight_sq"))
-        matrices = [stacked([state[name] for state in states], sizes, k) for name in _MATRICES]
-        infinite = stacked([state["infinite"] for state in states], sizes, k, kind=bool)
-        read = [matrix for matrix in matrices if matrix is not None]
-        if n is None or infinite is None or weight is None or weight_sq is None or len(read) < len(matrices):
+        whole = stacked(column(states, ("table",)), sizes, table_width(k) + extra)
+        if whole is None:
             return None
-        mean, mean_sq, m2, low, high = read
-        counted = n > 0
-        nonzero = np.where(counted, n, 1)
-        bad = (weight < 0) | (weight_sq < 0) | (~counted != (weight == 0))
-        bad |= counted & (
-            (weight_sq < weight * weight / nonzero * (1 - _SLACK)) | (weight_sq > weight * weight * (1 + _SLACK))
-        )
-        inside = counted[:, None] & ~infinite
-        low_bound, high_bound = low - _tolerance(low), high + _tolerance(high)
-        outside = inside & ((mean < low_bound) | (mean > high_bound) | (mean_sq < low_bound) | (mean_sq > high_bound))
-        if bad.any() or outside.any() or (m2 < 0).any():
+        width = table_width(k)
+        extra_columns = whole[:, width:]
+        # Column by column (the table transposed, each field's values side by side): what ``from_state`` checks,
+        # in a few passes over contiguous arrays, without its masks.
+        fields = np.ascontiguousarray(whole[:, :width].T)
+        n, weight, weight_sq = fields[0], fields[1], fields[2]
+        mean, mean_sq, m2, low, high, flags = (fields[3 + j * k : 3 + (j + 1) * k] for j in range(len(_MATRICES) + 1))
+        if (n < 0).any() or (n >= _LARGEST_COUNT).any() or (n != np.floor(n)).any() or (fields[1:3] < 0).any():
             return None
+        if ((flags != 0) & (flags != 1)).any() or (m2 < 0).any():
+            return None
+        counts, infinite = n.astype(np.int64), flags > 0
+        counted = counts > 0
+        nonzero = np.where(counted, n, 1.0)
+        bad = ~counted != (weight == 0)
+        with np.errstate(over="ignore", invalid="ignore"):  # a forged weight near float64's end: +inf, refused
+            squares = weight * weight
+            bad |= counted & ((weight_sq < squares / nonzero * (1 - _SLACK)) | (weight_sq > squares * (1 + _SLACK)))
+            low_bound, high_bound = low - _tolerance(low), high + _tolerance(high)
+            outside = (mean < low_bound) | (mean > high_bound) | (mean_sq < low_bound) | (mean_sq > high_bound)
+        if bad.any() or (outside & counted & ~infinite).any():
+            return None
+        n = counts
+        mean, mean_sq, m2, low, high, infinite = (x.T for x in (mean, mean_sq, m2, low, high, infinite))
         exponent = max(exponents, default=0)
+        if exponent == min(exponents, default=0):  # weights of one scale (the usual case): nothing to move
+            return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, None, exponent), extra_columns
         shifts = np.repeat(np.array(exponents, dtype=np.int64) - exponent, sizes)  # each state's at the largest
         weight, weight_sq, m2 = (
             np.ldexp(weight, shifts),
             np.ldexp(weight_sq, 2 * shifts),
             np.ldexp(m2, 2 * shifts[:, None]),
         )
-        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, None, exponent)
+        return cls(n, weight, weight_sq, mean, mean_sq, m2, low, high, infinite, None, exponent), extra_columns
 
 
-_STATE_KEYS = frozenset(("n", "exponent", "weight", "weight_sq", *_MATRICES, "infinite", "clusters"))
+#: The keys of a table's state, within its owner's.
+STATE_KEYS: Final = ("exponent", "table", "clusters")
+#: The fields of a row of a table's state, in order: n, W and V, then k columns of each of the others.
+TABLE_FIELDS = _COLUMNS
+
+
+def table_width(k: int) -> int:
+    """The numbers of a row of the state's table of k metrics: n, W, V and six fields of k each."""
+    return 3 + (len(_MATRICES) + 1) * k
+
+
+def table_column(name: str, k: int) -> int:
+    """The first column of field ``name`` (of ``TABLE_FIELDS``) in a row of the state's table of k metrics."""
+    return _column_of(k)[name]
+
+
+def _column_of(k: int) -> dict[str, int]:
+    """The first column of each field in a row of the state's table."""
+    return {"n": 0, "weight": 1, "weight_sq": 2, **{name: 3 + j * k for j, name in enumerate((*_MATRICES, "infinite"))}}
+
+
+def _split(table: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """A state's table as its fields: n, W, V (each G) and the six of k columns (each G × k), views of ``table``."""
+    fields = [table[:, 0], table[:, 1], table[:, 2]]
+    fields += [table[:, 3 + j * k : 3 + (j + 1) * k] for j in range(len(_MATRICES) + 1)]
+    return tuple(fields)
+
+
+#: The largest count a table's float can hold exactly.
+_LARGEST_COUNT = float(2**53)
+
+
+def _malformed(table: np.ndarray, k: int) -> list[tuple[np.ndarray, str]]:
+    """The cells of a table that no real state has, as masks of its shape with what is wrong: a count that is not
+    a whole number ≥ 0, a negative weight or Σw², an infinite flag other than 0 and 1."""
+    column = _column_of(k)
+    n, weight, weight_sq, flags = table[:, 0], table[:, 1], table[:, 2], table[:, column["infinite"] :]
+    return [
+        (
+            _at((n < 0) | (n >= _LARGEST_COUNT) | (n != np.floor(n)), 0, table.shape),
+            "expected a count (a whole number ≥ 0)",
+        ),
+        (_at((weight < 0), 1, table.shape) | _at(weight_sq < 0, 2, table.shape), "expected a finite number ≥ 0"),
+        (
+            _at((flags != 0) & (flags != 1), column["infinite"], table.shape),
+            "expected 0 or 1 (whether a value is infinite)",
+        ),
+    ]
+
+
+def _at(bad: np.ndarray, column: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``bad`` (over the entries, or entries × k) placed at ``column`` onwards of a mask of the table's ``shape``."""
+    mask = np.zeros(shape, dtype=bool)
+    block = bad.reshape(shape[0], -1 if shape[0] else bad.shape[-1] if bad.ndim > 1 else 1)
+    mask[:, column : column + block.shape[1]] = block
+    return mask
+
+
 #: The largest |e| of a table's weights 2^e: beyond float64's exponents either way, with room.
 _EXPONENTS = 1100
 

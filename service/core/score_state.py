@@ -41,7 +41,10 @@ from service.core.contract import BINARY, LOG_BASES, MULTICLASS, PRESETS
 from service.core.errors import capped, quoted
 from service.core.options import Normalization
 from service.core.result import ScoreResult, ScoringWarning, finite_or_none
+from service.core.score_states import add_weights_of, merge_plain
 from service.core.state import StateError, count, field, fold, number, register_kind, state_envelope
+from service.core.state_batch import part
+from service.core.state_batch import present as present_in
 from service.core.state_moments import (
     Clusters,
     Moments,
@@ -183,16 +186,8 @@ def _total_weight(result: ScoreResult, rows: Rows) -> tuple[float, int]:
 
 def add_weights(states: Sequence[ScoreState]) -> tuple[float, int, np.ndarray]:
     """ΣW_s as (W', k) with W = W'·2^k, and each state's share W_s/W (all 0 when W is 0)."""
-    exponent = max(state.weight_exponent for state in states)
-    scaled = np.array([math.ldexp(state.weight, state.weight_exponent - exponent) for state in states])
-    with np.errstate(over="ignore"):  # near 1.8e308: halve them all, exactly, until the total fits
-        total = float(scaled.sum())
-        while not math.isfinite(total):
-            scaled, exponent = scaled / 2, exponent + 1
-            total = float(scaled.sum())
-    if total == 0:
-        return 0.0, 0, np.zeros(len(states))
-    return total, exponent, scaled / total
+    weights = np.array([state.weight for state in states])
+    return add_weights_of(weights, np.array([state.weight_exponent for state in states]))
 
 
 def _settings(
@@ -218,6 +213,10 @@ def _settings(
 class ScoreStateKind:
     """The ``StateKind`` of both scoring endpoints."""
 
+    #: The keys of the lists of numbers it reads as float64 arrays too (``state.array_keys``): the tables of the
+    #: groups, the classes and the calibration bins.
+    array_keys: Final = frozenset({"table"})
+
     def __init__(self) -> None:
         # The settings last found valid, by endpoint: equal ones are valid too. (Shared by threads: a race
         # only repeats a check.)
@@ -233,13 +232,32 @@ class ScoreStateKind:
         """``merge_all`` of the states validated by ``parse``, with the accumulators of the breakdowns and
         calibration read and merged all at once, in a few array passes over all the states (``read_merged`` of
         their classes), rather than state by state: the bulk of a merge's time. The same checks, the same answer."""
+        plain = self._merge_plain(states)
+        if plain is not None:
+            return plain
         parsed = [self._parse(state, index) for index, state in enumerate(states)]
         merged = self.merge_all(parsed)
         with_rows = [bool(state.n) for state in parsed]
         if not any(with_rows):  # merge_all answers with the first state
             with_rows[0] = True
-        pieces = {key: _merge_pieces(key, states, parsed, with_rows) for key in PIECES}
+        pieces = {key: _merge_pieces(key, states, [state.settings for state in parsed], with_rows) for key in PIECES}
         return dataclasses.replace(merged, pieces=pieces)
+
+    def _merge_plain(self, states: Sequence[Mapping[str, Any]]) -> ScoreState | None:
+        """``parse_and_merge`` of states that are all plainly well-formed, their overall part read in array passes
+        (``score_states.merge_plain``); None otherwise (then they are read one by one)."""
+        settings = dict(states[0]["settings"])
+        endpoint = settings.pop("endpoint")
+        if settings != self._checked.get(endpoint):
+            _check_settings(settings, endpoint, 0)
+            self._checked[endpoint] = settings
+        with np.errstate(over="ignore", invalid="ignore"):  # forged numbers near float64's end: +inf, then refused
+            merged = merge_plain(states, METRICS, _ACCUMULATOR_KEYS, _PIECE_SETTINGS)
+        if merged is None:
+            return None
+        every = [settings] * len(states)
+        pieces = {key: _merge_pieces(key, states, every, [True] * len(states)) for key in PIECES}
+        return ScoreState(endpoint=endpoint, settings=settings, clusters=None, warnings={}, pieces=pieces, **merged)
 
     def _parse(self, state: Mapping[str, Any], index: int) -> ScoreState:
         """A validated state without its optional accumulators (all None), whose presence is checked."""
@@ -484,26 +502,35 @@ def _check_bins(calibration: Any, settings: Mapping[str, Any], index: int) -> No
 
 
 def _merge_pieces(
-    key: str, states: Sequence[Mapping[str, Any]], parsed: Sequence[ScoreState], with_rows: Sequence[bool]
+    key: str, states: Sequence[Mapping[str, Any]], settings: Sequence[Mapping[str, Any]], with_rows: Sequence[bool]
 ) -> Any:
     """The accumulator ``key`` of the states' merge: every state's checked, those of ``with_rows`` merged (null when
     one of them has none: off, as one request over them would answer). All at once by the class's ``read_merged``;
     when that declines (a state it would refuse, clusters, soft targets), state by state, naming the fault."""
-    present = [i for i, state in enumerate(states) if state["accumulators"][key] is not None]
-    if not present:
+    everywhere = present_in(states, ("accumulators", key))
+    if everywhere is False:
         return None
-    raw = [states[i]["accumulators"][key] for i in present]
+    if everywhere:  # every state has it (read by column when the states came as a batch)
+        present: list[int] = list(range(len(states)))
+        raw: Sequence[Any] = part(states, ("accumulators", key))
+    else:
+        present = [i for i, state in enumerate(states) if state["accumulators"][key] is not None]
+        if not present:
+            return None
+        raw = [states[i]["accumulators"][key] for i in present]
     used = [with_rows[i] for i in present]
     piece_class = _piece_class(key, present[0])
     fast = getattr(piece_class, "read_merged", None)
-    merged = None if fast is None else fast(raw, used)
+    with np.errstate(over="ignore", invalid="ignore"):  # forged sums near float64's end: +inf, then refused
+        merged = None if fast is None else fast(raw, used)
     if merged is not None:
         for i in present if key == "calibration" else ():
-            _check_bins(merged, parsed[i].settings, i)
+            if i == 0 or settings[i] is not settings[i - 1]:  # states of one settings object: checked once
+                _check_bins(merged, settings[i], i)
         return merged if sum(used) == sum(with_rows) else None
-    pieces = [_read_piece(key, value, i) for i, value in zip(present, raw, strict=True)]
+    pieces = [_read_piece(key, raw[position], i) for position, i in enumerate(present)]
     for i, piece in zip(present, pieces, strict=True) if key == "calibration" else ():
-        _check_bins(piece, parsed[i].settings, i)
+        _check_bins(piece, settings[i], i)
     chosen = [piece for piece, use in zip(pieces, used, strict=True) if use]
     if len(chosen) < sum(with_rows):
         return None

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from service.core.state import StateError
+from service.core.state_batch import Rows
 
 Path = tuple[str | int, ...]
 
@@ -89,6 +90,8 @@ def _located(position: int, lists: Mapping[Any, list[Any]], shapes: Mapping[Any,
 def integers(value: Any, size: int, path: Path, index: int) -> np.ndarray:
     """A list of ``size`` counts (JSON integers ≥ 0, within int64) as an int64 array."""
     flat = _flattened(value, (size,), path, index)
+    if isinstance(value, np.ndarray):  # numbers a parser read as float64 (``stacked``): whole ones are integers
+        flat = [int(x) if x.is_integer() and abs(x) < 2**63 else x for x in flat]
     if set(map(type, flat)) - {int} or any(not 0 <= x < 2**63 for x in flat):
         position = next(i for i, x in enumerate(flat) if type(x) is not int or not 0 <= x < 2**63)
         raise StateError((*path, position), "expected a count (an integer ≥ 0)", index)
@@ -96,7 +99,13 @@ def integers(value: Any, size: int, path: Path, index: int) -> np.ndarray:
 
 
 def _flattened(value: Any, shape: tuple[int, ...], path: Path, index: int) -> list[Any]:
-    """The values of a list of ``shape[0]`` entries (each a list of ``shape[1]`` for a 2-D shape), flattened."""
+    """The values of a list of ``shape[0]`` entries (each a list of ``shape[1]`` for a 2-D shape), flattened; or of
+    a float64 array of that shape (a parser's, ``stacked``)."""
+    if isinstance(value, np.ndarray):
+        if value.size == int(np.prod(shape)) and (value.ndim == len(shape) or not value.size):
+            listed: list[Any] = value.ravel().tolist()
+            return listed
+        value = value.tolist()
     if not isinstance(value, list) or len(value) != shape[0]:
         got = str(len(value)) if isinstance(value, list) else type(value).__name__
         raise StateError(path, f"expected {shape[0]} entries, got {got}", index)
@@ -119,7 +128,17 @@ def stacked(values: Sequence[Any], sizes: Sequence[int], width: int = 0, *, kind
     bool), as one array of their entries one state after another; None when any is otherwise.
 
     The fast path of a merge: a None sends the caller to the state-by-state reading, which names the value at fault.
+    The lists may come as float64 arrays already (a merge body's parser reads each list of numbers into one, flat or
+    rows × columns); then they are joined as they are, counts checked to be whole numbers.
     """
+    if isinstance(values, Rows):  # a parser's column, its rows already in one array
+        if values.sizes.tolist() != list(sizes) or values.whole.ndim != (2 if width else 1):
+            return None
+        if width and values.whole.shape[1] != width:
+            return None
+        return _stacked_arrays([values.whole], [values.whole.shape[0]], width, kind)
+    if values and set(map(type, values)) == {np.ndarray}:
+        return _stacked_arrays(values, sizes, width, kind)
     if set(map(type, values)) - {list} or list(map(len, values)) != list(sizes):
         return None
     rows = list(chain.from_iterable(values))
@@ -139,6 +158,28 @@ def stacked(values: Sequence[Any], sizes: Sequence[int], width: int = 0, *, kind
 
 
 _KINDS: dict[type, set[type]] = {float: {int, float}, int: {int}, bool: {bool}}
+
+
+def _stacked_arrays(values: Sequence[np.ndarray], sizes: Sequence[int], width: int, kind: type) -> np.ndarray | None:
+    """``stacked`` of float64 arrays: each of ``sizes[s]`` entries (rows of ``width``), finite, whole for counts."""
+    if kind is bool or list(map(len, values)) != list(sizes):
+        return None
+    parts = [value for value in values if value.size] if width else values  # no rows: [] reads as a flat array
+    try:
+        array = (
+            parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros((0, width) if width else 0)
+        )
+    except ValueError:  # rows of another width, or a flat list among rows
+        return None
+    if array.dtype != np.float64 or array.ndim != (2 if width else 1) or (width and array.shape[1] != width):
+        return None
+    if not np.isfinite(array).all():
+        return None
+    if kind is int:
+        if array.size and (array.min() < 0 or array.max() >= 2.0**53 or (array != np.floor(array)).any()):
+            return None
+        array = array.astype(np.int64)
+    return array
 
 
 #: The state of a class breakdown or calibration that soft targets left undefined: it merges into undefined.

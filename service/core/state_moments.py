@@ -82,17 +82,22 @@ def merge_moments(parts: Sequence[Moments], shares: np.ndarray) -> Moments:
     if len(kept) == 1:
         part = parts[kept[0]]
         return Moments(part.mean, total, part.low, part.high, part.v, part.p, part.q)
-    table = np.array([[parts[i].mean, parts[i].v, parts[i].p, parts[i].q, parts[i].low, parts[i].high] for i in kept])
-    means, v, p, q = table[:, 0], table[:, 1], table[:, 2], table[:, 3]
-    f = shares[kept]
+    table = np.array([[parts[i].mean, parts[i].low, parts[i].high, parts[i].v, parts[i].p, parts[i].q] for i in kept])
+    return merge_moment_table(table, shares[kept], total)
+
+
+def merge_moment_table(table: np.ndarray, f: np.ndarray, total: float | None) -> Moments:
+    """``merge_moments`` of k ≥ 2 sets of rows with finite moments, given as a k × 6 table of their mean, min, max,
+    v, p and q (the columns of ``PLAIN_COLUMNS``) with their shares ``f`` of the weight, and the merged sum."""
+    means, v, p, q = table[:, 0], table[:, 3], table[:, 4], table[:, 5]
     mean = float(np.dot(f, means))
     gaps = means - mean  # δ_s = m_s − m
     squares = f * f
     return Moments(
         mean=mean,
         total=total,
-        low=float(table[:, 4].min()),
-        high=float(table[:, 5].max()),
+        low=float(table[:, 1].min()),
+        high=float(table[:, 2].max()),
         v=float(np.dot(squares, v)),
         p=float(np.dot(squares, p + gaps * v)),
         q=max(0.0, float(np.dot(squares, q + 2 * gaps * p + gaps * gaps * v))),
@@ -234,6 +239,8 @@ def _plain_moments(value: Any, n_weighted: int) -> tuple[float, float | None, fl
 
 
 _NUMBERS = ("mean", "min", "max", "w2", "w2_dev", "w2_dev2")
+#: The numbers of a metric's moments other than its sum, in the order of ``merge_moment_table``'s columns.
+PLAIN_COLUMNS: Final = _NUMBERS
 _KEY_SET = frozenset(MOMENT_KEYS)
 
 
@@ -261,6 +268,26 @@ def _checked(moments: Moments, path: Sequence[str | int], index: int, n_weighted
         if abs(total - expected) > 1e-6 * (abs(expected) + scale * weight) + 1e-300:
             raise StateError((*path, "sum"), f"the sum {total!r} contradicts mean × weight = {expected!r}", index)
     return moments
+
+
+def all_checked(table: np.ndarray, sums: np.ndarray | None, n_weighted: np.ndarray, weight: np.ndarray) -> bool:
+    """Whether every row of a k × 6 table of finite moments (``PLAIN_COLUMNS``) of n_weighted > 0 rows passes
+    ``_checked`` (with its sum, and the total weight W, which may be +inf): ``_checked`` over many states at once,
+    the same conditions in array form; the caller reads the states one by one when it is false, to name the fault."""
+    mean, low, high, v, p, q = (table[:, j] for j in range(6))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.maximum(np.abs(low), np.abs(high))
+        ok = (low - _SLACK * scale <= mean) & (mean <= high + _SLACK * scale)
+        ok &= (1.0 / n_weighted * (1 - _SLACK) <= v) & (v <= 1.0 + _SLACK)
+        ok &= (n_weighted != 1) | (np.abs(v - 1.0) <= _SLACK)
+        spread = (high - low) * (high - low) * v
+        ok &= (q >= 0) & (q <= spread * (1 + _SLACK) + _SLACK * scale * scale * v)
+        ok &= p * p <= v * q * (1 + 1e-6) + _SLACK * scale * scale * v * v
+        if sums is not None:
+            expected = mean * weight
+            off = np.abs(sums - expected) > 1e-6 * (np.abs(expected) + scale * weight) + 1e-300
+            ok &= ~(off & np.isfinite(weight))
+    return bool(ok.all())
 
 
 @dataclass(frozen=True)

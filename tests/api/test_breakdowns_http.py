@@ -316,22 +316,22 @@ async def test_a_forged_breakdown_in_a_merged_state_is_a_422_naming_it(client: h
     body = {"labels": LABELS, "predictions": PROBABILITIES, "groups": GROUPS, "calibration_bins": 2}
     state = (await client.post("/v1/cross-entropy", json=body)).json()["state"]
     forged = json.loads(json.dumps(state))
-    forged["accumulators"]["groups"]["n"][0] = -1
+    forged["accumulators"]["groups"]["table"][0][-2] = -1  # a group's n: the last columns are n and n_scored
     response = await client.post("/v1/merge", json={"states": [state, forged]})
     assert response.status_code == 422, response.text
-    message = "expected a count (an integer ≥ 0)"
+    message = "expected a count (a whole number ≥ 0)"
     assert response.json()["errors"] == [
         {
-            "loc": ["body", "states", 1, "accumulators", "groups", "n", 0],
+            "loc": ["body", "states", 1, "accumulators", "groups", "table", 0, 27],
             "msg": message,
             "type": "state_error",
         }
     ]
     forged = json.loads(json.dumps(state))
-    forged["accumulators"]["calibration"]["weight"] = [1.0]
+    forged["accumulators"]["calibration"]["table"] = [[1.0, 1.0, 0.5, 1.0]]
     response = await client.post("/v1/merge", json={"states": [forged]})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == "states[0].accumulators.calibration.weight: expected 2 entries, got 1"
+    assert response.json()["detail"] == "states[0].accumulators.calibration.table: expected 2 entries, got 1"
 
 
 async def test_a_shard_with_soft_targets_leaves_the_merged_by_class_and_calibration_null(

@@ -330,19 +330,19 @@ async def test_a_forged_value_among_many_states_is_named_as_one_state_alone_is(c
     whole = (await client.post(MERGE, json={"states": states})).json()
     pairwise = (await client.post(MERGE, json={"states": [whole["state"]]})).json()
     forged = json.loads(json.dumps(states))
-    forged[7]["accumulators"]["groups"]["moments"]["m2"][1][0] = -1.0
-    forged[9]["accumulators"]["calibration"]["count"][2] = True
+    forged[7]["accumulators"]["groups"]["table"][1][11] = -1.0  # Q of the cross-entropy
+    forged[9]["accumulators"]["calibration"]["table"][2][0] = True  # a bin's count
 
     refused = (await client.post(MERGE, json={"states": forged})).json()
 
     assert same_numbers(pairwise["by_group"], whole["by_group"], 1e-12)
     assert refused["errors"] == [
         {
-            "loc": ["body", "states", 7, "accumulators", "groups", "moments", "m2", 1, 0],
+            "loc": ["body", "states", 7, "accumulators", "groups", "table", 1, 11],
             "msg": "a centred second moment is negative",
             "type": "state_error",
         }
     ]
     del forged[7]
     refused = (await client.post(MERGE, json={"states": forged})).json()
-    assert refused["errors"][0]["loc"] == ["body", "states", 8, "accumulators", "calibration", "count", 2]
+    assert refused["errors"][0]["loc"] == ["body", "states", 8, "accumulators", "calibration", "table", 2, 0]

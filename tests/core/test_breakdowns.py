@@ -301,22 +301,24 @@ def _forge(state: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str
     return state
 
 
-M = "moments"
+T = "table"  # a row per group: n, W, V, then 4 columns each of mean, U, Q, low, high, infinite; then n, n_scored
 FORGED_GROUPS = [
-    ("negative n", ("n", 0), -1, r"expected a count \(an integer ≥ 0\)"),
-    ("n_scored above n", ("n_scored", 0), 99, "rows of positive weight ≤ n_scored ≤ n"),
+    ("negative n", (T, 0, 27), -1, r"expected a count \(a whole number ≥ 0\)"),
+    ("n_scored above n", (T, 0, 28), 99, "rows of positive weight ≤ n_scored ≤ n"),
     ("names out of order", ("names",), ["fr", "de", "en"], "expected the group names sorted, each once"),
-    ("NaN mean", (M, "mean", 0, 0), math.nan, "expected a finite number"),
-    ("mean row too short", (M, "mean", 0), [0.1], "expected a list of 4 numbers"),
-    ("a boolean for a number", (M, "weight", 1), True, "expected a number"),
-    ("weight without rows", (M, "n", 0), 0, "a total weight contradicts the entry's n"),
-    ("Σw² above W²", (M, "weight_sq", 0), 1e6, r"Σw² must lie in \[W²/n, W²\]"),
-    ("negative second moment", (M, "m2", 0, 0), -1.0, "a centred second moment is negative"),
-    ("mean past the largest value", (M, "mean", 0, 0), 1e6, r"lies outside \[low, high\]"),
-    ("accuracy above 1", (M, "high", 0, 3), 2.0, r"accuracy lies in \[0, 1\]"),
-    ("cluster weights that do not add up", (M, "clusters", "weight", 0), 1e6, "do not add up"),
-    ("a cluster id that is null", (M, "clusters", "ids", 0), None, "expected a list of cluster ids"),
-    ("a cluster of no entry", (M, "clusters", "entry", 0), 7, r"names no entry \(there are 3\)"),
+    ("NaN mean", (T, 0, 3), math.nan, "expected a finite number"),
+    ("table row too short", (T, 0), [0.1], "expected a list of 29 numbers"),
+    ("a boolean for a number", (T, 1, 1), True, "expected a number"),
+    ("a fractional count", (T, 1, 0), 1.5, r"expected a count \(a whole number ≥ 0\)"),
+    ("an infinite flag of 2", (T, 1, 23), 2, "expected 0 or 1"),
+    ("weight without rows", (T, 0, 0), 0, "a total weight contradicts the entry's n"),
+    ("Σw² above W²", (T, 0, 2), 1e6, r"Σw² must lie in \[W²/n, W²\]"),
+    ("negative second moment", (T, 0, 11), -1.0, "a centred second moment is negative"),
+    ("mean past the largest value", (T, 0, 3), 1e6, r"lies outside \[low, high\]"),
+    ("accuracy above 1", (T, 0, 22), 2.0, r"accuracy lies in \[0, 1\]"),
+    ("cluster weights that do not add up", ("clusters", "weight", 0), 1e6, "do not add up"),
+    ("a cluster id that is null", ("clusters", "ids", 0), None, "expected a list of cluster ids"),
+    ("a cluster of no entry", ("clusters", "entry", 0), 7, r"names no entry \(there are 3\)"),
 ]
 
 
@@ -334,7 +336,7 @@ def test_a_forged_class_state_is_refused() -> None:
     labels, q, weights, groups, _ = _batch(6, n=12)
     state = json.loads(json.dumps(_pieces(labels, q, weights, groups, None)[1].to_state()))
     with pytest.raises(StateError, match="the predicted weights add up to more than the rows' weight"):
-        ClassBreakdown.from_state({**state, "predicted": [1e9, 0.0, 0.0]}, 0)
+        ClassBreakdown.from_state({**state, "table": [[*row[:-1], 1e9] for row in state["table"]]}, 0)
     with pytest.raises(StateError, match="expected 2 entries, got 3"):
         ClassBreakdown.from_state({**state, "classes": ["a", "b"]}, 0)
     with pytest.raises(StateError, match="the class names repeat"):

@@ -187,15 +187,20 @@ def test_calibration_bins_outside_its_range_is_refused(value: Any) -> None:
 
 
 def _state() -> dict[str, Any]:
-    return binary_calibration(np.array([[0.2], [0.9]]), np.array([[0.0], [1.0]]), np.array([1.0, 2.0]), 2).to_state()
+    state = binary_calibration(np.array([[0.2], [0.9]]), np.array([[0.0], [1.0]]), np.array([1.0, 2.0]), 2).to_state()
+    assert state == {"n_bins": 2, "table": [[1.0, 1.0, 0.2, 0.0], [1.0, 2.0, 1.8, 2.0]], "brier": pytest.approx(0.06)}
+    return state
 
 
 FORGED = [
-    ("negative count", {"count": [-1, 1]}, "count.0", "expected a count"),
-    ("wrong length", {"weight": [1.0]}, "weight", "expected 2 entries, got 1"),
-    ("NaN sum", {"confidence": [math.nan, 1.8]}, "confidence.0", "expected a finite number"),
-    ("weight without rows", {"count": [0, 1]}, "weight.0", "is positive in a bin that counts no rows"),
-    ("mean confidence above 1", {"confidence": [0.2, 2.5]}, "confidence.1", "exceeds the bin's weight"),
+    # The table: a row a bin of count, Σw, Σw·conf, Σw·acc; the real one is [[1, 1, 0.2, 0], [1, 2, 1.8, 2]].
+    ("negative count", {"table": [[-1, 1, 0.2, 0], [1, 2, 1.8, 2]]}, "table.0.0", "expected a count"),
+    ("fractional count", {"table": [[1, 1, 0.2, 0], [1.5, 2, 1.8, 2]]}, "table.1.0", "expected a count"),
+    ("wrong length", {"table": [[1, 1, 0.2, 0]]}, "table", "expected 2 entries, got 1"),
+    ("NaN sum", {"table": [[1, 1, math.nan, 0], [1, 2, 1.8, 2]]}, "table.0.2", "expected a finite number"),
+    ("negative sum", {"table": [[1, 1, 0.2, -1], [1, 2, 1.8, 2]]}, "table.0.3", "expected a finite number ≥ 0"),
+    ("weight without rows", {"table": [[0, 1, 0.2, 0], [1, 2, 1.8, 2]]}, "table.0.1", "counts no rows"),
+    ("mean confidence above 1", {"table": [[1, 1, 0.2, 0], [1, 2, 2.5, 2]]}, "table.1.2", "exceeds the bin's weight"),
     ("Brier above 2", {"brier": 7.0}, "brier", "exceeds twice the total weight"),
     ("negative Brier", {"brier": -1.0}, "brier", "expected a finite number ≥ 0"),
     ("bins past the range", {"n_bins": 0}, "n_bins", r"must lie in \[1, 10000\]"),

@@ -18,8 +18,10 @@ from service.api.problems import HttpProblem, ProblemKind, query_parameter_error
 from service.api.transport._json_fast import decode_fast
 from service.api.transport._json_outline import JsonOutline
 from service.api.transport._json_sequences import decode_completions, decode_logprob_sequences
+from service.api.transport._json_states import decode_states
 from service.api.transport.body import Body
 from service.api.transport.limits import PREDICTION_FIELDS, Limits
+from service.core.sequence_forms import Sequences
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -42,6 +44,13 @@ def decode(
         body.release()
         return request
     if len(body.data) >= fast_json_min_bytes:
+        merged = decode_states(model, body.data)
+        if merged is not None:  # a merge's states: their tables as arrays; the other fields through the model
+            states, rest = merged
+            request = _decode_reference(model, rest)
+            setattr(request, model.json_states, states)  # type: ignore[attr-defined]
+            body.release()
+            return request
         completions = decode_completions(model, body.data)
         if completions is not None:
             if not limits.batch_fits_in(len(body.data)):
@@ -112,7 +121,9 @@ def _screen_decoded(request: BaseModel, limits: Limits) -> None:
     them in the text, so that the 413 names the same field on every path."""
     for name in getattr(request, "array_kinds", {}):
         value = getattr(request, name, None)
-        if isinstance(value, list) and value:
+        if isinstance(value, Sequences) and value.n_sequences:  # completions read by their fast path: S objects
+            limits.check_values(name, value.n_sequences)
+        elif isinstance(value, list) and value:
             first = value[0]
             limits.check_values(name, len(value) * max(len(first) if isinstance(first, list) else 1, 1))
 

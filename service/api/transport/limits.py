@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.api.problems import HttpProblem, ProblemKind
+from service.core.state_batch import StateBatch
 from service.settings import Settings
 
 
@@ -114,15 +115,20 @@ class Limits:
 
         Names that are not lists of strings are left to the core, which refuses them with a 422 naming the state.
         """
-        if not isinstance(states, list):
+        if not isinstance(states, list | StateBatch):
             return
         if len(states) > self.merge_states:
             raise _refuse("states", len(states), self.merge_states, "XENT_MAX_MERGE_STATES")
         names: set[str] = set()
-        for state in states:
-            accumulators = state.get("accumulators") if isinstance(state, dict) else None
-            piece = accumulators.get("groups") if isinstance(accumulators, dict) else None
-            listed = piece.get("names") if isinstance(piece, dict) else None
+        if isinstance(states, StateBatch):  # read by column: the groups' names, if the states have them
+            lists = states.columns.get(("accumulators", "groups", "names"), [])
+        else:
+            lists = []
+            for state in states:
+                accumulators = state.get("accumulators") if isinstance(state, dict) else None
+                piece = accumulators.get("groups") if isinstance(accumulators, dict) else None
+                lists.append(piece.get("names") if isinstance(piece, dict) else None)
+        for listed in lists:
             if isinstance(listed, list) and all(type(name) is str for name in listed):
                 names.update(listed)
         if len(names) > self.groups:
