@@ -227,3 +227,20 @@ async def _post_one(path: str, body: dict[str, Any]) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
+
+
+def test_the_limits_on_states_and_groups_hold_on_both_paths() -> None:
+    body = json.dumps({"states": STATES}).encode()
+    for limits, named in (({"max_merge_states": 3}, "XENT_MAX_MERGE_STATES"), ({"max_groups": 3}, "XENT_MAX_GROUPS")):
+        answers = []
+        for threshold in (0, 10**12):
+            app = create_app(Settings(fast_json_min_bytes=threshold, **limits))
+
+            async def post(app: Any = app) -> httpx.Response:
+                async with in_process_client(app) as client:
+                    return await client.post(MERGE, content=body, headers={"content-type": "application/json"})
+
+            answers.append(asyncio.run(post()))
+        assert [answer.status_code for answer in answers] == [413, 413]
+        assert answers[0].json() == answers[1].json()
+        assert named in answers[0].json()["detail"]

@@ -1,16 +1,22 @@
-"""The states of a merge body read by simdjson, their lists of numbers as float64 arrays (used by ``json_codec``).
+"""The states of a merge body read by simdjson, by column (used by ``json_codec``).
 
 A merge of a thousand states with breakdowns is a body of a few MB made of small objects and short lists; a
-parser that builds a Python object per number spends most of the merge's time there (issue 15: 50 ms for a
-thousand states). Here simdjson parses the body once; each state becomes plain dicts and lists as any parser
-would give, except that a list of numbers under a key that the state's kind names (``state.array_keys``: its
-tables, counts and bin sums) is handed over as one float64 array (flat, or rows × columns when every row is
-a list of numbers of one length), read with ``as_buffer`` at C speed. The kind reads such an array as it
-reads the list, with the same checks and the same errors.
+parser that builds a Python object per number, and a dict per object, spends most of the merge's time there
+(issue 15: 50 ms for a thousand states). Here simdjson parses the body once. The first state is read key by
+key, and the way each of its objects was read is kept as a plan (which keys; for each a scalar, a list as it
+is, a table of numbers, an object of scalars read at once, an object to walk). When every state follows the
+first one's plan they become a ``StateBatch`` (``service.core.state_batch``): each value's column, each table
+of numbers (under a key the kind names: ``state.array_keys``) read with ``as_buffer`` at C speed and the
+tables of a column joined into one float64 array (``Rows``). Else each state is read on its own into dicts and
+lists, its tables as float64 arrays. The kind reads an array as it reads the list, with the same checks and the
+same errors; indexing a batch gives a state's dict.
 
-Like the other fast paths, this one gives way to the reference (Pydantic) path for anything it cannot read
-plainly: not JSON by simdjson's reading, a top level that is not an object, duplicate keys, ``states`` missing
-or not a list. The other fields (``confidence``) are validated by the request model itself.
+``as_buffer`` flattens whatever nests: every '[' in the body must be one that was read (the states' list, a
+list of numbers, each row of a table, a list read as it is), else a row like [3, [4]] could pass unseen. And
+like the other fast paths, this one gives way to the reference (Pydantic) path for anything it cannot read
+plainly: not JSON by simdjson's reading, a top level that is not an object, duplicate or unknown keys,
+``states`` missing or not a list, a key simdjson cannot look up. The other fields (``confidence``) are
+validated by the request model itself.
 """
 
 from __future__ import annotations
