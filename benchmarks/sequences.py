@@ -18,8 +18,10 @@ and httpx fed the body in 1 MiB pieces (dodging httpcore's copy of the unsent re
 rows. Every answer's token cross-entropy is checked against a direct sum. In the same rounds the floors of
 ``benchmarks/floor_app.py`` are measured, as for issue 13: *transport only* (``/echo``: the body read, an
 answer of xent's size sent back), and, in process, the fastest parse of each body in this stack (simdjson into
-float64 buffers; ``np.load``) and xent's core: a target whose budget (baseline ÷ required) is below transport
-+ parse + core cannot be met by any server in this stack. Over ~300 lines: one benchmark, its floors and its
+float64 buffers; for completions, of each object the log-probabilities into float64 and the tokens as
+simdjson writes them; ``np.load``) and xent's core (for completions, what xent does beyond that parse: the
+tokens' UTF-8 byte counts from their text): a target whose budget (baseline ÷ required) is below transport +
+parse + core cannot be met by any server in this stack. Over ~300 lines: one benchmark, its floors and its
 section, read together.
 """
 
@@ -178,12 +180,15 @@ def core_seconds(arrays: dict[str, np.ndarray], repeat: int = ROUNDS) -> float:
     return _median_seconds(lambda: sequence_summary(score_sequences(flat_sequences(values, lengths))), repeat)
 
 
+#: One parser for every parse in process, its buffers warm after the first: the fastest way, as the server keeps one.
+_PARSER = simdjson.Parser()
+
+
 def _read_token_logprobs(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The fastest parse of the ``token_logprobs`` body here: simdjson, its rows straight into one float64 buffer
     (nulls written as a number first, as the fast path does), and the rows' lengths."""
     text = bytearray(body).replace(b"null", b"8e88")
-    parser = simdjson.Parser()
-    document: Any = parser.parse(text)
+    document: Any = _PARSER.parse(text)
     try:
         rows = document["token_logprobs"]
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
@@ -194,14 +199,19 @@ def _read_token_logprobs(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def _read_completions(body: bytes) -> list[dict[str, Any]]:
-    """The fastest parse of the completions body here: simdjson, and the two lists the core reads of each object."""
-    parser = simdjson.Parser()
-    document: Any = parser.parse(body)
+def _read_completions(body: bytes) -> tuple[np.ndarray, list[bytes], list[int]]:
+    """The fastest parse of the completions body here: simdjson, and of each object what xent reads of it, its
+    log-probabilities into float64 and its tokens as simdjson writes them (no Python string per token)."""
+    from service.api.transport._json_sequences import completion_parts
+
+    document: Any = _PARSER.parse(body)
     try:
-        return [{key: item[key].as_list() for key in ("token_logprobs", "tokens")} for item in document["completions"]]
+        parts = completion_parts(document["completions"])
     finally:
         document = None
+    if parts is None:
+        raise RuntimeError("the completions body does not take xent's fast path")
+    return parts
 
 
 def _read_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +222,7 @@ def _read_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
 def in_process(bodies: dict[str, bytes], repeat: int = ROUNDS) -> dict[str, float]:
     """Seconds of the fastest parse of each body, and of xent's core on what that parse gives (reading the form,
     scoring, the answer)."""
+    from service.api.transport._json_sequences import completion_sequences
     from service.core.sequence_forms import Sequences, flat_sequences, read_form
     from service.core.sequences import score_sequences, sequence_summary
 
@@ -226,7 +237,8 @@ def in_process(bodies: dict[str, bytes], repeat: int = ROUNDS) -> dict[str, floa
     }
     forms: dict[str, Callable[[Any], Any]] = {
         "token_logprobs": rows,
-        "completions": lambda read: read_form({"completions": read}),
+        # The tokens' byte counts from their text: what xent does beyond the parse.
+        "completions": lambda read: read_form({"completions": completion_sequences(*read)}),
         "npz": lambda read: flat_sequences(*read),
     }
     figures = {}
@@ -240,6 +252,9 @@ def in_process(bodies: dict[str, bytes], repeat: int = ROUNDS) -> dict[str, floa
         )
     return figures
 
+
+#: The extra measurement of xent's requests back to back, without the baseline's in between.
+ALONE = "xent alone"
 
 #: The targets: the form, the bound, and whether it is a speed-up over the baseline (else a ratio to the core).
 TARGETS = (("token_logprobs", 5.0, True), ("completions", 3.0, True), ("npz", 3.0, False))
@@ -287,6 +302,11 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
                 for _ in range(rounds):
                     for request in group:
                         times.setdefault((form, client.name, request.name), []).append(_post(client, request)[0])
+                if over_baseline and client is clients[0]:
+                    # xent's requests back to back, with no baseline request in between: the baseline builds and
+                    # frees gigabytes of Python objects, after which the next request's fresh pages fault in slowly.
+                    for _ in range(rounds):
+                        times.setdefault((form, client.name, ALONE), []).append(_post(client, xent_request)[0])
     finally:
         for client in clients:
             client.close()
@@ -322,6 +342,10 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
             measured += f" (transport only: {_ms(e2e[form, client, 'echo'])})"
             verdict = ("met" if met else "**not met**") if index == 0 else "—"
             rows.append(f"| {label} | {required} | {measured} | {verdict} |")
+            if (form, client, ALONE) in e2e:
+                alone = e2e[form, client, ALONE]
+                measured = f"baseline {_ms(baseline)} ÷ xent {_ms(alone)} = {baseline / alone:.2f}×"
+                rows.append(f"| `{form}`, {client}, xent back to back (extra row) | {required} | {measured} | — |")
     return rows
 
 
@@ -360,7 +384,10 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         f"{rounds} interleaved rounds after a checked warm-up, medians. The target is judged on "
         "`httpx.Client().post(url, content=body)` with default headers; `httpx, 1 MiB pieces` (the body handed "
         "over in pieces, dodging httpcore's copy of the unsent rest after every send) and `requests` are extra "
-        "rows. Bodies at full precision (`json.dumps` of float64): 1,000 sequences × 1,000 scored tokens (each "
+        "rows; *xent back to back* is the judged client's xent requests again, after the rounds, one after the "
+        "other with no baseline request in between (the baseline builds and frees gigabytes of Python objects, "
+        "after which the fresh memory of the next request faults in slowly). Bodies at full precision "
+        "(`json.dumps` of float64): 1,000 sequences × 1,000 scored tokens (each "
         f"with a null first position) as `token_logprobs` ({size['token_logprobs']:.1f} MB) and as vLLM "
         f"completions `logprobs` objects ({size['completions']:.1f} MB); 10⁷ tokens as NPZ ({size['npz']:.1f} MB).",
         "- Load average (1 min) {:.1f} before and {:.1f} after, on {} logical cores: the machine is shared, and the "
@@ -375,10 +402,14 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         "As for issue 13 (`benchmarks/floor_app.py`): each target leaves a *budget*, the baseline's latency "
         "(judged client) ÷ the required speed-up (for NPZ: 3 × the in-process core). *Transport only* is the "
         "echo under the same uvicorn configuration, reading the body and sending an answer of xent's size made "
-        "in advance: the client, uvicorn and loopback alone. *Fastest parse* is, in process on one thread, the "
+        "in advance: the client, uvicorn and loopback alone. *Fastest parse* is, in process on one thread with one "
+        "simdjson parser reused (its buffers warm, as the server keeps one), the "
         "body read the fastest way this stack has (simdjson straight into a float64 buffer, nulls written as a "
-        "number first; simdjson and the two lists of each completions object; `np.load`), *core* xent's "
-        "`read_form` / `flat_sequences`, `score_sequences` and `sequence_summary` on what it holds. *Least "
+        "number first; simdjson, and of each completions object its log-probabilities into float64 and its tokens "
+        "as simdjson writes them, with no Python string per token; `np.load`), *core* what xent does beyond "
+        "that parse: for completions each token's UTF-8 byte count from its array's text "
+        "(`_json_sequences.completion_sequences`), then `read_form` / `flat_sequences`, `score_sequences` "
+        "and `sequence_summary` on what it holds. *Least "
         "possible* = transport only + fastest parse + core: what no server in this stack that reads this body "
         "and answers it can go under.",
         "",

@@ -105,7 +105,7 @@ def read_form(fields: Mapping[str, Any]) -> Sequences:
             message = "prompt_token_ids go only with prompt_logprobs"
         raise InvalidInput(PROMPT_TOKEN_IDS, message)
     value = fields[form]
-    if isinstance(value, Sequences):  # read already (the JSON fast path's token_logprobs)
+    if isinstance(value, Sequences):  # read already (the JSON fast paths' token_logprobs and completions)
         return value
     if isinstance(value, np.ndarray):
         raise BadShape(form, "a flat array of log-probabilities comes with sequence_lengths (NPZ)")
@@ -178,9 +178,10 @@ def _from_lists(field: str, rows: list[list[Any]]) -> Sequences:
         values = np.array(flat, dtype=np.float64)
     except OverflowError:  # an integer past float64
         values = np.array([_float_or_inf(item) for item in flat], dtype=np.float64)
-    nulls = flat.count(None)
-    missing = np.isnan(values)
-    if int(np.count_nonzero(missing)) != nulls or not np.isfinite(values[~missing]).all():
+    # A NaN is a null unless the caller sent NaN itself: only the NaN positions are looked at, as list.count(None)
+    # would compare every number with None.
+    missing = np.flatnonzero(np.isnan(values)).tolist()
+    if np.isinf(values).any() or any(flat[index] is not None for index in missing):
         bad = np.flatnonzero(~np.isfinite(values))
         for index in bad.tolist():
             if flat[index] is not None:
@@ -257,7 +258,11 @@ def _with_texts(sequences: Sequences, texts: list[list[Any]]) -> Sequences:
     """``sequences`` with the UTF-8 byte count of each position's text, when every position has one (a string)."""
     if not _STRINGS.issuperset(map(type, chain.from_iterable(texts))):  # map(type): no Python loop per token
         return sequences
-    sizes, replacement = _text_bytes(sequences.form, texts, sequences.offsets)
+    return with_token_bytes(sequences, *_text_bytes(sequences.form, texts, sequences.offsets))
+
+
+def with_token_bytes(sequences: Sequences, sizes: np.ndarray, replacement: np.ndarray) -> Sequences:
+    """``sequences`` with the UTF-8 byte count of each position's token text, and which texts hold U+FFFD."""
     return Sequences(sequences.form, sequences.logprobs, sequences.offsets, sizes, "token_text", replacement)
 
 

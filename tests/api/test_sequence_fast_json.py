@@ -1,5 +1,6 @@
 """The JSON fast paths of `/v1/sequence-cross-entropy` (`_json_sequences`: `token_logprobs` read from its own text
-with nulls as a sentinel, `completions` read down to two lists an object) give what the reference path gives.
+with nulls as a sentinel, `completions` read into sequences with each token's byte count from simdjson's text of
+its array, or down to two lists an object when anything is unusual) give what the reference path gives.
 
 Two apps differ only in ``fast_json_min_bytes`` (0: every body tries the fast paths; huge: none does); every
 body, valid or broken, must get the same status and the very same JSON from both, and the valid ones must
@@ -8,17 +9,22 @@ really have taken the fast path.
 
 import asyncio
 import json
+import math
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from in_process import in_process_client
 
 from service.api import create_app
 from service.api.sequence_schemas import SequenceCrossEntropyRequest
+from service.api.transport import _json_sequences
 from service.api.transport._json_outline import JsonOutline
 from service.api.transport._json_sequences import decode_completions, decode_logprob_sequences
-from service.core.sequence_forms import Sequences
+from service.core.sequence_forms import Sequences, read_form
 from service.settings import Settings
 
 FAST = create_app(Settings(fast_json_min_bytes=0))
@@ -103,14 +109,164 @@ def test_completions_take_the_fast_path_and_answer_the_same() -> None:
     body = json.dumps({"completions": _completions(), "score_until": -1, "unit": "hartleys"}).encode()
     request = decode_completions(SequenceCrossEntropyRequest, body)
     assert request is not None
-    assert request.completions[0] == {
-        "token_logprobs": [None, -1.0, -2.5, -0.25],
-        "tokens": ["The", " null", " é", '"'],
-    }
+    # Read straight into Sequences: the log-probabilities, and each token's UTF-8 byte count from its JSON text.
+    assert isinstance(request.completions, Sequences)
+    assert request.completions.logprobs[:4].tolist() == pytest.approx([math.nan, -1.0, -2.5, -0.25], nan_ok=True)
+    assert request.completions.token_bytes[:4].tolist() == [3, 5, 3, 1]
     status, answer = _same(body)
     assert status == 200
     assert answer["settings"]["bytes_source"] == "token_text"
     assert answer["n_tokens"] == 80  # positions 1 and 2 of each: 5 + 3 bytes
+
+
+#: Token texts whose JSON has escapes (two-character and \u00XX), multi-byte characters (a surrogate pair when
+#: written ASCII-only), U+FFFD and JSON's own punctuation.
+TEXTS = [
+    "\n",
+    '"',
+    "\\",
+    '\\"\\',
+    "\t\r\b\f",
+    "\x00\x01\x1f",
+    "\x7f",
+    "é",
+    "€",
+    "😀",
+    "\ufffd",
+    "a\ufffdb",
+    "",
+    "[",
+    "],[",
+    '","',
+    "null",
+    " über",
+    "/",
+    "\u2028",
+]
+
+
+def _texts_body(token_lists: list[list[str]], ensure_ascii: bool) -> bytes:
+    items = [
+        {"tokens": tokens, "token_logprobs": [None, *[-0.5] * (len(tokens) - 1)][: len(tokens)]}
+        for tokens in token_lists
+    ]
+    return json.dumps({"completions": items}, ensure_ascii=ensure_ascii).encode()
+
+
+def _fast_sequences(body: bytes) -> Sequences:
+    request = decode_completions(SequenceCrossEntropyRequest, body)
+    assert request is not None
+    assert isinstance(request.completions, Sequences)
+    return request.completions
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False], ids=["ascii-json", "utf8-json"])
+def test_token_byte_counts_of_escaped_and_multibyte_texts_are_their_utf8_lengths(ensure_ascii: bool) -> None:
+    token_lists = [TEXTS[shift:] + TEXTS[:shift] for shift in range(len(TEXTS))]
+    body = _texts_body(token_lists, ensure_ascii)
+    sequences = _fast_sequences(body)
+    texts = [text for tokens in token_lists for text in tokens]
+    assert sequences.token_bytes is not None
+    assert sequences.replacement is not None
+    assert sequences.token_bytes.tolist() == [len(text.encode()) for text in texts]
+    assert sequences.replacement.tolist() == ["\ufffd" in text for text in texts]
+    reference = read_form({"completions": json.loads(body)["completions"]})
+    assert reference.token_bytes is not None
+    assert sequences.token_bytes.tolist() == reference.token_bytes.tolist()
+    status, answer = _same(body)
+    assert status == 200
+    assert answer["settings"]["bytes_source"] == "token_text"
+    assert answer["warnings"][-1]["code"] == "APPROXIMATE_BYTES"
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 40, 1 << 18])
+def test_token_byte_counts_are_the_same_read_in_pieces(chunk_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The texts are counted a few hundred kilobytes at a time: every cut between arrays gives the same counts.
+    token_lists = [TEXTS[shift:] + TEXTS[:shift] for shift in range(len(TEXTS))] + [[], ["é"], []]
+    monkeypatch.setattr(_json_sequences, "CHUNK_BYTES", chunk_bytes)
+    sequences = _fast_sequences(_texts_body(token_lists, ensure_ascii=True))
+    texts = [text for tokens in token_lists for text in tokens]
+    assert sequences.token_bytes is not None
+    assert sequences.replacement is not None
+    assert sequences.token_bytes.tolist() == [len(text.encode()) for text in texts]
+    assert sequences.replacement.tolist() == ["\ufffd" in text for text in texts]
+
+
+@pytest.mark.parametrize(
+    ("logprobs", "options", "fast", "status"),
+    [
+        pytest.param([None, 0.0, -0.0, -1.0], {}, True, 200, id="zeros"),
+        pytest.param([None, 0, -1, -2.5], {}, True, 200, id="integers"),
+        pytest.param([None, None, -1.0, -2.5], {"score_from": 2}, False, 200, id="a-null-not-scored"),
+        pytest.param([None, -1.0, False, -2.5], {}, False, 422, id="false"),
+        pytest.param([None, True, -1.0, -2.5], {}, False, 422, id="true"),
+    ],
+)
+def test_log_probabilities_read_as_numbers_answer_as_the_reference(
+    logprobs: list[Any], options: dict[str, Any], fast: bool, status: int
+) -> None:
+    # Zeros and integers stay on the fast path; a boolean read as 0 or 1, or a null past the first, take the list
+    # path, for the core to read (and refuse).
+    items = _completions()
+    items[7]["token_logprobs"] = logprobs
+    body = json.dumps({"completions": items, **options}).encode()
+    request = decode_completions(SequenceCrossEntropyRequest, body)
+    assert request is not None
+    assert isinstance(request.completions, Sequences) == fast
+    assert _same(body)[0] == status
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=5), max_size=6), max_size=5), st.booleans())
+def test_token_byte_counts_are_the_utf8_lengths_of_any_texts(token_lists: list[list[str]], ensure_ascii: bool) -> None:
+    sequences = _fast_sequences(_texts_body(token_lists, ensure_ascii))
+    texts = [text for tokens in token_lists for text in tokens]
+    assert sequences.token_bytes is not None
+    assert sequences.replacement is not None
+    assert sequences.token_bytes.tolist() == [len(text.encode()) for text in texts]
+    assert sequences.replacement.tolist() == ["\ufffd" in text for text in texts]
+    assert sequences.offsets.tolist() == np.cumsum([0] + [len(tokens) for tokens in token_lists]).tolist()
+
+
+@pytest.mark.parametrize(
+    "completions",
+    [
+        pytest.param([], id="none"),
+        pytest.param([{"tokens": [], "token_logprobs": []}], id="an-empty-one"),
+        pytest.param(
+            [{"tokens": ["a"], "token_logprobs": [None]}, {"tokens": [], "token_logprobs": []}], id="one-null"
+        ),
+    ],
+)
+def test_empty_completions_take_the_fast_path_and_answer_the_same(completions: list[dict[str, Any]]) -> None:
+    body = json.dumps({"completions": completions}).encode()
+    assert isinstance(_fast_sequences(body), Sequences)
+    assert _same(body)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        pytest.param(["The", 1, " é", '"'], id="a-number"),
+        pytest.param(["The", None, " é", '"'], id="a-null"),
+        pytest.param(["The", [" null", " é"], 1, '"'], id="a-list-and-a-number-as-many-strings"),
+        pytest.param(["The", {" null": " é"}, True, '"'], id="an-object"),
+        pytest.param(None, id="no-tokens"),
+    ],
+)
+def test_tokens_that_are_not_all_strings_take_the_list_path_and_get_the_reference_answer(tokens: Any) -> None:
+    items = _completions()
+    if tokens is None:
+        items[5].pop("tokens")
+    else:
+        items[5]["tokens"] = tokens
+    body = json.dumps({"completions": items}).encode()
+    request = decode_completions(SequenceCrossEntropyRequest, body)
+    assert request is not None
+    assert isinstance(request.completions, list)  # the two lists of each object, for the core to read
+    status, answer = _same(body)
+    assert status == 200
+    assert answer["settings"]["bytes_source"] is None
 
 
 @pytest.mark.parametrize(
@@ -120,6 +276,11 @@ def test_completions_take_the_fast_path_and_answer_the_same() -> None:
         pytest.param(lambda items: items[3].update(token_logprobs={"0": -1}), id="logprobs-an-object"),
         pytest.param(lambda items: items[3].pop("token_logprobs"), id="no-logprobs"),
         pytest.param(lambda items: items[3].update(token_logprobs=[None, -1.0, 2.0, -1.0]), id="positive"),
+        pytest.param(lambda items: items[3].update(token_logprobs=[None, True, -1.0, -1.0]), id="a-boolean"),
+        pytest.param(lambda items: items[3].update(token_logprobs=[None, "-1", -1.0, -1.0]), id="a-string"),
+        pytest.param(lambda items: items[3].update(token_logprobs=[None, [-1.0], -1.0, -1.0]), id="a-list"),
+        pytest.param(lambda items: items[3].update(token_logprobs=[None, None, -1.0, -1.0]), id="null-scored"),
+        pytest.param(lambda items: items[3].update(token_logprobs=[None, -9999, -1.0, -1.0]), id="placeholder"),
         pytest.param(lambda items: items[3].update(tokens=["a", "b"]), id="tokens-too-short"),
         pytest.param(lambda items: items.__setitem__(3, [1, 2]), id="not-an-object"),
     ],

@@ -294,6 +294,19 @@ def test_npz_flat_arrays_give_the_answer_of_the_lists() -> None:
     [
         ({"token_logprobs": [[-1.0], [-1.0, float("nan")]]}, {}, NotFinite, "token_logprobs sequence 1, position 1"),
         ({"token_logprobs": [[float("-inf")]]}, {}, NotFinite, "token_logprobs sequence 0, position 0"),
+        # A NaN among nulls is the caller's NaN, not a null: refused where it is.
+        (
+            {"token_logprobs": [[None, -1.0], [None, float("nan"), None]]},
+            {},
+            NotFinite,
+            "token_logprobs sequence 1, position 1",
+        ),
+        (
+            {"token_logprobs": [[None, None], [float("inf"), None]]},
+            {},
+            NotFinite,
+            "token_logprobs sequence 1, position 0",
+        ),
         ({"token_logprobs": [[-1.0, 0.5]]}, {}, OutOfRange, "token_logprobs sequence 0, position 1"),
         ({"token_logprobs": [[-1.0, 2e-9]]}, {}, OutOfRange, "token_logprobs sequence 0, position 1"),
         ({"token_logprobs": [[-1.0], [-9999.0]]}, {}, OutOfRange, "token_logprobs sequence 1, position 0"),

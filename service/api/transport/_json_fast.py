@@ -17,6 +17,7 @@ same errors by construction, and the fast one never has to reproduce a message.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -32,16 +33,22 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 class _ParserPool:
     """A few reusable simdjson parsers, shared by the worker threads.
 
-    A parser keeps the buffers of the largest document it has parsed, which makes the
-    next parse about twice as fast, but is not thread-safe. One per thread would keep
-    that memory in every thread of the pool for ever; here at most ``keep`` parsers are
-    kept, and a thread that finds none free parses with a fresh one that is dropped.
+    A parser keeps the buffers of the largest document it has parsed (about 3× the text), which makes
+    the next parse about twice as fast, and spares it fresh memory, whose page faults cost most on a
+    busy machine (a 64 MB completions body: 210 MB to fault in, 100–400 ms). But a parser is not
+    thread-safe, and one per thread would keep that memory in every thread of the pool for ever: here
+    at most ``keep`` parsers are kept, a thread that finds none free parses with a fresh one that is
+    dropped, and the kept ones are dropped too once ``idle_seconds`` pass with no parse, so that a
+    worker holds the memory while large bodies keep coming and gives it back soon after.
     """
 
-    def __init__(self, keep: int = 1) -> None:
+    def __init__(self, keep: int = 1, idle_seconds: float = 10.0) -> None:
         self.keep = keep
+        self.idle_seconds = idle_seconds
         self._idle: list[simdjson.Parser] = []
         self._lock = threading.Lock()
+        self._last_use = 0.0
+        self._timer: threading.Timer | None = None
 
     def take(self) -> simdjson.Parser:
         """An idle parser, or a new one."""
@@ -51,14 +58,38 @@ class _ParserPool:
         return simdjson.Parser()
 
     def give_back(self, parser: simdjson.Parser) -> None:
-        """Keep ``parser`` for the next request, unless enough are kept already."""
+        """Keep ``parser`` for the next request, unless enough are kept already; drop it when unused."""
         with self._lock:
             if len(self._idle) < self.keep:
                 self._idle.append(parser)
+            self._last_use = time.monotonic()
+            if self._timer is None:
+                self._release_in(self.idle_seconds)
+
+    def _release_in(self, seconds: float) -> None:
+        """Check for idleness after ``seconds`` (called with the lock held)."""
+        self._timer = threading.Timer(seconds, self._release_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        """Drop the kept parsers (and their buffers) if none was used for ``idle_seconds``; else check again."""
+        with self._lock:
+            idle = time.monotonic() - self._last_use
+            if idle >= self.idle_seconds:
+                self._idle.clear()
+                self._timer = None
+            else:
+                self._release_in(self.idle_seconds - idle)
+
+    def kept(self) -> int:
+        """How many parsers are kept now."""
+        with self._lock:
+            return len(self._idle)
 
 
-# One kept parser per process: a second one, kept after two large bodies arrived at once,
-# held ~25 MB per worker for good (the soak's memory grew 13 % with two, fell with one).
+# One kept parser per process, given back 10 s after the last parse: a second one, kept after two large bodies
+# arrived at once, held ~25 MB more per worker (the soak's memory grew 13 % with two, fell with one).
 _parsers = _ParserPool()
 
 

@@ -1,10 +1,15 @@
-"""The JSON fast paths of ``token_logprobs`` (issue 16): S lists of log-probabilities or nulls, straight into one
-flat float64 array with sequence offsets (``Sequences``), without a Python object per number.
+"""The JSON fast paths of ``token_logprobs`` and ``completions`` (issue 16): S lists of log-probabilities or
+nulls, straight into one flat float64 array with sequence offsets (``Sequences``), without a Python object per
+number (``token_logprobs``) or per token text (``completions``).
 
 - ``decode_logprob_sequences`` (``json_codec``, first): the field's own text, read before anything else;
-- ``decode_completions`` (``json_codec``, before the outline): the ``completions`` form read down to the two
-  lists of each object that the core reads, never its ``top_logprobs`` (``json_codec`` then applies the
-  outline's batch limits to what it read, so a 413 names the same field as on the other paths).
+- ``decode_completions`` (``json_codec``, before the outline): the ``completions`` form read into ``Sequences``,
+  never its ``top_logprobs``: the log-probabilities as numbers, and each token's UTF-8 byte count from simdjson's
+  own writing of the ``tokens`` (``mini``: UTF-8 as it is, escapes only for ``"``, ``\\`` and the control
+  characters, each one byte), counted with NumPy; anything unusual (a token that is no string, a log-probability
+  other than a number or a sequence's first null) reads the two lists of each object instead, for the core to
+  read and name (``json_codec`` then applies the outline's batch limits to what it read, so a 413 names the
+  same field as on the other paths).
 
 When the first gives way, ``_json_fast`` leaves the field (kind "sequences") to the reference path, which names
 the sequence and position of what is wrong.
@@ -17,10 +22,14 @@ field's own, and as many sentinels after parsing as nulls replaced (a sentinel s
 Anything else returns None and the body takes the generic path, whose errors name the sequence and position;
 the values themselves (above 0, the −9999 placeholder) are checked by the core either way, so both paths give
 the same answers and errors.
+
+Over 300 lines: two fast paths, each with the checks that prove what it reads well-formed.
 """
 
 from __future__ import annotations
 
+import array as array_module
+import math
 import re
 from typing import Any, TypeVar
 
@@ -29,8 +38,9 @@ import orjson
 import simdjson
 from pydantic import BaseModel, ValidationError
 
+from service.api.transport._json_fast import _parsers
 from service.api.transport._json_outline import JsonOutline
-from service.core.sequence_forms import Sequences
+from service.core.sequence_forms import Sequences, with_token_bytes
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -45,16 +55,32 @@ _N = ord("n")
 _NULL = np.frombuffer(b"null", dtype=np.uint8)
 _SENTINEL_BYTES = np.frombuffer(SENTINEL, dtype=np.uint8)
 _NULL_OFFSETS = np.arange(4)
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+#: What follows the backslash of an escape in simdjson's own writing of a string (``mini``), each escape one byte
+#: of the string: two characters (``\n``, ``\"``, …), or six (``\u00XX``, written for the control characters).
+_SHORT_ESCAPES = np.frombuffer(b'"\\/bfnrt', dtype=np.uint8)
+_UNICODE_ESCAPE = ord("u")
+_ZERO = ord("0")
+_LOW = np.frombuffer(b"01", dtype=np.uint8)
+#: U+FFFD in UTF-8.
+_REPLACEMENT = np.frombuffer("\ufffd".encode(), dtype=np.uint8)
+_REPLACEMENT_LEAD = b"\xef"
+#: How much token text ``_token_bytes`` reads at a time.
+CHUNK_BYTES = 1 << 18
 
 
 def _flat(text: bytes | bytearray, nulls: int, opened: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The rows of ``text`` (an array of arrays of numbers, nulls written as the sentinel, ``opened`` '[' in all)
     flat, and their offsets; None unless every row is an array of numbers and exactly ``nulls`` values are the
     sentinel."""
-    parser = simdjson.Parser()
+    parser = _parsers.take()
     document: Any = None
     try:
-        document = parser.parse(text)
+        try:
+            document = parser.parse(text)
+        except RuntimeError:  # a view into the kept parser's last document is alive: a fresh parser
+            parser = simdjson.Parser()
+            document = parser.parse(text)
         if not isinstance(document, simdjson.Array):
             return None
         lengths = []
@@ -69,6 +95,7 @@ def _flat(text: bytes | bytearray, nulls: int, opened: int) -> tuple[np.ndarray,
         return None
     finally:
         document = None  # every view into the document goes before the parser does
+        _parsers.give_back(parser)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     # as_buffer flattens: a row like [3, [4]] would pass unseen, so every '[' must be a row's (or the field's).
@@ -102,27 +129,214 @@ def _completion_lists(array: Any) -> list[dict[str, Any]] | None:
     return objects
 
 
+def _completion_sequences(array: Any) -> Sequences | None:
+    """The completions ``logprobs`` objects of a parsed array as ``Sequences``, token byte counts included, without
+    a Python object per token; None unless every item is an object without duplicate keys whose ``token_logprobs``
+    are numbers (a null first) and whose ``tokens`` are as many strings (the list path, then the core, read the
+    rest and say what is wrong)."""
+    parts = completion_parts(array)
+    return None if parts is None else completion_sequences(*parts)
+
+
+def completion_parts(array: Any) -> tuple[np.ndarray, list[bytes], list[int]] | None:
+    """What ``completion_sequences`` reads of a parsed array of completions objects: their ``token_logprobs`` in
+    one float64 array (NaN for a sequence's first null, as an echo gives it), each ``tokens`` array's minified
+    text and length; None unless every item is an object without duplicate keys holding the two arrays, as long as
+    each other, the log-probabilities numbers but for a first null.
+
+    Each sequence's numbers go into the array while they are read (``array("d")`` refuses None, strings and
+    containers, which ``np.array`` would take or parse), so their Python floats die at once: the next sequence's
+    reuse their memory, and the garbage collector never walks a thousand young lists of a thousand numbers.
+    """
+    if not isinstance(array, simdjson.Array):
+        return None
+    values = array_module.array("d")
+    texts: list[bytes] = []
+    counts: list[int] = []
+    nulls = 0
+    for item in array:
+        if not isinstance(item, simdjson.Object) or len(set(item.keys())) != len(item):
+            return None
+        logprobs, tokens = item.get("token_logprobs"), item.get("tokens")
+        if not isinstance(logprobs, simdjson.Array) or not isinstance(tokens, simdjson.Array):
+            return None
+        if len(tokens) != len(logprobs):
+            return None
+        # simdjson's own writing of the strings: no Python object per token (bytes, whatever its stub says).
+        text: Any = tokens.mini
+        if not isinstance(text, bytes):
+            return None
+        row: list[Any] = logprobs.as_list()
+        if row and row[0] is None:
+            row[0] = math.nan
+            nulls += 1
+        try:
+            values.extend(row)
+        except (TypeError, OverflowError):
+            return None
+        texts.append(text)
+        counts.append(len(tokens))
+    flat = np.frombuffer(values, dtype=np.float64) if values else np.empty(0)
+    # Neither can come from JSON (simdjson refuses NaN and numbers past float64): the core names what it is.
+    if np.isinf(flat).any() or np.count_nonzero(np.isnan(flat)) != nulls:
+        return None
+    if _booleans(array, flat, counts):
+        return None
+    return flat, texts, counts
+
+
+def _booleans(array: Any, values: np.ndarray, counts: list[int]) -> bool:
+    """Whether a log-probability read as 0 or 1 was a boolean (``array("d")`` takes ``true`` as 1): the sequences
+    holding such a value are read again as lists, in one pass over the array."""
+    suspects = np.flatnonzero((values == 0.0) | (values == 1.0))
+    if not suspects.size:
+        return False
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    rows = set((np.searchsorted(offsets, suspects, side="right") - 1).tolist())
+    return any(
+        index in rows and any(type(value) is bool for value in item["token_logprobs"].as_list())
+        for index, item in enumerate(array)
+    )
+
+
+def completion_sequences(values: np.ndarray, texts: list[bytes], counts: list[int]) -> Sequences | None:
+    """``Sequences`` of the completions form from ``completion_parts``: the log-probabilities, and each token's
+    UTF-8 byte count from its array's text; None when a token is no string."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    read = _token_bytes(texts, np.array(counts, dtype=np.int64))
+    return None if read is None else with_token_bytes(Sequences("completions", values, offsets), *read)
+
+
+def _escape_starts(data: np.ndarray) -> np.ndarray:
+    r"""Where each escape of a JSON text's strings starts: the backslashes at an even place in their run (in a run,
+    ``\\`` pairs up and a last odd one escapes the next character; outside strings there is no backslash)."""
+    slashes = np.flatnonzero(data == _BACKSLASH)
+    if not slashes.size:
+        return slashes
+    index = np.arange(slashes.shape[0])
+    run_start = np.ones(slashes.shape[0], dtype=bool)
+    run_start[1:] = slashes[1:] != slashes[:-1] + 1
+    first = np.maximum.accumulate(np.where(run_start, index, 0))
+    starts: np.ndarray = slashes[(index - first) % 2 == 0]
+    return starts
+
+
+def _control_escapes(data: np.ndarray, starts: np.ndarray) -> bool:
+    r"""Whether every ``\uXXXX`` escape at ``starts`` is ``\u0000``-``\u001F`` (a control character: one byte)."""
+    return bool(
+        (data[starts + 2] == _ZERO).all()
+        and (data[starts + 3] == _ZERO).all()
+        and np.isin(data[starts + 4], _LOW).all()
+    )
+
+
+def _token_bytes(texts: list[bytes], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_bytes_of_texts`` of the arrays a few hundred kilobytes of text at a time: its temporaries (some ten bytes a
+    byte of text) then come from memory the allocator holds already, where tens of megabytes of fresh pages cost
+    more than the counting itself when the system is short of free huge pages."""
+    sizes = np.empty(int(counts.sum()), dtype=np.int64)
+    replacement = np.empty(sizes.shape[0], dtype=bool)
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    first = entry = 0
+    while first < len(texts):
+        # The arrays up to the one past CHUNK_BYTES more of text (at least one).
+        last = max(int(np.searchsorted(ends, (ends[first - 1] if first else 0) + CHUNK_BYTES, side="right")), first + 1)
+        read = _bytes_of_texts(texts[first:last], counts[first:last])
+        if read is None:
+            return None
+        done = entry + read[0].shape[0]
+        sizes[entry:done], replacement[entry:done] = read
+        first, entry = last, done
+    return sizes, replacement
+
+
+def _bytes_of_texts(texts: list[bytes], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    r"""The UTF-8 length of every token text and which hold U+FFFD, from simdjson's minified text of each ``tokens``
+    array (``counts[i]`` entries in ``texts[i]``): the bytes between a string's quotes, less what its escapes add.
+    None unless every entry is a string, or at an escape simdjson does not write.
+
+    The text is simdjson's writing, not the caller's: UTF-8 as it is, escapes only for ``"``, ``\`` and the
+    control characters (``\n``, ``\t``, … and ``\u00XX``), each escape one byte of the string.
+    """
+    text = b"".join(texts)
+    data = np.frombuffer(text, dtype=np.uint8)
+    quotes = data == _QUOTE
+    escapes = _escape_starts(data)
+    extra = np.ones(escapes.shape[0], dtype=np.int64)  # the characters an escape has beyond its one byte
+    if escapes.size:
+        if escapes[-1] + 1 >= data.shape[0]:
+            return None
+        follows = data[escapes + 1]
+        quotes[escapes + 1] = False  # an escaped quote is inside its string
+        unicode = follows == _UNICODE_ESCAPE
+        starts = escapes[unicode]
+        if starts.size and (starts[-1] + 6 > data.shape[0] or not _control_escapes(data, starts)):
+            return None  # \u other than \u0000-\u001F: not simdjson's writing (it writes other characters as UTF-8)
+        if not np.isin(follows[~unicode], _SHORT_ESCAPES).all():
+            return None
+        extra[unicode] = 5
+    delimiters = np.flatnonzero(quotes)
+    ends = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=ends[1:])
+    # Every string has its two quotes in its own array's text: as many as twice the entries of each.
+    if not np.array_equal(np.diff(np.searchsorted(delimiters, ends)), 2 * counts):
+        return None
+    opening = delimiters[0::2]
+    sizes = delimiters[1::2] - opening
+    sizes -= 1
+    # Only strings: the text of an array of n entries is its 2 brackets, n − 1 commas and the entries, so what is
+    # outside the quoted strings (each its size + 2 quotes) is n + 1 bytes (2 when empty) when every entry is a
+    # string, and more otherwise (a number, a literal or a container has at least one byte outside quotes).
+    quoted = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(sizes, out=quoted[1:])
+    entries = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=entries[1:])
+    outside = np.diff(ends) - (quoted[entries[1:]] - quoted[entries[:-1]]) - 2 * counts
+    if not np.array_equal(outside, np.maximum(counts + 1, 2)):
+        return None
+    if escapes.size:  # each escape is in the string opened last before it
+        np.subtract.at(sizes, np.searchsorted(opening, escapes) - 1, extra)
+    replacement = np.zeros(sizes.shape[0], dtype=bool)
+    # Rare: a character split between tokens. Its first byte looked for first (memchr): it leads only U+F000-U+FFFF.
+    if _REPLACEMENT_LEAD in text and _REPLACEMENT.tobytes() in text:
+        lead = np.flatnonzero(data[:-2] == _REPLACEMENT[0])
+        lead = lead[(data[lead + 1] == _REPLACEMENT[1]) & (data[lead + 2] == _REPLACEMENT[2])]
+        replacement[np.searchsorted(opening, lead, side="right") - 1] = True
+    return sizes, replacement
+
+
 def decode_completions(model: type[RequestModel], body: bytes | bytearray | memoryview) -> RequestModel | None:
-    """The request, its ``completions`` read down to the two lists of each object the core reads; None when the
-    generic paths must decide (an unknown or duplicate key, anything unexpected: they name it).
+    """The request, its ``completions`` read as ``Sequences`` (or, when anything is unusual, down to the two lists
+    of each object the core reads); None when the generic paths must decide (an unknown or duplicate key,
+    anything unexpected: they name it).
 
     Called before the body's outline: on a body of 10⁶ token strings and as many ``top_logprobs`` objects, the
-    outline's string scans cost several times this parse, which builds no Python object but the tokens.
+    outline's string scans cost several times this parse, which builds no Python object but the numbers.
     """
     if getattr(model, "array_kinds", {}).get("completions") != "objects":
         return None
     if _COMPLETIONS_KEY.search(body) is None:  # re reads a memoryview as it is (`in` would look for an integer)
         return None  # another form: parsing it here would cost more than it gives
-    parser = simdjson.Parser()
+    parser = _parsers.take()
     document: Any = None
     try:
-        document = parser.parse(bytes(body))
+        # simdjson copies what it parses into its own padded buffer: the body is read where it is (no bytes() copy).
+        text = body if isinstance(body, bytes) else memoryview(body).cast("B")
+        try:
+            document = parser.parse(text)
+        except RuntimeError:  # a view into the kept parser's last document is alive: a fresh parser
+            parser = simdjson.Parser()
+            document = parser.parse(text)
         if not isinstance(document, simdjson.Object):
             return None
         keys = list(document.keys())
         if "completions" not in keys or len(keys) != len(set(keys)) or not model.model_fields.keys() >= set(keys):
             return None
-        objects = _completion_lists(document["completions"])
+        objects: Sequences | list[dict[str, Any]] | None = _completion_sequences(document["completions"])
+        if objects is None:  # anything unusual: the two lists of each object, for the core to read and name
+            objects = _completion_lists(document["completions"])
         if objects is None:
             return None
         options: dict[str, Any] = {}
@@ -139,6 +353,7 @@ def decode_completions(model: type[RequestModel], body: bytes | bytearray | memo
         return None
     finally:
         document = None  # every view into the document goes before the parser does
+        _parsers.give_back(parser)
     return request.model_copy(update={"completions": objects})
 
 
