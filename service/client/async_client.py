@@ -15,6 +15,7 @@ from service.client.base import NO_BODY_LIMIT, BaseClient
 from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import Progress, progress_bar
 from service.client.errors import ProblemError, XentError
+from service.client.merging import read_merged
 from service.client.results import Comparison, Scores
 from service.client.sequence_results import SequenceComparison, SequenceScores
 from service.client.sequences import read_sequence_comparison, read_sequence_scores
@@ -31,6 +32,7 @@ class AsyncClient(
         httpx.AsyncBaseTransport,
         Coroutine[Any, Any, SequenceScores],
         Coroutine[Any, Any, SequenceComparison],
+        Coroutine[Any, Any, Scores | SequenceScores],
     ]
 ):
     """An async client of a xent service: the same arguments and methods as ``Client``, awaited."""
@@ -74,6 +76,9 @@ class AsyncClient(
 
     async def _compare_sequences(self, request: Request) -> SequenceComparison:
         return await self._send(request, read_sequence_comparison)
+
+    async def _merge(self, request: Request) -> Scores | SequenceScores:
+        return await self._send(request, read_merged)
 
     async def _request(self, batch: Batch, transport: TransportChoice) -> Request:
         npz_min_values = self.config.npz_min_values

@@ -13,7 +13,7 @@ contract defaults (``score_sequences`` / ``compare_sequences`` too); what they s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
@@ -22,6 +22,7 @@ import httpx
 from service.client.chunking import Batch, Chunking
 from service.client.config import ClientConfig
 from service.client.errors import ProblemError
+from service.client.merging import merge_request
 from service.client.retry import Attempts
 from service.client.sequences import compare_sequences_request, sequences_request
 from service.client.wire import (
@@ -48,15 +49,17 @@ TransportT = TypeVar("TransportT")
 SequenceScoresT = TypeVar("SequenceScoresT")
 #: What ``compare_sequences`` returns: ``SequenceComparison``, or a coroutine of one (``AsyncClient``).
 SequenceComparisonT = TypeVar("SequenceComparisonT")
+#: What ``merge`` returns: ``Scores`` or ``SequenceScores`` (by the states' endpoint), or a coroutine of one.
+MergedT = TypeVar("MergedT")
 
 #: Why ``/v1/info`` may not tell the body limit: then chunks are sized for the service's default.
 NO_BODY_LIMIT = (httpx.HTTPError, ProblemError, KeyError, TypeError, ValueError)
 
 
-class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT, SequenceScoresT, SequenceComparisonT]):
+class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT, SequenceScoresT, SequenceComparisonT, MergedT]):
     """The configuration and the scoring methods of a xent client (the arguments: see ``Client``); a subclass
     opens the connections (``_connect``) and sends the requests (``_score``, ``_score_chunks``, ``_compare``,
-    ``_sequences``, ``_compare_sequences``)."""
+    ``_sequences``, ``_compare_sequences``, ``_merge``)."""
 
     def __init__(
         self,
@@ -304,6 +307,18 @@ class BaseClient(ABC, Generic[ScoresT, ComparisonT, TransportT, SequenceScoresT,
         shared = {"document_ids": document_ids, "num_bytes": num_bytes, "num_words": num_words}
         shared |= {"unit": unit, "confidence": confidence}
         return self._compare_sequences(compare_sequences_request(model, baseline, shared))
+
+    @abstractmethod
+    def _merge(self, request: Request) -> MergedT:
+        """Send a request to ``/v1/merge`` and read the answer."""
+
+    def merge(self, states: Iterable[Mapping[str, Any]], *, confidence: float = _CE["confidence"].default) -> MergedT:
+        """The answer for all the rows of the answers whose ``state`` are ``states`` (``POST /v1/merge``): the
+        shards of one evaluation scored by several workers, days or machines, merged exactly (means and sums to
+        1e-12, standard errors and intervals to 1e-9 of the one request's), with intervals at ``confidence``.
+        ``Scores`` for the states of the scoring endpoints, ``SequenceScores`` for those of
+        ``/v1/sequence-cross-entropy``, without the per-row part; their ``state`` merges again."""
+        return self._merge(merge_request(states, confidence))
 
     def _attempts(self) -> Attempts:
         """The tries of one request, as configured."""

@@ -14,6 +14,7 @@ from service.client.base import NO_BODY_LIMIT, BaseClient
 from service.client.chunking import Batch, Chunk, Chunking, merge
 from service.client.config import progress_bar
 from service.client.errors import ProblemError
+from service.client.merging import read_merged
 from service.client.results import Comparison, Scores
 from service.client.sequence_results import SequenceComparison, SequenceScores
 from service.client.sequences import read_sequence_comparison, read_sequence_scores
@@ -23,7 +24,9 @@ from service.client.wire import Request, TransportChoice, read_comparison, read_
 AnswerT = TypeVar("AnswerT")
 
 
-class Client(BaseClient[Scores, Comparison, httpx.BaseTransport, SequenceScores, SequenceComparison]):
+class Client(
+    BaseClient[Scores, Comparison, httpx.BaseTransport, SequenceScores, SequenceComparison, Scores | SequenceScores]
+):
     """A client of a xent service.
 
     ``base_url`` and ``api_key`` default to ``XENT_URL`` (else http://127.0.0.1:8000) and ``XENT_API_KEY``;
@@ -70,6 +73,9 @@ class Client(BaseClient[Scores, Comparison, httpx.BaseTransport, SequenceScores,
 
     def _compare_sequences(self, request: Request) -> SequenceComparison:
         return self._send(request, read_sequence_comparison)
+
+    def _merge(self, request: Request) -> Scores | SequenceScores:
+        return self._send(request, read_merged)
 
     def _score_chunks(self, batch: Callable[[], Batch], how: Chunking) -> Scores:
         whole = batch()
