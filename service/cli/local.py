@@ -1,6 +1,7 @@
 """``xent score`` without a service: the core scores (or compares) the arrays in this process.
 
-The answer is built as the service builds it (``core.summary.answer_summary``) and read into ``Scores`` as
+The answer is built as the service builds it (``core.summary.answer_summary``, with the breakdowns and calibration
+of ``core.slices`` when asked) and read into ``Scores`` as
 the client reads the service's NPZ answer (``Scores.from_arrays``), so that in-process and remote
 scoring print the same numbers.
 """
@@ -16,10 +17,11 @@ from service.client import Comparison, Scores
 from service.client.wire import DEFAULTS, check_options, prepare, prepare_predictions
 from service.core import BinaryOptions, MulticlassOptions, ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
-from service.core.compat import score_binary_preset, score_multiclass_preset
+from service.core.compat import check_breakdowns, score_binary_preset, score_multiclass_preset
 from service.core.contract import BINARY, MULTICLASS, resolve_epsilon
 from service.core.gradient import requested_gradient
 from service.core.score_state import StateOf
+from service.core.slices import binary_breakdowns, multiclass_breakdowns
 from service.core.summary import answer_summary, comparison_summary
 
 
@@ -33,7 +35,19 @@ def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mappi
     targets, preds = prepare(endpoint, labels, predictions)
     per_sample = bool(given["per_sample"])
     gradient = requested_gradient(bool(given["gradient"]), per_sample)
-    result = _score(targets, preds, binary, given, given["prediction_type"], gradient=gradient)
+    check_breakdowns(
+        given["compat"], per_class=bool(given.get("per_class")), calibration_bins=given["calibration_bins"]
+    )
+    result, scoring = _scored(targets, preds, binary, given, given["prediction_type"], gradient=gradient)
+    asked = {"groups": given["groups"], "calibration_bins": given["calibration_bins"]}
+    asked["cluster_ids"] = _ids(given["cluster_ids"])
+    if isinstance(scoring, BinaryOptions):
+        breakdowns = binary_breakdowns(result, targets, preds, options=scoring, **asked)
+    else:  # the service's by_group, by_class and calibration, as the routes build them
+        per_class = bool(given["per_class"])
+        breakdowns = multiclass_breakdowns(
+            result, targets, preds, classes=given["classes"], options=scoring, per_class=per_class, **asked
+        )
     summary = answer_summary(
         result,
         per_sample=per_sample,
@@ -41,6 +55,7 @@ def score_locally(labels: Any, predictions: Any, *, binary: bool, options: Mappi
         confidence=given["confidence"],
         cluster_ids=_ids(given["cluster_ids"]),
         state=StateOf.of_options(endpoint, given, preds),
+        breakdowns=breakdowns,
     )
     return Scores.from_arrays(summary, _answer_arrays(result) if per_sample else {})
 
@@ -89,6 +104,19 @@ def _score(
 ) -> ScoreResult:
     """One model's ``ScoreResult`` with the options ``given`` (every one filled in) and ``prediction_type``; the
     gradient only when ``gradient`` says (a comparison's baseline has none)."""
+    return _scored(targets, preds, binary, given, prediction_type, gradient=gradient)[0]
+
+
+def _scored(
+    targets: np.ndarray,
+    preds: np.ndarray,
+    binary: bool,
+    given: Mapping[str, Any],
+    prediction_type: str,
+    *,
+    gradient: bool = False,
+) -> tuple[ScoreResult, BinaryOptions | MulticlassOptions]:
+    """``_score``'s result, with the scoring options it used (the breakdowns read them)."""
     common: dict[str, Any] = {
         "gradient": gradient,
         "prediction_type": prediction_type,
@@ -104,8 +132,8 @@ def _score(
         data: dict[str, Any] = {"pos_weight": given["pos_weight"], "sample_weights": given["sample_weights"]}
         options = BinaryOptions(**common)
         if preset != "xent":
-            return score_binary_preset(preset, targets, preds, options=options, given=explicit, **data)
-        return score_binary(targets, preds, options=options, **data)
+            return score_binary_preset(preset, targets, preds, options=options, given=explicit, **data), options
+        return score_binary(targets, preds, options=options, **data), options
     data = {k: given[k] for k in ("classes", "class_weights", "sample_weights")}
     multiclass = MulticlassOptions(
         **common,
@@ -114,8 +142,8 @@ def _score(
         ignore_index=given["ignore_index"],
     )
     if preset != "xent":
-        return score_multiclass_preset(preset, targets, preds, options=multiclass, given=explicit, **data)
-    return score_multiclass(targets, preds, options=multiclass, **data)
+        return score_multiclass_preset(preset, targets, preds, options=multiclass, given=explicit, **data), multiclass
+    return score_multiclass(targets, preds, options=multiclass, **data), multiclass
 
 
 def _answer_arrays(result: ScoreResult) -> dict[str, np.ndarray]:

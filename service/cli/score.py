@@ -63,6 +63,7 @@ def add_parser(commands: Any) -> None:
         help="a baseline's predictions for the same rows: print the paired comparison model − baseline",
     )
     files.add_argument("--per-sample", metavar="OUT", help="write per-sample CE, KL, H to OUT (.csv or .npy)")
+    files.add_argument("--groups", metavar="FILE", help="N group names (dataset, language, …): the means by group")
     options = score.add_argument_group("options (as in the API)")
     options.add_argument("--binary", action="store_true", help="binary / multi-label cross-entropy")
     options.add_argument(
@@ -88,6 +89,10 @@ def add_parser(commands: Any) -> None:
     options.add_argument("--epsilon", help=f'"{AUTO}" (default) or a number in {_OPTIONS["epsilon"].interval}')
     options.add_argument("--normalization", choices=_OPTIONS["normalization"].choices)
     options.add_argument("--tolerance", type=float)
+    options.add_argument("--per-class", action="store_true", help="the means by true class (multi-class)")
+    options.add_argument(
+        "--calibration-bins", type=int, metavar="B", help="calibration over B equal bins: ECE, MCE, RMSCE, Brier"
+    )
     service = score.add_argument_group("service")
     service.add_argument("--url", help="score against this service (default: XENT_URL; neither: in-process)")
     service.add_argument("--api-key", help="API key (default: XENT_API_KEY)")
@@ -141,6 +146,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         given["sample_weights"] = read_array(args.sample_weights, "sample_weights")
     if args.cluster_ids is not None:
         given["cluster_ids"] = read_array(args.cluster_ids, "cluster_ids")
+    if args.groups is not None:
+        given["groups"] = read_array(args.groups, "groups")
+    if args.per_class:
+        given["per_class"] = True
+    given["calibration_bins"] = args.calibration_bins
     given["per_sample"] = args.per_sample is not None
     return {name: value for name, value in given.items() if value is not None}
 
@@ -202,6 +212,7 @@ def summary_table(scores: Scores) -> str:
         f"{'accuracy':<16}{_value(mean.accuracy):>14}",
         f"{'n':<16}{scores.n:>14}   ({scores.n_scored} scored)",
     ]
+    lines += _breakdown_lines(scores)
     if not scores.warnings:
         lines.append("warnings        none")
     for warning in scores.warnings:
@@ -209,6 +220,25 @@ def summary_table(scores: Scores) -> str:
         lines.append(f"warning         {warning.code} ({counted(warning.count, 'row')}{': ' + rows if rows else ''}): ")
         lines[-1] += warning.message
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_lines(scores: Scores) -> list[str]:
+    """The table's lines of the breakdowns and calibration, when asked: each group's and class's mean cross-entropy
+    with its standard error, and the calibration errors."""
+    lines = []
+    for name, entry in (scores.by_group or {}).items():
+        mean, error = entry["mean"]["cross_entropy"], entry["stderr"]["cross_entropy"]
+        lines.append(f"{'group ' + name:<16}{_value(mean):>14} ± {_value(error)}   (n {entry['n']})")
+    for name, entry in (scores.by_class or {}).items():
+        mean, error = entry["mean_cross_entropy"], entry["stderr"]
+        lines.append(
+            f"{'class ' + name:<16}{_value(mean):>14} ± {_value(error)}   (accuracy {_value(entry['accuracy'])})"
+        )
+    calibration = scores.calibration
+    if calibration is not None:
+        errors = "  ".join(f"{name} {_value(calibration[name])}" for name in ("ece", "mce", "rmsce", "brier"))
+        lines.append(f"{'calibration':<16}{errors}   ({calibration['n_bins']} bins)")
+    return lines
 
 
 def flag_of(args: argparse.Namespace, field: str, row: int | None = None, column: int | None = None) -> str | None:

@@ -349,3 +349,38 @@ def test_the_service_counts_the_errors_after_the_first(
     code, out, err = _score(capsys, *argv, "--label-smoothing", "2", "--tolerance", "5")
     assert (code, out) == (2, "")
     assert err == "xent score: --label-smoothing: Input should be less than or equal to 1 (and 1 more)\n"
+
+
+def test_groups_per_class_and_calibration_locally_remotely_and_in_chunks(
+    data: dict[str, np.ndarray], tmp_path: Path, server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels, predictions = _write(tmp_path, "npy", data)
+    groups = np.array([f"set-{g}" for g in np.random.default_rng(2).integers(0, 3, N)])
+    np.save(tmp_path / "g.npy", groups)
+    argv = ["--predictions", str(predictions), "--labels", str(labels), "--groups", str(tmp_path / "g.npy")]
+    argv += ["--per-class", "--calibration-bins", "4", "--json"]
+    code, out, err = _score(capsys, *argv)
+    assert code == 0, err
+    local = json.loads(out)
+    code, out, err = _score(capsys, *argv, "--url", server_url)
+    assert code == 0, err
+    remote = json.loads(out)
+    code, out, err = _score(capsys, *argv, "--url", server_url, "--chunk-size", "60", "--no-progress")
+    assert code == 0, err
+    chunked = json.loads(out)
+    assert local["by_group"].keys() == {"set-0", "set-1", "set-2"}
+    assert sum(entry["n"] for entry in local["by_group"].values()) == N
+    assert local["by_class"].keys() == {"0", "1", "2", "3"}
+    assert sum(b["count"] for b in local["calibration"]["bins"]) == N
+    for name in ("by_group", "by_class", "calibration"):
+        assert same_numbers(remote[name], local[name], 1e-12), name
+        assert same_numbers(chunked[name], local[name], 1e-9), name  # five chunks merged through their states
+    mine = data["labels"] == 2
+    expected = -np.mean(np.log(data["predictions"][mine, 2]))
+    assert local["by_class"]["2"]["mean_cross_entropy"] == pytest.approx(expected, rel=1e-12)
+    code, out, _ = _score(capsys, *argv[:-1])  # the table: a line per group and class, and the calibration
+    assert code == 0
+    assert "group set-0" in out
+    assert "class 3" in out
+    assert "calibration" in out
+    assert "ece" in out
