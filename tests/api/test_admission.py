@@ -145,6 +145,30 @@ async def test_a_cancelled_waiter_leaves_the_line_and_takes_nothing() -> None:
         await charge.resize(1000)
 
 
+async def test_a_charge_given_back_as_a_waiter_is_cancelled_neither_fails_nor_leaks() -> None:
+    """The race the container test found (24 large requests at once, a 500 now and then): a waiter's wait ends
+    (timeout or disconnect: its future is cancelled) and, before its task runs again, another request gives its
+    charge back. ``_wake`` set a result on the cancelled future (InvalidStateError in the giver: a 500) and
+    charged it; the waiter then failed to find itself in the line (ValueError: a second 500)."""
+    budget = MemoryBudget(1000, wait_seconds=5)
+    async with budget.charge() as holder:
+        await holder.resize(1000)
+
+        async def wait() -> None:
+            async with budget.charge() as charge:
+                await charge.resize(10)
+
+        waiter = asyncio.create_task(wait())
+        await asyncio.sleep(0.01)
+        waiter.cancel()  # its future is cancelled now; its task runs again only at the next turn of the loop
+        holder.resize_down(0)  # the giver wakes the line in the same turn
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    assert budget.in_use == 0
+    async with budget.charge() as charge:  # nothing leaked: the whole budget is free again
+        await charge.resize(1000)
+
+
 async def test_without_a_budget_nothing_is_counted_or_refused() -> None:
     budget = MemoryBudget(None)
     async with budget.charge() as charge:

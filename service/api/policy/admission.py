@@ -131,7 +131,8 @@ class MemoryBudget:
             if waiter[1].done() and not waiter[1].cancelled():
                 self.give_back(extra)  # granted just as the wait ended: nobody holds it
             else:
-                self._waiting.remove(waiter)
+                with contextlib.suppress(ValueError):  # ``_wake`` may have dropped it, cancelled, already
+                    self._waiting.remove(waiter)
                 self._wake()  # a smaller charge behind this one may fit now
             if isinstance(error, TimeoutError):
                 raise self._overloaded(extra) from None
@@ -145,6 +146,9 @@ class MemoryBudget:
     def _wake(self) -> None:
         while self._waiting:
             extra, future = self._waiting[0]
+            if future.done():  # cancelled (its wait timed out) before its task could leave the line: skip it
+                self._waiting.popleft()
+                continue
             if not self._fits(extra):
                 return
             self._waiting.popleft()
