@@ -98,11 +98,11 @@ def _read(
 class _Reader:
     """Reads states, counting the lists it met (``brackets``).
 
-    The states of a merge mostly share their shape: the first state of a shape is read key by key, and the way
-    each of its objects was read (by its path in the state: which keys, and for each a scalar, a list as it is,
-    a list of numbers, an object of scalars read at once, an object to walk) is kept as a plan that reads the
-    next state's object of the same path with no more lookups than it has keys. A value that does not fit the
-    plan is read key by key again; an object with other keys too.
+    The states of a merge mostly share their shape: ``batch`` reads the first state key by key (``state``),
+    keeping the way each of its objects was read as a plan (by its path in the state: which keys, and for each a
+    scalar, a list as it is, a table of numbers, an object of scalars read at once, an object to walk), then
+    every state by those plans into columns, with no more lookups than they have keys. A state of another shape
+    ends the batch (None), and the caller reads each state on its own (``state``).
     """
 
     def __init__(self) -> None:
@@ -148,15 +148,10 @@ class _Reader:
             return None
         self.brackets = 0
         columns: dict[tuple[str, ...], list[Any]] = {}
-        compiled = {}
-        for path, plan in self._plans.items():
-            compiled[path] = tuple(
-                (key, step, None if step == _WALK else columns.setdefault((*path, key), []).append, (*path, key))
-                for key, step in plan
-            )
+        top = self._compiled((), columns)
         try:
             for state in states:
-                self._columns(state, (), compiled)
+                self._columns(state, top)
         except (_Mismatch, KeyError):
             return None
         numbers = {(*path, key) for path, plan in self._plans.items() for key, step in plan if step == _NUMBERS}
@@ -165,9 +160,19 @@ class _Reader:
         objects = {path: tuple(key for key, _ in plan) for path, plan in self._plans.items()}
         return StateBatch(len(states), objects, columns)
 
-    def _columns(self, value: Any, path: tuple[str, ...], compiled: dict[tuple[str, ...], Any]) -> None:
-        """The values of one state's object at ``path`` appended to their columns (``_Mismatch``: another shape)."""
-        plan = compiled[path]
+    def _compiled(self, path: tuple[str, ...], columns: dict[tuple[str, ...], list[Any]]) -> tuple[Any, ...]:
+        """The plan of the object at ``path`` as ``_columns`` follows it: for each key, its step and where its
+        value goes (its column's ``append``), or the compiled plan of the object it holds."""
+        return tuple(
+            (key, step, None, self._compiled((*path, key), columns))
+            if step == _WALK
+            else (key, step, columns.setdefault((*path, key), []).append, None)
+            for key, step in self._plans[path]
+        )
+
+    def _columns(self, value: Any, plan: tuple[Any, ...]) -> None:
+        """The values of one state's object appended to their columns by its compiled plan (``_Mismatch``: another
+        shape)."""
         if type(value) is not _OBJECT or len(value) != len(plan):
             raise _Mismatch
         for key, step, append, child in plan:
@@ -201,7 +206,7 @@ class _Reader:
             elif step is _SETTINGS:
                 append(self.settings(item))
             else:
-                self._columns(item, child, compiled)
+                self._columns(item, child)
 
     def settings(self, value: Any) -> Any:
         """A state's settings, plain; the same dict as the last state's when their text is the same."""
@@ -222,13 +227,6 @@ class _Reader:
         """Plain values, but the lists of numbers under the keys ``numeric`` names as float64 arrays."""
         if type(value) is not _OBJECT:
             return self.plain(value)  # a list (of names, ids): as it is; a scalar
-        plan = self._plans.get(path)
-        if plan is not None and len(value) == len(plan):
-            before = self.brackets
-            try:
-                return self._planned(value, plan, numeric, path)
-            except KeyError:  # other keys: key by key
-                self.brackets = before
         keys = list(value.keys())
         if len(set(keys)) != len(keys):
             self.duplicates = True
@@ -240,25 +238,6 @@ class _Reader:
             read[key], step = self._item(key, value[key], numeric, path)
             steps.append((key, step))
         self._plans[path] = tuple(steps)
-        return read
-
-    def _planned(
-        self, value: Any, plan: tuple[tuple[str, int], ...], numeric: frozenset[str], path: tuple[str, ...]
-    ) -> dict[str, Any]:
-        """``value`` read by the plan of its path (KeyError: it lacks a key of the plan)."""
-        read = {}
-        for key, step in plan:
-            item = value[key]
-            kind = type(item)
-            if step == _NUMBERS and kind is _ARRAY:
-                read[key] = self.numbers(item)
-            elif step == _FLAT and kind is _OBJECT:
-                plain = read[key] = item.as_dict()
-                self.brackets += _lists(plain)
-            elif step == _SCALAR and kind is not _OBJECT and kind is not _ARRAY:
-                read[key] = item
-            else:
-                read[key] = self._item(key, item, numeric, path)[0]
         return read
 
     def _item(self, key: str, item: Any, numeric: frozenset[str], path: tuple[str, ...]) -> tuple[Any, int]:
@@ -299,8 +278,7 @@ class _Reader:
             self.brackets += 1  # a nested list further on shows in the count of brackets
             return numbers, -1
         width = len(first)
-        if width * rows * 8 != memoryview(numbers).nbytes:
-            return None
+        # Rows of ``width`` entries each; an entry that is itself a list shows in the count of brackets.
         for row in value:
             if type(row) is not _ARRAY or len(row) != width:
                 return None
