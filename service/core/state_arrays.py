@@ -90,8 +90,6 @@ def _located(position: int, lists: Mapping[Any, list[Any]], shapes: Mapping[Any,
 def integers(value: Any, size: int, path: Path, index: int) -> np.ndarray:
     """A list of ``size`` counts (JSON integers ≥ 0, within int64) as an int64 array."""
     flat = _flattened(value, (size,), path, index)
-    if isinstance(value, np.ndarray):  # numbers a parser read as float64 (``stacked``): whole ones are integers
-        flat = [int(x) if x.is_integer() and abs(x) < 2**63 else x for x in flat]
     if set(map(type, flat)) - {int} or any(not 0 <= x < 2**63 for x in flat):
         position = next(i for i, x in enumerate(flat) if type(x) is not int or not 0 <= x < 2**63)
         raise StateError((*path, position), "expected a count (an integer ≥ 0)", index)
@@ -122,23 +120,21 @@ def _where(position: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (position,) if len(shape) == 1 else divmod(position, shape[1])
 
 
-def stacked(values: Sequence[Any], sizes: Sequence[int], width: int = 0, *, kind: type = float) -> np.ndarray | None:
+def stacked(values: Sequence[Any], sizes: Sequence[int], width: int = 0) -> np.ndarray | None:
     """Many states' lists read at once: ``values[s]`` a list of ``sizes[s]`` entries (each a list of ``width`` for
-    ``width`` > 0), all finite JSON numbers (``kind`` float; counts ≥ 0 within int64 for int; true or false for
-    bool), as one array of their entries one state after another; None when any is otherwise.
+    ``width`` > 0), all finite JSON numbers, as one float64 array of their entries one state after another; None
+    when any is otherwise.
 
     The fast path of a merge: a None sends the caller to the state-by-state reading, which names the value at fault.
-    The lists may come as float64 arrays already (a merge body's parser reads each list of numbers into one, flat or
-    rows × columns); then they are joined as they are, counts checked to be whole numbers.
+    The lists may come as float64 arrays already (a merge body's parser reads each table into one), or as a
+    parser's ``Rows``, every state's rows in one array already.
     """
-    if isinstance(values, Rows):  # a parser's column, its rows already in one array
-        if values.sizes.tolist() != list(sizes) or values.whole.ndim != (2 if width else 1):
+    if isinstance(values, Rows):
+        if values.sizes.tolist() != list(sizes):
             return None
-        if width and values.whole.shape[1] != width:
-            return None
-        return _stacked_arrays([values.whole], [values.whole.shape[0]], width, kind)
+        return _stacked_arrays([values.whole], [values.whole.shape[0]], width)
     if values and set(map(type, values)) == {np.ndarray}:
-        return _stacked_arrays(values, sizes, width, kind)
+        return _stacked_arrays(values, sizes, width)
     if set(map(type, values)) - {list} or list(map(len, values)) != list(sizes):
         return None
     rows = list(chain.from_iterable(values))
@@ -146,23 +142,23 @@ def stacked(values: Sequence[Any], sizes: Sequence[int], width: int = 0, *, kind
         if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {width}):
             return None
         rows = list(chain.from_iterable(rows))
-    if not set(map(type, rows)) <= _KINDS[kind]:
+    if not set(map(type, rows)) <= _NUMBERS:
         return None
     try:
-        array = np.array(rows, dtype=np.float64 if kind is float else np.int64 if kind is int else bool)
+        array = np.array(rows, dtype=np.float64)
     except OverflowError:
         return None
-    if (kind is float and not np.isfinite(array).all()) or (kind is int and array.size and array.min() < 0):
+    if not np.isfinite(array).all():
         return None
     return array.reshape(-1, width) if width else array
 
 
-_KINDS: dict[type, set[type]] = {float: {int, float}, int: {int}, bool: {bool}}
+_NUMBERS: frozenset[type] = frozenset({int, float})
 
 
-def _stacked_arrays(values: Sequence[np.ndarray], sizes: Sequence[int], width: int, kind: type) -> np.ndarray | None:
-    """``stacked`` of float64 arrays: each of ``sizes[s]`` entries (rows of ``width``), finite, whole for counts."""
-    if kind is bool or list(map(len, values)) != list(sizes):
+def _stacked_arrays(values: Sequence[np.ndarray], sizes: Sequence[int], width: int) -> np.ndarray | None:
+    """``stacked`` of float64 arrays, each of ``sizes[s]`` entries (rows of ``width``), all finite."""
+    if list(map(len, values)) != list(sizes):
         return None
     parts = [value for value in values if value.size] if width else values  # no rows: [] reads as a flat array
     try:
@@ -173,13 +169,7 @@ def _stacked_arrays(values: Sequence[np.ndarray], sizes: Sequence[int], width: i
         return None
     if array.dtype != np.float64 or array.ndim != (2 if width else 1) or (width and array.shape[1] != width):
         return None
-    if not np.isfinite(array).all():
-        return None
-    if kind is int:
-        if array.size and (array.min() < 0 or array.max() >= 2.0**53 or (array != np.floor(array)).any()):
-            return None
-        array = array.astype(np.int64)
-    return array
+    return array if np.isfinite(array).all() else None
 
 
 #: The state of a class breakdown or calibration that soft targets left undefined: it merges into undefined.
