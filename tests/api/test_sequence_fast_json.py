@@ -319,3 +319,94 @@ def test_completions_past_the_batch_limits_get_the_reference_413() -> None:
 async def _post_to(app: Any, body: bytes) -> httpx.Response:
     async with in_process_client(app) as client:
         return await client.post(ROUTE, content=body, headers={"content-type": "application/json"})
+
+
+# --- the scans before the parse: memchr hops, then the whole-text fallback ---
+
+
+@pytest.mark.parametrize("nulls", [0, 1, 5, 40])
+@pytest.mark.parametrize("hops", [0, 3, 4096])
+def test_null_starts_are_every_n_whether_hopped_to_or_compared(
+    nulls: int, hops: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_json_sequences, "_NULL_HOPS", hops)
+    rows = ", ".join(["[null, -1.5]"] * nulls + ["[-2, -0.5]"] * 3)
+    text = bytearray(f"[{rows}, [null]]".encode())
+
+    starts = _json_sequences._null_starts(text, 0, len(text))
+    inner = _json_sequences._null_starts(text, 1, len(text) - 1)  # from an offset: counted from it
+
+    assert starts.tolist() == [i for i, byte in enumerate(text) if byte == ord("n")]
+    assert len(starts) == nulls + 1
+    assert (inner + 1).tolist() == starts.tolist()
+
+
+def _key_body(before: int) -> bytes:
+    """A body with ``before`` strings ahead of its "completions" key."""
+    ids = ", ".join(f'"d{i}"' for i in range(before))
+    return f'{{"document_ids": [{ids}], "completions": []}}'.encode()
+
+
+@pytest.mark.parametrize("before", [0, 2, 50])
+@pytest.mark.parametrize("hops", [0, 1, 4096])
+def test_the_completions_key_is_found_whether_hopped_to_or_searched(
+    before: int, hops: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_json_sequences, "_KEY_HOPS", hops)
+    key = _json_sequences._COMPLETIONS_KEY
+    body = _key_body(before)
+    absent = body.replace(b'"completions"', b'"chat"')
+
+    assert _json_sequences._mentions(body, key)
+    assert not _json_sequences._mentions(absent, key)
+    assert _json_sequences._mentions(bytearray(body), key)
+    assert not _json_sequences._mentions(memoryview(absent), key)
+
+
+def test_a_body_in_a_memory_map_is_searched_in_place_and_only_up_to_its_end() -> None:
+    import mmap
+
+    key = _json_sequences._COMPLETIONS_KEY
+    body = _key_body(3)
+    mapped = mmap.mmap(-1, len(body) + 100)
+    mapped[: len(body)] = body
+    whole = memoryview(mapped)
+    cut = body.index(b'"completions"') + 5  # the key's last bytes fall past the view's end
+
+    assert _json_sequences._findable(whole[: len(body)]) is mapped
+    assert _json_sequences._mentions(whole[: len(body)], key)
+    assert not _json_sequences._mentions(whole[:cut], key)
+    # A view that starts later cannot be searched in its owner's index space: the expression reads it.
+    later = whole[1 : len(body)]
+    assert _json_sequences._findable(later) is None
+    assert _json_sequences._mentions(later, key)
+    whole.release()
+    later.release()
+
+
+@pytest.mark.parametrize(
+    "rows", ["[null, -1.5], [-2, null, -0.5]", "[null, -1.5], [-2, 8e88]"], ids=["read", "given-way"]
+)
+@pytest.mark.parametrize("holder", ["bytes", "bytearray", "memory-map"])
+def test_the_body_is_as_it_came_after_the_fast_path_read_it_in_place_or_gave_way(rows: str, holder: str) -> None:
+    import mmap
+
+    original = f'{{"unit": "bits", "token_logprobs": [{rows}]}}'.encode()
+    body: bytes | bytearray | memoryview
+    if holder == "memory-map":
+        mapped = mmap.mmap(-1, len(original) + 64)
+        mapped[: len(original)] = original
+        body = memoryview(mapped)[: len(original)]
+    else:
+        body = original if holder == "bytes" else bytearray(original)
+
+    request = decode_logprob_sequences(SequenceCrossEntropyRequest, body, JsonOutline.of(body))
+
+    assert bytes(body) == original
+    if rows.endswith("8e88]"):  # the sentinel sent as a number: more sentinels than nulls, the reference decides
+        assert request is None
+    else:
+        assert request is not None
+        assert isinstance(request.token_logprobs, Sequences)
+        assert np.array_equal(request.token_logprobs.logprobs, [np.nan, -1.5, -2, np.nan, -0.5], equal_nan=True)
+        assert request.token_logprobs.offsets.tolist() == [0, 2, 5]
