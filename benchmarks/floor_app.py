@@ -6,6 +6,13 @@ no middleware, no limits, no logs, no metrics):
 - ``POST /echo?answer_bytes=N`` reads the whole body and sends N bytes back (made once, then
   reused): what the client, uvicorn and the loopback cost for a request of this size with an
   answer of that size, and nothing else. No server can answer faster.
+- ``POST /token-logprobs?segment_bytes=S&threaded=0|1`` (issue 16) is the least a server in this
+  stack does for a ``token_logprobs`` body: its rows parsed by simdjson into float64 (nulls written
+  as a sentinel first), xent's core, the answer's summary. With ``segment_bytes`` 0 the rows are
+  parsed once the body is in; with S > 0 *while it arrives*: every S bytes the complete rows (up to
+  the last ``]``) are cut out and parsed, on the event loop between chunks, or with ``threaded=1``
+  on a second thread (simdjson holds the GIL while it parses). It trusts the body
+  (``{"token_logprobs": [[...], ...]}``, numbers and nulls) and checks nothing: a floor, not a product.
 - ``POST /v1/cross-entropy`` is xent's own work and nothing around it: the body parsed the
   fastest way this stack has (simdjson straight into float64 buffers for JSON; ``np.load`` for
   NPZ), then xent's core (``score_multiclass``), its answer (``answer_summary``), and xent's own
@@ -18,19 +25,24 @@ Used by ``benchmarks/run.py`` (``make bench``) beside xent and the baseline, in 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
+import orjson
 import simdjson
 from starlette.responses import Response
 
 from service.api.transport.answer import Answer, encode, per_sample_arrays
 from service.core import score_multiclass
 from service.core.contract import NPZ_MEDIA_TYPE
+from service.core.sequence_forms import Sequences
+from service.core.sequences import score_sequences, sequence_summary
 from service.core.summary import answer_summary
 
 Scope = MutableMapping[str, Any]
@@ -98,6 +110,63 @@ def _score(body: bytes, content_type: str, accept: str) -> Response:
     return encode(summary, per_sample_arrays(result.per_sample), result.scored, answer)
 
 
+_SENTINEL = 8e88
+_PIPELINE_PARSER = simdjson.Parser()
+_PIPELINE_THREAD = ThreadPoolExecutor(1, thread_name_prefix="pipelined-parse")
+
+
+def _parse_rows(text: bytearray | memoryview) -> tuple[np.ndarray, list[int]]:
+    """Rows of numbers and nulls (``[[...], ...]``): flat float64, NaN for null, and each row's length."""
+    data = np.frombuffer(text, dtype=np.uint8)
+    starts = np.flatnonzero(data == ord("n"))
+    data[starts[:, None] + np.arange(4)] = np.frombuffer(b"8e88", dtype=np.uint8)
+    document: Any = _PIPELINE_PARSER.parse(text)
+    lengths = [len(row) for row in document]
+    flat = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
+    document = None
+    flat[flat == _SENTINEL] = np.nan
+    return flat, lengths
+
+
+async def _token_logprobs(receive: Receive, length: int, segment_bytes: int, threaded: bool) -> bytes:
+    """The answer to a ``token_logprobs`` body of ``length`` bytes, its rows parsed ``segment_bytes`` at a time as
+    it arrives (0: once it is in), on the event loop or (``threaded``) on a second thread.
+
+    The body goes into one buffer of its length as it arrives. A segment is copied out (a few hundred kB, its
+    brackets added); the last one (the whole body with ``segment_bytes`` 0) is parsed where it lies."""
+    loop = asyncio.get_running_loop()
+    parts: list[Awaitable[tuple[np.ndarray, list[int]]] | tuple[np.ndarray, list[int]]] = []
+
+    def parse(text: bytearray | memoryview) -> None:
+        parts.append(loop.run_in_executor(_PIPELINE_THREAD, _parse_rows, text) if threaded else _parse_rows(text))
+
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    filled, before, more = 0, -1, True  # before: the byte before the next unparsed row (the field's '[' or a ',')
+    while more:
+        message = await receive()
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+        if before < 0:  # '{"token_logprobs": [': the first '[' is the field's
+            before = buffer.find(b"[", 0, filled)
+        if more and before >= 0 and 0 < segment_bytes <= filled - before:
+            cut = buffer.rfind(b"],", before, filled - 1)  # a row's end, with more rows after it
+            if cut > before:
+                parse(bytearray(b"[") + view[before + 1 : cut + 1] + b"]")
+                before = cut + 1
+    end = buffer.rfind(b"]", 0, filled)  # the field's own
+    if buffer[before + 1 : end].strip(b", \n"):
+        buffer[before] = ord("[")
+        parse(view[before : end + 1])
+    read = [await part if isinstance(part, Awaitable) else part for part in parts]
+    flat = np.concatenate([values for values, _ in read]) if read else np.empty(0)
+    offsets = np.concatenate([[0], np.cumsum([length for _, lengths in read for length in lengths])]).astype(np.int64)
+    summary = sequence_summary(score_sequences(Sequences("token_logprobs", flat, offsets)))
+    # The summary alone (no per-document arrays: a few kB less than xent sends, in the floor's favour).
+    return orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 async def _read(receive: Receive) -> bytes:
     chunks = []
     more = True
@@ -116,6 +185,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
+    if scope["path"] == "/token-logprobs":
+        query = parse_qs(scope["query_string"].decode())
+        segment_bytes, threaded = int(query.get("segment_bytes", ["0"])[0]), query.get("threaded", ["0"])[0] == "1"
+        content = await _token_logprobs(receive, int(headers["content-length"]), segment_bytes, threaded)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+        return
     body = await _read(receive)
     if scope["path"] == "/echo":
         size = int(parse_qs(scope["query_string"].decode()).get("answer_bytes", ["0"])[0])
