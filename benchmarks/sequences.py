@@ -150,8 +150,10 @@ class HttpxPieces(HttpxClient):
 
 
 def _post(client: Client, request: Request) -> tuple[float, int]:
-    """Send the request, check the answer, and return its seconds and the answer's size."""
+    """Send the request, check the answer, and return its seconds and the answer's size; then wait until the
+    server is idle (``Server.settle``: the baseline frees gigabytes of Python objects after it answers)."""
     reply = client.post(request.server.url + request.path, request.body, request.headers)
+    request.server.settle()
     if reply.status != 200:
         raise RuntimeError(f"{request.name}: {reply.status} {reply.content[:300]!r}")
     if request.expected is not None:
@@ -411,7 +413,9 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         f"- Machine: {described.get('CPU', '?')}; NumPy SIMD: {described.get('NumPy SIMD extensions', '?')}",
         "- `xent serve` as shipped (body limit raised), the plain FastAPI + Pydantic endpoint of "
         "`benchmarks/baseline_app.py` and the echo of `benchmarks/floor_app.py`; per target and client, "
-        f"{rounds} interleaved rounds after a checked warm-up, medians. The target is judged on "
+        f"{rounds} interleaved rounds after a checked warm-up, medians; after every request the next waits until "
+        "that server has used no CPU for 50 ms (at most 3 s: the baseline frees gigabytes of Python objects after "
+        "it has answered, which would otherwise run into the next measurement). The target is judged on "
         "`httpx.Client().post(url, content=body)` with default headers; `httpx, 1 MiB pieces` (the body handed "
         "over in pieces, dodging httpcore's copy of the unsent rest after every send) and `requests` are extra "
         "rows; *xent back to back* is the judged client's xent requests again, after the rounds, one after the "

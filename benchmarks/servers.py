@@ -77,6 +77,26 @@ class Server:
             self.process.kill()
             self.process.wait()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used so far (user + system, all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, quiet: float = 0.05, timeout: float = 3.0) -> None:
+        """Wait until the process has used no CPU for ``quiet`` seconds (at most ``timeout``): what it does after
+        an answer is sent (freeing a large request's objects) must not run into the next measurement."""
+        if not Path(f"/proc/{self.pid}/stat").exists():
+            time.sleep(quiet)
+            return
+        deadline = time.monotonic() + timeout
+        used = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.cpu_seconds()
+            if now == used:
+                return
+            used = now
+
     def rss_bytes(self) -> int:
         """Resident set size now (VmRSS)."""
         return _status_bytes(self.pid, "VmRSS")
