@@ -150,8 +150,7 @@ class _Reader:
         columns: dict[tuple[str, ...], list[Any]] = {}
         top = self._compiled((), columns)
         try:
-            for state in states:
-                self._columns(state, top)
+            self._columns(states, top)
         except (_Mismatch, KeyError):
             return None
         numbers = {(*path, key) for path, plan in self._plans.items() for key, step in plan if step == _NUMBERS}
@@ -162,51 +161,58 @@ class _Reader:
 
     def _compiled(self, path: tuple[str, ...], columns: dict[tuple[str, ...], list[Any]]) -> tuple[Any, ...]:
         """The plan of the object at ``path`` as ``_columns`` follows it: for each key, its step and where its
-        value goes (its column's ``append``), or the compiled plan of the object it holds."""
+        values go (their column's ``extend``), or the compiled plan of the object it holds."""
         return tuple(
             (key, step, None, self._compiled((*path, key), columns))
             if step == _WALK
-            else (key, step, columns.setdefault((*path, key), []).append, None)
+            else (key, step, columns.setdefault((*path, key), []).extend, None)
             for key, step in self._plans[path]
         )
 
-    def _columns(self, value: Any, plan: tuple[Any, ...]) -> None:
-        """The values of one state's object appended to their columns by its compiled plan (``_Mismatch``: another
-        shape)."""
-        if type(value) is not _OBJECT or len(value) != len(plan):
+    def _columns(self, values: list[Any], plan: tuple[Any, ...]) -> None:
+        """The objects ``values`` (one a state, at one path) read into their columns by the compiled plan, a key at
+        a time across all of them: list comprehensions, not a Python step a key and state (``_Mismatch``: one of
+        another shape)."""
+        size = len(plan)
+        if any(type(value) is not _OBJECT for value in values) or any(len(value) != size for value in values):
             raise _Mismatch
-        for key, step, append, child in plan:
-            item: Any = value[key]
-            kind = type(item)
+        for key, step, extend, child in plan:
+            items = [value[key] for value in values]
+            kinds = set(map(type, items))
             if step is _SCALAR:
-                if kind is _OBJECT or kind is _ARRAY:
+                if _OBJECT in kinds or _ARRAY in kinds:
                     raise _Mismatch
-                append(item)
+                extend(items)
             elif step is _FLAT:
-                if kind is not _OBJECT:
+                if kinds != {_OBJECT}:
                     raise _Mismatch
-                append(item.as_dict())  # its lists go uncounted: any it has sends the body the reference way
-            elif step is _NUMBERS:  # appended as (bytes, rows, width), joined into one array a column (``_rows``)
-                rows = len(item) if kind is _ARRAY else -1
-                if rows > 0:
-                    read = self.buffer(item, rows)
-                    if read is None:
-                        raise _Mismatch
-                    append((read[0], rows, read[1]))
-                elif rows == 0:
-                    self.brackets += 1
-                    append((b"", 0, None))
-                else:
+                extend(
+                    [item.as_dict() for item in items]
+                )  # their lists go uncounted: any sends the body the reference way
+            elif step is _NUMBERS:  # each as (bytes, rows, width), joined into one array a column (``_rows``)
+                if kinds != {_ARRAY}:
                     raise _Mismatch
+                extend([self._numbers_of(item) for item in items])
             elif step is _LIST:
-                if kind is not _ARRAY:
+                if kinds != {_ARRAY}:
                     raise _Mismatch
-                self.brackets += 1  # the lists in it go uncounted: any sends the body the reference way
-                append(item.as_list())
+                self.brackets += len(items)  # the lists in them go uncounted: any sends the body the reference way
+                extend([item.as_list() for item in items])
             elif step is _SETTINGS:
-                append(self.settings(item))
+                extend([self.settings(item) for item in items])
             else:
-                self._columns(item, child)
+                self._columns(items, child)
+
+    def _numbers_of(self, item: Any) -> tuple[Any, int, int | None]:
+        """A list of numbers (or of rows of them) as (float64 bytes, rows, width); ``_Mismatch`` for anything else."""
+        rows = len(item)
+        if not rows:
+            self.brackets += 1
+            return b"", 0, None
+        read = self.buffer(item, rows)
+        if read is None:
+            raise _Mismatch
+        return read[0], rows, read[1]
 
     def settings(self, value: Any) -> Any:
         """A state's settings, plain; the same dict as the last state's when their text is the same."""
