@@ -244,3 +244,24 @@ def test_the_limits_on_states_and_groups_hold_on_both_paths() -> None:
         assert [answer.status_code for answer in answers] == [413, 413]
         assert answers[0].json() == answers[1].json()
         assert named in answers[0].json()["detail"]
+
+
+def test_a_body_in_a_memory_map_is_read_where_it_lies_as_bytes_are() -> None:
+    import mmap
+
+    body = json.dumps({"states": STATES, "confidence": 0.9}).encode()
+    mapped = mmap.mmap(-1, len(body) + 4096)  # a large body's map: longer than the body, its view cut to it
+    mapped[: len(body)] = body
+    view = memoryview(mapped)[: len(body)]
+
+    from_map, from_bytes = decode_states(MergeRequest, view), decode_states(MergeRequest, body)
+
+    assert from_map is not None
+    assert from_bytes is not None
+    assert from_map[1] == from_bytes[1]
+    as_json = [
+        orjson.dumps(read[0][i], option=orjson.OPT_SERIALIZE_NUMPY) for read in (from_map, from_bytes) for i in (0, 3)
+    ]
+    assert as_json[:2] == as_json[2:]
+    assert bytes(view) == body  # read, not written
+    view.release()

@@ -45,13 +45,16 @@ def decode_states(
     if field is None:
         return None
     parser = _parsers.take()
+    # simdjson copies what it parses into its own padded buffer: a large body (a view of its memory map) is read
+    # where it lies, not copied once more first.
+    text = memoryview(data).cast("B") if isinstance(data, memoryview) else data
     try:
         try:
-            document = parser.parse(bytes(data) if isinstance(data, memoryview) else data)
+            document = parser.parse(text)
         except RuntimeError:  # a view into the parser's last document is alive: a fresh parser
             parser = simdjson.Parser()
             try:
-                document = parser.parse(bytes(data) if isinstance(data, memoryview) else data)
+                document = parser.parse(text)
             except (ValueError, RuntimeError):
                 return None
         except ValueError:  # not JSON by simdjson's reading (NaN, 1e999, an integer past 64 bits, …)
