@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -191,6 +191,11 @@ def _scaled_mean(values: np.ndarray, weights: np.ndarray, keep: np.ndarray | Non
     return mean, _times_power_of_two(numerator, weight_exponent + value_exponent)
 
 
+#: Below this largest row weight, means are taken from the weights scaled by a power of two (``finish``):
+#: 2^−511, the square root of float64's smallest normal number, keeps every wᵢvᵢ normal for vᵢ down to 2^−511.
+TINY_WEIGHT: Final = 2.0**-511
+
+
 def _times_power_of_two(value: float, exponent: int) -> float:
     """value·2^exponent, +inf or −inf where that exceeds float64 (``math.ldexp`` raises there)."""
     try:
@@ -301,17 +306,20 @@ def finish(
         with np.errstate(over="ignore", invalid="ignore"):
             correct_sum = _weighted(correct, weights, keep)
         mean_nats = [s / total for s in (*sums, correct_sum)]
-        if not (math.isfinite(total) and plain_sums_finite and math.isfinite(correct_sum)):
+        # Weights this small make each wᵢvᵢ subnormal, short of float64's precision (all 5e-324: a mean of 0.5
+        # for 0.586): the means and sums are then taken from the weights scaled by a power of two, as on overflow.
+        tiny = float(_kept(weights, keep).max()) < TINY_WEIGHT
+        if tiny or not (math.isfinite(total) and plain_sums_finite and math.isfinite(correct_sum)):
             for j, values in enumerate((cross_entropy, kl_divergence, entropy, correct)):
                 plain = j == 3 or math.isfinite(sums[j])
-                if math.isfinite(total) and plain and math.isfinite(mean_nats[j]):
+                if not tiny and math.isfinite(total) and plain and math.isfinite(mean_nats[j]):
                     continue  # this column's plain sums did not overflow: keep their mean, bit for bit
                 scaled = _scaled_mean(values, weights, keep)
                 if scaled is None:
                     mean_nats[j] = math.inf  # a value of positive weight is +inf
                     continue
                 mean_nats[j] = scaled[0]
-                if not plain:
+                if j < 3 and (tiny or not plain):
                     sums[j] = scaled[1]
         mean_ce_nats = mean_nats[0]
         # exp overflows float64 past MAX_EXP_NATS: report +inf (then null) rather than raise.

@@ -214,6 +214,30 @@ def test_binary_logit_of_minus_1000_overflows_the_perplexity_only():
     ]
 
 
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("weight", [5e-324, 1e-320, 1e-310, 2.0**-600])
+def test_weights_too_small_for_full_precision_products_give_the_mean_of_unit_weights(weight, binary):
+    # Each wᵢℓᵢ is subnormal: taken plainly, all weights 5e-324 gave a mean of 0.5 (each product rounded to
+    # 0 or 5e-324), 1e-320 one off in the fourth digit.
+    labels, predictions = ([1.0, 0.0], [0.8, 0.3]) if binary else ([0, 1], THREE)
+    score = score_binary if binary else score_multiclass
+
+    tiny = score(labels, predictions, sample_weights=[weight, weight])
+    plain = score(labels, predictions)
+
+    assert tiny.mean.cross_entropy == pytest.approx(plain.mean.cross_entropy, rel=1e-15)
+    assert tiny.mean.kl_divergence == pytest.approx(plain.mean.kl_divergence, rel=1e-15)
+    assert tiny.mean.accuracy == plain.mean.accuracy
+    # The sums are the tiny true ones, rounded once: Σ wᵢℓᵢ = w · (the unit-weight sum).
+    assert tiny.sum.cross_entropy == pytest.approx(weight * plain.sum.cross_entropy, rel=1e-15, abs=5e-324)
+
+
+def test_subnormal_weights_in_the_ratio_1_to_2_weigh_the_rows_1_to_2():
+    result = score_multiclass([0, 1], THREE, sample_weights=[5e-324, 1e-323])  # 1 and 2 times 2^−1074
+
+    assert result.mean.cross_entropy == pytest.approx((-math.log(0.2) - 2 * math.log(0.3)) / 3, rel=1e-15)
+
+
 # --- identities ------------------------------------------------------------------------------------------------------
 
 
@@ -231,9 +255,10 @@ def weighted_batches(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(batch=weighted_batches(), power=st.integers(-900, 1015), binary=st.booleans())
+@given(batch=weighted_batches(), power=st.integers(-1015, 1015), binary=st.booleans())
 def test_scaling_every_weight_by_a_power_of_two_leaves_the_means_unchanged_bit_for_bit(batch, power, binary):
-    # 2^1015 · 100 < 2^1022: the weights stay finite, while Σ wᵢℓᵢ overflows for the larger powers.
+    # 2^1015 · 100 < 2^1022: the weights stay finite, while Σ wᵢℓᵢ overflows for the larger powers; 2^−1015 · 0.01
+    # > 2^−1022: the weights stay normal (exactly the unscaled ones, scaled), while wᵢℓᵢ falls short of it.
     labels, predictions, weights = batch
     if binary:
         labels, predictions = (np.asarray(labels) % 2).astype(float).tolist(), predictions[:, 0]
