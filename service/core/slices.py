@@ -21,7 +21,7 @@ from service.core.errors import InvalidOption
 from service.core.labels import class_names, parse_labels
 from service.core.logspace import log_sigmoid, log_sum_exp_rows
 from service.core.options import BinaryOptions, MulticlassOptions, Normalization, PredictionType
-from service.core.result import ScoreResult, ScoringWarning, WarningCode
+from service.core.result import TINY_WEIGHT, ScoreResult, ScoringWarning, WarningCode
 from service.core.score_state import PIECE_CLASSES
 from service.core.statistics import cluster_keys
 
@@ -148,6 +148,7 @@ def multiclass_breakdowns(
         )
     calibration = None
     if bins is not None:
+        _check_calibration_weights(result.row_weights)
         rows = slice(None) if result.n_scored == result.n else result.scored  # no copies when every row counts
         calibration = multiclass_calibration(
             _probabilities(preds[rows], options),
@@ -169,6 +170,20 @@ def _check_summable(weights: np.ndarray) -> None:
             "sample_weights",
             "their sum passes float64's largest number (1.8e308), which per_class and calibration_bins add up; "
             "only the weights' ratios matter, so divide them all by a common factor",
+        )
+
+
+def _check_calibration_weights(weights: np.ndarray) -> None:
+    """422 when every row weight is below ``TINY_WEIGHT`` (2^−511) and some is above 0: ``calibration`` adds up
+    wᵢ·confᵢ, wᵢ·accᵢ and wᵢ·Brierᵢ as they are (its mergeable table has no exponent, unlike the moment tables
+    and the overall means, which rescale the weights), and products that small fall short of float64's precision
+    (all weights 5e-324 gave a binary Brier score of 0 for 0.101)."""
+    largest = float(weights.max()) if weights.size else 0.0
+    if 0.0 < largest < TINY_WEIGHT:
+        raise InvalidOption(
+            "sample_weights",
+            "the largest is below 2^-511 (1.5e-154), too small for the weighted sums calibration_bins adds up to "
+            "keep float64's precision; only the weights' ratios matter, so multiply them all by a common factor",
         )
 
 
@@ -221,6 +236,7 @@ def binary_breakdowns(
     preds, target = preds.reshape(result.n, -1), target.reshape(result.n, -1)
     probabilities = np.exp(log_sigmoid(preds)) if options.prediction_type is PredictionType.LOGITS else preds
     _check_summable(result.row_weights)
+    _check_calibration_weights(result.row_weights)
     return Breakdowns(found.groups, calibration=binary_calibration(probabilities, target, result.row_weights, bins))
 
 

@@ -285,3 +285,24 @@ def test_means_with_huge_weights_equal_an_exact_rational_reference(batch, power)
     accuracy = sum(w * h for w, h in zip(exact, hits, strict=True)) / sum(exact)
     assert result.mean.cross_entropy == pytest.approx(float(mean), rel=1e-12)
     assert result.mean.accuracy == pytest.approx(float(accuracy), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_calibration_takes_weights_down_to_2_to_the_minus_511_and_refuses_smaller_ones(binary):
+    from service.core.errors import InvalidOption
+    from service.core.slices import binary_breakdowns, multiclass_breakdowns
+
+    labels, predictions = ([1.0, 0.0, 1.0], [0.8, 0.3, 0.45]) if binary else ([0, 1, 1], [*THREE, [0.6, 0.3, 0.1]])
+    score, breakdowns = (score_binary, binary_breakdowns) if binary else (score_multiclass, multiclass_breakdowns)
+
+    def calibration(weights):
+        result = score(labels, predictions, sample_weights=weights)
+        return breakdowns(result, labels, predictions, calibration_bins=3).fields(0.95)["calibration"]
+
+    plain = calibration([1.0, 2.0, 3.0])
+    small = calibration(np.ldexp([1.0, 2.0, 3.0], -512))  # the largest, 3·2^−512, is above 2^−511
+    for name in ("ece", "mce", "rmsce", "brier"):
+        assert small[name] == pytest.approx(plain[name], rel=1e-15)
+    with pytest.raises(InvalidOption, match="below 2\\^-511"):
+        calibration(np.ldexp([1.0, 2.0, 1.5], -513))
+    assert calibration([0.0, 0.0, 0.0])["ece"] is None  # no weight at all: as before, no calibration error

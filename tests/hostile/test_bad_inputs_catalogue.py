@@ -51,6 +51,10 @@ SEQ_FORMS = "token_logprobs, completions, chat, prompt_logprobs, tgi_details"
 JSON = "application/json"
 NPZ = "application/x-npz"
 PROBLEM = "application/problem+json"
+TINY_CALIBRATION_WEIGHTS = (
+    "the largest is below 2^-511 (1.5e-154), too small for the weighted sums calibration_bins adds up to "
+    "keep float64's precision; only the weights' ratios matter, so multiply them all by a common factor"
+)
 #: 4 MiB: a 10^6-character string fits, and over-the-limit bodies stay cheap to send.
 LIMIT = 4 * 2**20
 #: Seconds a body may take to arrive; short, so the stalled-body cases take seconds.
@@ -1834,6 +1838,28 @@ CATALOGUE = [
             ["body", "sample_weights"],
             "their sum passes float64's largest number (1.8e308), which per_class and calibration_bins add up; "
             "only the weights' ratios matter, so divide them all by a common factor",
+            "invalid_option",
+        ),
+    ),
+    case(
+        "calibration with every weight below 2^-511 (was a Brier of 0 for 0.101: products short of precision)",
+        BCE,
+        b'{"labels":[1,0],"predictions":[0.8,0.3],"sample_weights":[5e-324,5e-324],"calibration_bins":3}',
+        invalid(
+            "sample_weights",
+            ["body", "sample_weights"],
+            TINY_CALIBRATION_WEIGHTS,
+            "invalid_option",
+        ),
+    ),
+    case(
+        "multi-class calibration with every weight below 2^-511",
+        CE,
+        b'{"labels":[1,0],"predictions":[[0.2,0.8],[0.6,0.4]],"sample_weights":[1e-200,3e-200],"calibration_bins":2}',
+        invalid(
+            "sample_weights",
+            ["body", "sample_weights"],
+            TINY_CALIBRATION_WEIGHTS,
             "invalid_option",
         ),
     ),
