@@ -21,7 +21,7 @@ from service.core.errors import InvalidOption
 from service.core.labels import class_names, parse_labels
 from service.core.logspace import log_sigmoid, log_sum_exp_rows
 from service.core.options import BinaryOptions, MulticlassOptions, Normalization, PredictionType
-from service.core.result import TINY_WEIGHT, ScoreResult, ScoringWarning, WarningCode
+from service.core.result import ScoreResult, ScoringWarning, WarningCode
 from service.core.score_state import PIECE_CLASSES
 from service.core.statistics import cluster_keys
 
@@ -109,6 +109,7 @@ def multiclass_breakdowns(
     """
     options = options or MulticlassOptions()
     bins = check_calibration_bins(calibration_bins)
+    _check_weight_range(result.row_weights, groups is not None, per_class, bins is not None)
     clusters = _clusters(cluster_ids, result.n) if groups is not None or per_class else None
     found = Breakdowns(groups=_groups(result, groups, clusters))
     if not per_class and bins is None:
@@ -148,7 +149,6 @@ def multiclass_breakdowns(
         )
     calibration = None
     if bins is not None:
-        _check_calibration_weights(result.row_weights)
         rows = slice(None) if result.n_scored == result.n else result.scored  # no copies when every row counts
         calibration = multiclass_calibration(
             _probabilities(preds[rows], options),
@@ -173,17 +173,38 @@ def _check_summable(weights: np.ndarray) -> None:
         )
 
 
-def _check_calibration_weights(weights: np.ndarray) -> None:
-    """422 when every row weight is below ``TINY_WEIGHT`` (2^−511) and some is above 0: ``calibration`` adds up
-    wᵢ·confᵢ, wᵢ·accᵢ and wᵢ·Brierᵢ as they are (its mergeable table has no exponent, unlike the moment tables
-    and the overall means, which rescale the weights), and products that small fall short of float64's precision
-    (all weights 5e-324 gave a binary Brier score of 0 for 0.101)."""
-    largest = float(weights.max()) if weights.size else 0.0
-    if 0.0 < largest < TINY_WEIGHT:
+#: How far apart the positive weights may be when slices are asked for: the smallest at least this times the
+#: largest (a group's, class's or bin's sums of only the smallest then keep 2^−75 of their value: the tables
+#: scale by the largest weight), and for calibration, whose bins add the weights up as they are, at least this.
+WEIGHT_RANGE: Final = 2.0**-1000
+
+
+def _check_weight_range(weights: np.ndarray, groups: bool, per_class: bool, calibration: bool) -> None:
+    """422 naming ``sample_weights`` when slices are asked for (``groups``, ``per_class``, ``calibration``) and the
+    positive weights span more than 2^1000, or (calibration) the smallest is below 2^−1000: the weighted sums of a
+    slice of only the smallest would fall short of float64's precision (weights 1 and 5e-324: a group of the
+    latter had a mean of 0 for 0.78; all 5e-324, a Brier score of 0 for 0.101)."""
+    asked = [
+        name for name, on in (("groups", groups), ("per_class", per_class), ("calibration_bins", calibration)) if on
+    ]
+    positive = weights[weights > 0] if asked else weights[:0]
+    if not positive.size:
+        return
+    smallest, largest = float(positive.min()), float(positive.max())
+    options = " and ".join([", ".join(asked[:-1]), asked[-1]] if len(asked) > 1 else asked)
+    if smallest < largest * WEIGHT_RANGE:
         raise InvalidOption(
             "sample_weights",
-            "the largest is below 2^-511 (1.5e-154), too small for the weighted sums calibration_bins adds up to "
-            "keep float64's precision; only the weights' ratios matter, so multiply them all by a common factor",
+            f"the smallest positive weight is below 2^-1000 times the largest: {options} add up weighted sums "
+            "per slice, and one of only the smallest weights would fall short of float64's precision; give such "
+            "rows weight 0, or bring the weights closer",
+        )
+    if calibration and smallest < WEIGHT_RANGE:
+        raise InvalidOption(
+            "sample_weights",
+            "the smallest positive weight is below 2^-1000 (9.3e-302), too small for the weighted sums "
+            "calibration_bins adds up to keep float64's precision; only the weights' ratios matter, so multiply "
+            "them all by a common factor",
         )
 
 
@@ -225,6 +246,7 @@ def binary_breakdowns(
     """
     options = options or BinaryOptions()
     bins = check_calibration_bins(calibration_bins)
+    _check_weight_range(result.row_weights, groups is not None, False, bins is not None)
     clusters = _clusters(cluster_ids, result.n) if groups is not None else None
     found = Breakdowns(groups=_groups(result, groups, clusters))
     if bins is None:
@@ -236,7 +258,6 @@ def binary_breakdowns(
     preds, target = preds.reshape(result.n, -1), target.reshape(result.n, -1)
     probabilities = np.exp(log_sigmoid(preds)) if options.prediction_type is PredictionType.LOGITS else preds
     _check_summable(result.row_weights)
-    _check_calibration_weights(result.row_weights)
     return Breakdowns(found.groups, calibration=binary_calibration(probabilities, target, result.row_weights, bins))
 
 

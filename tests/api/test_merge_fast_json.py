@@ -182,11 +182,12 @@ def test_an_empty_list_of_states_and_a_list_of_nulls_are_refused_alike() -> None
 def test_weights_of_many_scales_and_empty_shards_merge_alike() -> None:
     rng = np.random.default_rng(3)
     states = []
-    for scale, rows in ((1e-300, 5), (1.0, 0), (1e300, 7), (2.0, 1)):
+    # 1e-290 · U(0.1, 1): tiny, and every weight above calibration's least, 2^−1000 (9.3e-302).
+    for scale, rows in ((1e-290, 5), (1.0, 0), (1e300, 7), (2.0, 1)):
         body = {
             "labels": rng.integers(0, 3, rows).tolist(),
             "predictions": rng.dirichlet(np.ones(3), rows).tolist(),
-            "sample_weights": (rng.random(rows) * scale).tolist(),
+            "sample_weights": (rng.uniform(0.1, 1.0, rows) * scale).tolist(),
             "groups": [f"g{g}" for g in rng.integers(0, 2, rows)],
             "calibration_bins": 3,
             "per_sample": False,

@@ -7,6 +7,7 @@ finite; only the weighted sum, or e^(mean cross-entropy), is beyond float64.
 """
 
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -288,21 +289,27 @@ def test_means_with_huge_weights_equal_an_exact_rational_reference(batch, power)
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_calibration_takes_weights_down_to_2_to_the_minus_511_and_refuses_smaller_ones(binary):
+def test_slices_take_weights_down_to_2_to_the_minus_1000_and_refuse_smaller_or_wider_ones(binary):
     from service.core.errors import InvalidOption
     from service.core.slices import binary_breakdowns, multiclass_breakdowns
 
     labels, predictions = ([1.0, 0.0, 1.0], [0.8, 0.3, 0.45]) if binary else ([0, 1, 1], [*THREE, [0.6, 0.3, 0.1]])
     score, breakdowns = (score_binary, binary_breakdowns) if binary else (score_multiclass, multiclass_breakdowns)
 
-    def calibration(weights):
+    def fields(weights, **asked):
         result = score(labels, predictions, sample_weights=weights)
-        return breakdowns(result, labels, predictions, calibration_bins=3).fields(0.95)["calibration"]
+        return breakdowns(result, labels, predictions, groups=["a", "b", "b"], **asked).fields(0.95)
 
-    plain = calibration([1.0, 2.0, 3.0])
-    small = calibration(np.ldexp([1.0, 2.0, 3.0], -512))  # the largest, 3·2^−512, is above 2^−511
+    plain = fields([1.0, 2.0, 3.0], calibration_bins=3)
+    small = fields(np.ldexp([1.0, 2.0, 3.0], -999), calibration_bins=3)  # each at least 2^−1000
     for name in ("ece", "mce", "rmsce", "brier"):
-        assert small[name] == pytest.approx(plain[name], rel=1e-15)
-    with pytest.raises(InvalidOption, match="below 2\\^-511"):
-        calibration(np.ldexp([1.0, 2.0, 1.5], -513))
-    assert calibration([0.0, 0.0, 0.0])["ece"] is None  # no weight at all: as before, no calibration error
+        assert small["calibration"][name] == pytest.approx(plain["calibration"][name], rel=1e-15)
+    with pytest.raises(InvalidOption, match=re.escape("below 2^-1000 (9.3e-302)")):
+        fields(np.ldexp([1.0, 2.0, 3.0], -1001), calibration_bins=3)
+    # Groups rescale by the largest weight: all 5e-324 is as good as all 1; 1 beside 5e-324 is refused.
+    tiny = fields([5e-324, 1e-323, 1.5e-323])["by_group"]
+    same = fields([1.0, 2.0, 3.0])["by_group"]
+    assert tiny["b"]["mean"]["cross_entropy"] == pytest.approx(same["b"]["mean"]["cross_entropy"], rel=1e-15)
+    with pytest.raises(InvalidOption, match="times the largest"):
+        fields([1.0, 5e-324, 5e-324])
+    assert fields([0.0, 0.0, 0.0], calibration_bins=3)["calibration"]["ece"] is None  # no weight: as before

@@ -52,9 +52,19 @@ JSON = "application/json"
 NPZ = "application/x-npz"
 PROBLEM = "application/problem+json"
 TINY_CALIBRATION_WEIGHTS = (
-    "the largest is below 2^-511 (1.5e-154), too small for the weighted sums calibration_bins adds up to "
-    "keep float64's precision; only the weights' ratios matter, so multiply them all by a common factor"
+    "the smallest positive weight is below 2^-1000 (9.3e-302), too small for the weighted sums calibration_bins "
+    "adds up to keep float64's precision; only the weights' ratios matter, so multiply them all by a common factor"
 )
+
+
+def weights_too_far_apart(options: str) -> str:
+    return (
+        f"the smallest positive weight is below 2^-1000 times the largest: {options} add up weighted sums per "
+        "slice, and one of only the smallest weights would fall short of float64's precision; give such rows "
+        "weight 0, or bring the weights closer"
+    )
+
+
 #: 4 MiB: a 10^6-character string fits, and over-the-limit bodies stay cheap to send.
 LIMIT = 4 * 2**20
 #: Seconds a body may take to arrive; short, so the stalled-body cases take seconds.
@@ -1842,7 +1852,7 @@ CATALOGUE = [
         ),
     ),
     case(
-        "calibration with every weight below 2^-511 (was a Brier of 0 for 0.101: products short of precision)",
+        "calibration with every weight below 2^-1000 (was a Brier of 0 for 0.101: products short of precision)",
         BCE,
         b'{"labels":[1,0],"predictions":[0.8,0.3],"sample_weights":[5e-324,5e-324],"calibration_bins":3}',
         invalid(
@@ -1853,13 +1863,32 @@ CATALOGUE = [
         ),
     ),
     case(
-        "multi-class calibration with every weight below 2^-511",
+        "multi-class calibration with a weight below 2^-1000",
         CE,
-        b'{"labels":[1,0],"predictions":[[0.2,0.8],[0.6,0.4]],"sample_weights":[1e-200,3e-200],"calibration_bins":2}',
+        b'{"labels":[1,0],"predictions":[[0.2,0.8],[0.6,0.4]],"sample_weights":[1e-305,3e-305],"calibration_bins":2}',
+        invalid("sample_weights", ["body", "sample_weights"], TINY_CALIBRATION_WEIGHTS, "invalid_option"),
+    ),
+    case(
+        "groups with weights 2^1000 apart (was a mean of 0 for 0.78 in the group of the smallest)",
+        CE,
+        b'{"labels":[1,0,2,1],"predictions":[[0.2,0.8,0],[0.6,0.4,0],[0.1,0.2,0.7],[0.3,0.3,0.4]],'
+        b'"sample_weights":[1,1,5e-324,5e-324],"groups":["a","a","b","b"],"per_class":true}',
         invalid(
             "sample_weights",
             ["body", "sample_weights"],
-            TINY_CALIBRATION_WEIGHTS,
+            weights_too_far_apart("groups and per_class"),
+            "invalid_option",
+        ),
+    ),
+    case(
+        "binary groups and calibration with weights 2^1000 apart",
+        BCE,
+        b'{"labels":[1,0,1],"predictions":[0.8,0.3,0.6],"sample_weights":[1e300,1,1e-10],'
+        b'"groups":["a","b","b"],"calibration_bins":2}',
+        invalid(
+            "sample_weights",
+            ["body", "sample_weights"],
+            weights_too_far_apart("groups and calibration_bins"),
             "invalid_option",
         ),
     ),
