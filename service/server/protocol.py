@@ -23,8 +23,11 @@ head a byte at a time) was never closed. :class:`HeaderLimitedProtocol` adds thr
 
 A refusal (431, or 400 when httptools itself rejects the bytes) is an ``application/problem+json``
 answer built from the app's catalogue (``ProblemKind.HEADERS_TOO_LARGE``, ``MALFORMED_REQUEST``,
-documented on every operation) with ``Connection: close``; reading stops and the connection is
-closed once it is written.
+documented on every operation) with ``Connection: close``. Nothing more is parsed. Once it is written
+the connection closes *lingering*, as nginx's ``lingering_close``: the write side is shut (the answer
+then a FIN), and what the client is still sending is read and dropped, up to ``LINGER_BYTES`` or
+``LINGER_SECONDS``, before the close. Closed at once with unread bytes, the kernel would send a reset,
+which can throw the answer away before the client reads it (the rest of 100,000 header fields).
 If a response to an earlier (pipelined) request is still being sent, the refusal waits for it.
 
 The protocol is built by a :func:`functools.partial` of the class and a :class:`HeaderLimits`:
@@ -55,6 +58,10 @@ logger = logging.getLogger("service.server")
 
 #: Longest parser error message quoted in a 400 (llhttp's are short fixed texts; this is a backstop).
 MAX_REASON_CHARS = 120
+#: After a refusal, at most this much of what the client still sends is read and dropped, for at most this long,
+#: before the connection is closed (the rest of a 2.7 MB head of 100,000 fields fits; memory does not grow).
+LINGER_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._refused = False  # a refusal was written (or is waiting): nothing more is read
         self._pending: tuple[int, bytes] | None = None  # a refusal waiting for the response in flight
         self._head_timer: asyncio.TimerHandle | None = None
+        self._linger_left = -1  # bytes still to drop after a refusal was written (-1: not lingering)
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # --- the connection ---
 
@@ -113,11 +122,18 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         if self._refused:
+            if self._linger_left >= 0:  # the refusal is written: drop what still comes, within the budget
+                self._linger_left -= len(data)
+                if self._linger_left < 0:
+                    self._end_linger()
             return
         rest = memoryview(data)
         while rest:
@@ -259,7 +275,21 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             ]
         )
         self.transport.write(b"".join(content))
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the answer, then a FIN: the client reads it, whatever it is still sending
+        self._linger_left = LINGER_BYTES
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, self._end_linger)
+        self.flow.resume_reading()
+
+    def _end_linger(self) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._linger_left = -1
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def http_protocol(settings: Settings) -> functools.partial[HeaderLimitedProtocol]:
