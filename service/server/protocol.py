@@ -274,6 +274,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 body,
             ]
         )
+        if self.transport.is_closing():
+            return
         self.transport.write(b"".join(content))
         if not self.transport.can_write_eof():
             self.transport.close()

@@ -354,3 +354,31 @@ def test_every_worker_of_several_applies_the_configured_limits() -> None:
             assert fine.status == 200
         with _connect(live) as sock:
             assert _closed_within(sock, 10) < HEADER_TIMEOUT + 2
+
+
+def test_a_refused_connection_drops_what_still_comes_then_closes_after_the_linger() -> None:
+    from service.server.protocol import LINGER_SECONDS
+
+    with running_xent() as live, _connect(live, timeout=5) as sock:
+        sock.sendall(_get(b"Host: x", b"X-Big: " + b"a" * 64 * 1024))
+        received = b""
+        while chunk := sock.recv(65536):  # the 431, then the server's FIN (its write side shut)
+            received += chunk
+        _assert_431(_parse(received), SIZE_DETAIL)
+        # Lingering: more bytes are read and dropped, nothing answers them, and nothing is reset.
+        sock.sendall(b"x" * 1024)
+        time.sleep(0.2)
+        sock.sendall(b"x" * 1024)
+        assert sock.recv(1) == b""
+        # After the linger the connection is closed for good: what comes then is reset.
+        time.sleep(LINGER_SECONDS + 1.0)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            _send_until_refused(sock)
+
+
+def _send_until_refused(sock: socket.socket, tries: int = 20) -> None:
+    """Send a little at a time: a closed peer answers the first with a reset, which the next send (or the one
+    after) raises."""
+    for _ in range(tries):
+        sock.sendall(b"x" * 1024)
+        time.sleep(0.05)
