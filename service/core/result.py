@@ -308,7 +308,8 @@ def finish(
         mean_nats = [s / total for s in (*sums, correct_sum)]
         # Weights this small make each wᵢvᵢ subnormal, short of float64's precision (all 5e-324: a mean of 0.5
         # for 0.586): the means and sums are then taken from the weights scaled by a power of two, as on overflow.
-        tiny = float(_kept(weights, keep).max()) < TINY_WEIGHT
+        # (Σw ≥ n·2^−511 implies a weight of at least 2^−511: the maximum is looked for only below that.)
+        tiny = total < TINY_WEIGHT * n and float(weights.max()) < TINY_WEIGHT
         if tiny or not (math.isfinite(total) and plain_sums_finite and math.isfinite(correct_sum)):
             for j, values in enumerate((cross_entropy, kl_divergence, entropy, correct)):
                 plain = j == 3 or math.isfinite(sums[j])

@@ -191,8 +191,8 @@ def _check_weight_range(weights: np.ndarray, groups: bool, per_class: bool, cali
     if not positive.size:
         return
     smallest, largest = float(positive.min()), float(positive.max())
-    options = " and ".join([", ".join(asked[:-1]), asked[-1]] if len(asked) > 1 else asked)
     if smallest < largest * WEIGHT_RANGE:
+        options = f"{', '.join(asked[:-1])} and {asked[-1]}" if len(asked) > 1 else asked[0]
         raise InvalidOption(
             "sample_weights",
             f"the smallest positive weight is below 2^-1000 times the largest: {options} add up weighted sums "

@@ -206,8 +206,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self.server_state.total_requests += 1
             status, body = self._pending
             self._pending = None
-            if not self.transport.is_closing():
-                self._write_and_close(status, body)
+            self._write_and_close(status, body)  # (nothing, on a connection already closing)
             return
         super().on_response_complete()
         if self._pending is not None:  # uvicorn resumed reading for a pipelined request; stay stopped
@@ -262,6 +261,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._write_and_close(kind.status, body)
 
     def _write_and_close(self, status: int, body: bytes) -> None:
+        if self.transport.is_closing():
+            return
         content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
@@ -274,8 +275,6 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 body,
             ]
         )
-        if self.transport.is_closing():
-            return
         self.transport.write(b"".join(content))
         if not self.transport.can_write_eof():
             self.transport.close()

@@ -189,9 +189,8 @@ class _Reader:
             elif step is _FLAT:
                 if kinds != {_OBJECT}:
                     raise _Mismatch
-                extend(
-                    [item.as_dict() for item in items]
-                )  # their lists go uncounted: any sends the body the reference way
+                # Their lists go uncounted: any sends the body the reference way.
+                extend([item.as_dict() for item in items])
             elif step is _NUMBERS:  # each as (bytes, rows, width), joined into one array a column (``_rows``)
                 if kinds != {_ARRAY}:
                     raise _Mismatch
