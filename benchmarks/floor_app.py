@@ -38,6 +38,7 @@ import orjson
 import simdjson
 from starlette.responses import Response
 
+from service.api.transport._json_sequences import null_starts
 from service.api.transport.answer import Answer, encode, per_sample_arrays
 from service.core import score_multiclass
 from service.core.contract import NPZ_MEDIA_TYPE
@@ -116,9 +117,19 @@ _PIPELINE_THREAD = ThreadPoolExecutor(1, thread_name_prefix="pipelined-parse")
 
 
 def _parse_rows(text: bytearray | memoryview) -> tuple[np.ndarray, list[int]]:
-    """Rows of numbers and nulls (``[[...], ...]``): flat float64, NaN for null, and each row's length."""
+    """Rows of numbers and nulls (``[[...], ...]``): flat float64, NaN for null, and each row's length. The nulls
+    are found as xent finds them (memchr from one to the next while they are few: comparing every byte of a
+    20 MB body, and its fresh 20 MB mask, cost several times more)."""
     data = np.frombuffer(text, dtype=np.uint8)
-    starts = np.flatnonzero(data == ord("n"))
+    owner = text.obj if isinstance(text, memoryview) else text
+    offset = (
+        0
+        if owner is text
+        else int(
+            data.__array_interface__["data"][0] - np.frombuffer(owner, dtype=np.uint8).__array_interface__["data"][0]
+        )
+    )
+    starts = null_starts(owner, offset, offset + data.shape[0])
     data[starts[:, None] + np.arange(4)] = np.frombuffer(b"8e88", dtype=np.uint8)
     document: Any = _PIPELINE_PARSER.parse(text)
     lengths = [len(row) for row in document]

@@ -44,6 +44,7 @@ from service.api.transport import (
     Answer,
     Body,
     decode,
+    decode_without_containers,
     encode,
     npz_codec,
     read_body,
@@ -98,11 +99,17 @@ async def _score_in_threads(
         inflated = await run_in_threadpool(npz_codec.inflated_size, body)
         if inflated:
             await charge.charge_body(body.kind, body.size + inflated)
-    elif getattr(model, "charge_json_containers", False):
-        # Nested objects cost Pydantic more than the charge per byte: charged, before they are built, by count.
-        containers = await run_in_threadpool(json_containers, body.data)
-        await charge.resize(charge.held + containers * BYTES_PER_JSON_CONTAINER)
-    request = await run_in_threadpool(_decode, model, body, query, state)
+    request = None
+    if body.kind == "json" and getattr(model, "charge_json_containers", False):
+        # Nested objects cost Pydantic more than the charge per byte: charged, before they are built, by count;
+        # unless a path that builds none reads the body (a large token_logprobs one, the count costing a tenth).
+        if body.size >= state.settings.fast_json_min_bytes:
+            request = await run_in_threadpool(decode_without_containers, model, body, query, state.limits)
+        if request is None:
+            containers = await run_in_threadpool(json_containers, body.data)
+            await charge.resize(charge.held + containers * BYTES_PER_JSON_CONTAINER)
+    if request is None:
+        request = await run_in_threadpool(_decode, model, body, query, state)
     await charge.charge_cells(batch_cells(request))
     return await run_in_threadpool(handler, request, answer)
 

@@ -50,7 +50,8 @@ class Sequences:
 
     ``logprobs`` is float64, NaN where a position has no log-probability (null). ``token_bytes`` is the
     UTF-8 length of each position's token text (chat: its ``bytes``), None when the form carries no text;
-    ``replacement`` marks the texts holding U+FFFD (their byte count is approximate).
+    ``replacement`` marks the texts holding U+FFFD (their byte count is approximate). ``missing`` lists the
+    positions that are NaN, in order, when the reader knows them already (None: the core looks).
     """
 
     form: str
@@ -59,6 +60,7 @@ class Sequences:
     token_bytes: np.ndarray | None = None
     bytes_source: str | None = None
     replacement: np.ndarray | None = None
+    missing: np.ndarray | None = None
 
     @property
     def n_sequences(self) -> int:

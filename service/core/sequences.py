@@ -102,24 +102,27 @@ def score_sequences(
     end = np.maximum(end, start)
     window = _window(sequences.offsets, start, end)
     values = sequences.logprobs
-    # One sum says whether any position lacks a log-probability (NaN; infinities were refused while reading): a
-    # batch without one, in no window, needs no mask at all (None: every position is scored).
-    missing = np.isnan(values) if math.isnan(float(np.add.reduce(values))) else None
+    missing = _missing(sequences)
     _check_values(sequences, values, missing, window)
-    scored = window if missing is None else ~missing if window is None else window & ~missing
-    if scored is None and (not values.size or np.fmax.reduce(values) <= 0.0):
+    if window is None and not missing.size and (not values.size or np.fmax.reduce(values) <= 0.0):
         # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
         # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
         seq_nll = np.subtract(0.0, _per_sequence_sum(values, sequences.offsets))  # 0 − x: a zero stays +0.0
     else:
-        # −min(log p, 0) on the scored positions, 0 elsewhere, in one float64 array (10⁷ tokens: one 80 MB
-        # buffer, where np.where over temporaries took three).
-        nll = np.minimum(values, 0.0)
-        if scored is not None:
-            nll[~scored] = 0.0
-        np.subtract(0.0, nll, out=nll)
-        seq_nll = _per_sequence_sum(nll, sequences.offsets)
-    seq_tokens = np.diff(sequences.offsets) if scored is None else _per_sequence_sum(scored, sequences.offsets)
+        # min(log p, 0) on the scored positions, 0 elsewhere, in one float64 array (10⁷ tokens: one 80 MB buffer,
+        # where np.where over temporaries took three), summed and negated as above. fmin reads a NaN (a position
+        # without a log-probability) as the 0 it is given: only a window needs a mask.
+        kept = np.fmin(values, 0.0)
+        if window is not None:
+            kept[~window] = 0.0
+        seq_nll = np.subtract(0.0, _per_sequence_sum(kept, sequences.offsets))
+    # A sequence's scored tokens: its window, less the positions there without a log-probability (by index).
+    unscored = missing if window is None else missing[window[missing]]
+    seq_tokens = (end - start) - np.diff(np.searchsorted(unscored, sequences.offsets))
+    # Which positions are scored, as a mask: only the token texts' bytes need one.
+    scored = (
+        _scored(values.shape[0], window, missing) if num_bytes is None and sequences.token_bytes is not None else None
+    )
     seq_bytes, source = _bytes(sequences, scored, num_bytes, count)
     seq_words = counts(num_words, "num_words", count)
     ids, doc = documents(document_ids, count)
@@ -221,9 +224,27 @@ def _window(offsets: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarr
     return np.cumsum(edges[:-1], dtype=np.int32) > 0
 
 
-def _check_values(
-    sequences: Sequences, values: np.ndarray, missing: np.ndarray | None, window: np.ndarray | None
-) -> None:
+def _missing(sequences: Sequences) -> np.ndarray:
+    """The positions without a log-probability (NaN), in order: the reader's list, or found (one sum says whether
+    there is any: infinities were refused while reading, so the sum is NaN only for a NaN)."""
+    if sequences.missing is not None:
+        return sequences.missing
+    values = sequences.logprobs
+    if not math.isnan(float(np.add.reduce(values))):
+        return np.empty(0, dtype=np.intp)
+    return np.flatnonzero(np.isnan(values))
+
+
+def _scored(size: int, window: np.ndarray | None, missing: np.ndarray) -> np.ndarray | None:
+    """Which of ``size`` positions are scored (in the window, with a log-probability); None when every one is."""
+    if not missing.size:
+        return window
+    scored = np.ones(size, dtype=bool) if window is None else window.copy()
+    scored[missing] = False
+    return scored
+
+
+def _check_values(sequences: Sequences, values: np.ndarray, missing: np.ndarray, window: np.ndarray | None) -> None:
     """Refuse log-probabilities > 1e-9 anywhere, ≤ −1e4 (or −9999) at a scored position and, in forms other than
     ``token_logprobs``, a null at a scored position (but the prompt's first token's, which has no context)."""
     offsets, form = sequences.offsets, sequences.form
@@ -251,13 +272,13 @@ def _check_values(
             else:
                 message = f"log-probability {quoted(value)} is at or below {FLOOR:g}, refused at a scored position"
             raise sequence_error(OutOfRange, form, sequence, position, message)
-    if sequences.nulls_allowed or missing is None or not missing.any():
+    if sequences.nulls_allowed or not missing.size:
         return
-    null = missing.copy() if window is None else missing & window
-    if sequences.first_without_context:
-        null[offsets[:-1][np.diff(offsets) > 0]] = False  # the prompt's first token has no context: no error
-    if null.any():
-        sequence, position = locate(offsets, int(np.flatnonzero(null)[0]))
+    null = missing if window is None else missing[window[missing]]
+    if sequences.first_without_context:  # the prompt's first token has no context: no error
+        null = null[~np.isin(null, offsets[:-1][np.diff(offsets) > 0])]
+    if null.size:
+        sequence, position = locate(offsets, int(null[0]))
         message = (
             "null log-probability at a scored position; in this form only a prompt's first token may lack one "
             "(set score_from past it, or send token_logprobs, whose nulls are skipped)"

@@ -333,8 +333,8 @@ def test_null_starts_are_every_n_whether_hopped_to_or_compared(
     rows = ", ".join(["[null, -1.5]"] * nulls + ["[-2, -0.5]"] * 3)
     text = bytearray(f"[{rows}, [null]]".encode())
 
-    starts = _json_sequences._null_starts(text, 0, len(text))
-    inner = _json_sequences._null_starts(text, 1, len(text) - 1)  # from an offset: counted from it
+    starts = _json_sequences.null_starts(text, 0, len(text))
+    inner = _json_sequences.null_starts(text, 1, len(text) - 1)  # from an offset: counted from it
 
     assert starts.tolist() == [i for i, byte in enumerate(text) if byte == ord("n")]
     assert len(starts) == nulls + 1
@@ -384,11 +384,14 @@ def test_a_body_in_a_memory_map_is_searched_in_place_and_only_up_to_its_end() ->
     later.release()
 
 
+@pytest.mark.parametrize("outlined", [True, False], ids=["outline", "quotes"])
 @pytest.mark.parametrize(
     "rows", ["[null, -1.5], [-2, null, -0.5]", "[null, -1.5], [-2, 8e88]"], ids=["read", "given-way"]
 )
 @pytest.mark.parametrize("holder", ["bytes", "bytearray", "memory-map"])
-def test_the_body_is_as_it_came_after_the_fast_path_read_it_in_place_or_gave_way(rows: str, holder: str) -> None:
+def test_the_body_is_as_it_came_after_the_fast_path_read_it_in_place_or_gave_way(
+    rows: str, holder: str, outlined: bool
+) -> None:
     import mmap
 
     original = f'{{"unit": "bits", "token_logprobs": [{rows}]}}'.encode()
@@ -400,7 +403,8 @@ def test_the_body_is_as_it_came_after_the_fast_path_read_it_in_place_or_gave_way
     else:
         body = original if holder == "bytes" else bytearray(original)
 
-    request = decode_logprob_sequences(SequenceCrossEntropyRequest, body, JsonOutline.of(body))
+    outline = JsonOutline.of(body) if outlined else None
+    request = decode_logprob_sequences(SequenceCrossEntropyRequest, body, outline)
 
     assert bytes(body) == original
     if rows.endswith("8e88]"):  # the sentinel sent as a number: more sentinels than nulls, the reference decides
@@ -410,3 +414,112 @@ def test_the_body_is_as_it_came_after_the_fast_path_read_it_in_place_or_gave_way
         assert isinstance(request.token_logprobs, Sequences)
         assert np.array_equal(request.token_logprobs.logprobs, [np.nan, -1.5, -2, np.nan, -0.5], equal_nan=True)
         assert request.token_logprobs.offsets.tolist() == [0, 2, 5]
+
+
+# --- token_logprobs without an outline: the field placed by the body's quotes, before the containers are counted ---
+
+#: Rows enough for a body past the 4 KiB scored on the event loop (which decodes as small bodies do).
+BIG_ROWS = ", ".join(["[null, -1.5, -0.25, -3]", "[]", "[-0.5, null]", "[-1e-3, 0, -2.5E+1]"] * 100)
+BIG_S = 400
+
+
+def _ids(*texts: str) -> str:
+    return json.dumps([texts[index % len(texts)] for index in range(BIG_S)])
+
+
+#: Bodies the path without an outline reads: options on either side of the field, strings holding the field's
+#: name, brackets, braces, colons and 'n's, whitespace around the colon.
+PLACED = [
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}]}}', id="alone"),
+    pytest.param(f'{{"unit": "bits", "token_logprobs": [{BIG_ROWS}], "score_from": 1}}', id="options-around"),
+    pytest.param(
+        f'{{"document_ids": {_ids("token_logprobs", "[x", "y]", "{{", "}}", ":", "null")}, '
+        f'"token_logprobs" :\n [{BIG_ROWS}], "per_document": false}}',
+        id="strings-like-the-body",
+    ),
+    pytest.param(
+        f'{{"num_bytes": {json.dumps([3] * BIG_S)}, "score_until": {json.dumps([-1] * BIG_S)}, '
+        f'"token_logprobs": [{BIG_ROWS}]}}',
+        id="arrays-before",
+    ),
+    pytest.param(f' \n{{ "token_logprobs":[{BIG_ROWS.replace(", ", ",")}] }}\n', id="whitespace"),
+]
+
+
+def _read_alike(first: Any, second: Any) -> None:
+    """Two decoded requests hold the same options and the same sequences."""
+    assert first.model_dump(exclude={"token_logprobs"}) == second.model_dump(exclude={"token_logprobs"})
+    one, other = first.token_logprobs, second.token_logprobs
+    assert np.array_equal(one.logprobs, other.logprobs, equal_nan=True)
+    assert np.array_equal(one.offsets, other.offsets)
+    assert np.array_equal(one.missing, np.flatnonzero(np.isnan(one.logprobs)))
+
+
+@pytest.mark.parametrize("body", PLACED)
+def test_token_logprobs_are_read_without_an_outline_as_with_one(body: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = body.encode()
+    lean = decode_logprob_sequences(SequenceCrossEntropyRequest, data)
+    assert lean is not None
+    outlined = decode_logprob_sequences(SequenceCrossEntropyRequest, data, JsonOutline.of(data))
+    assert outlined is not None
+    _read_alike(lean, outlined)
+    reference = read_form({"token_logprobs": json.loads(data)["token_logprobs"]})
+    assert np.array_equal(lean.token_logprobs.logprobs, reference.logprobs, equal_nan=True)
+    # Over HTTP the body is read before its containers are counted (a count the path without one never needs).
+    from service.api import scoring
+
+    def no_count(data: Any) -> int:
+        raise AssertionError("the containers were counted")
+
+    monkeypatch.setattr(scoring, "json_containers", no_count)
+    fast = asyncio.run(_post_to(FAST, data))
+    monkeypatch.undo()
+    reference_answer = asyncio.run(_post_to(REFERENCE, data))
+    assert (fast.status_code, fast.json()) == (reference_answer.status_code, reference_answer.json())
+    assert fast.status_code == 200
+
+
+#: Bodies it leaves to the outline (None), each for its reason; over HTTP the answer is the reference's.
+ESCAPED_IDS = _ids('a"b', "c")
+BYTE_ORDER_MARK = "\ufeff"
+UNPLACED = [
+    pytest.param(f'{{"document_ids": {ESCAPED_IDS}, "token_logprobs": [{BIG_ROWS}]}}', id="escape"),
+    pytest.param(f'{{"token_logprobs": [[-1]], "token_logprobs": [{BIG_ROWS}]}}', id="duplicate-key"),
+    pytest.param(f'{{"unit": {{"token_logprobs": [[-1]]}}, "x": [{BIG_ROWS}]}}', id="only-nested"),
+    pytest.param(f'[{{"token_logprobs": [{BIG_ROWS}]}}]', id="not-an-object"),
+    pytest.param(f'{{"token_logprobs": {{"a": [{BIG_ROWS}]}}}}', id="not-an-array"),
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}], "unit": "furlongs"}}', id="options-refused"),
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}], "per_sample": true}}', id="unknown-key"),
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}]]}}', id="unbalanced"),
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}, [-1, "x"]]}}', id="string-in-a-row"),
+    pytest.param(f'{{"token_logprobs": [{BIG_ROWS}, [-1, [-2]]]}}', id="nested-row"),
+    pytest.param(f'{BYTE_ORDER_MARK}{{"token_logprobs": [{BIG_ROWS}]}}', id="byte-order-mark"),
+]
+
+
+@pytest.mark.parametrize("body", UNPLACED)
+def test_what_the_quotes_cannot_place_is_left_to_the_outline(body: str) -> None:
+    data = body.encode()
+    assert decode_logprob_sequences(SequenceCrossEntropyRequest, data) is None
+    _same(data)
+
+
+def test_more_quotes_than_the_hops_are_left_to_the_outline(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = PLACED[2].values[0].encode()
+    monkeypatch.setattr(_json_sequences, "_QUOTE_HOPS", 2 * BIG_S)  # the document ids alone have 2 · S quotes
+    assert decode_logprob_sequences(SequenceCrossEntropyRequest, data) is None
+    monkeypatch.setattr(_json_sequences, "_QUOTE_HOPS", 2 * BIG_S + 12)
+    assert decode_logprob_sequences(SequenceCrossEntropyRequest, data) is not None
+
+
+def test_token_logprobs_past_the_batch_limits_get_the_reference_413_without_an_outline() -> None:
+    body = f'{{"token_logprobs": [{BIG_ROWS}]}}'.encode()
+    answers = []
+    for threshold in (0, 10**12):
+        app = create_app(Settings(fast_json_min_bytes=threshold, max_cells=1000))
+        answers.append(asyncio.run(_post_to(app, body)))
+    fast, reference = answers
+    assert (fast.status_code, fast.json()) == (reference.status_code, reference.json())
+    assert reference.status_code == 413
+    # The outline's count: S rows × the first row's 4 entries, named as on every path.
+    assert reference.json()["detail"] == "token_logprobs has 1,600 values; the limit is 1,000 (XENT_MAX_CELLS)"

@@ -21,6 +21,18 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedChecksums}
 
 
+def decode_without_containers(
+    model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits
+) -> RequestModel | None:
+    """``decode``, when a path that builds no Python object per JSON container reads the body (a large plain JSON
+    ``token_logprobs`` one); None otherwise, the body untouched: the caller charges its containers, then
+    ``decode``s it."""
+    if body.kind != "json" or body.encoding != "identity" or query:
+        return None
+    request = json_codec.decode_without_containers(model, body, limits)
+    return None if request is None else _checked(request, limits)
+
+
 def decode(
     model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits, *, fast_json_min_bytes: int
 ) -> RequestModel:
@@ -34,6 +46,11 @@ def decode(
         request = npz_codec.decode(model, body, query, limits)
     else:
         request = json_codec.decode(model, body, query, limits, fast_json_min_bytes=fast_json_min_bytes)
+    return _checked(request, limits)
+
+
+def _checked(request: RequestModel, limits: Limits) -> RequestModel:
+    """``request``, once its batch, groups, states and cells are within ``limits`` (413 otherwise)."""
     limits.check_batch(*predictions_of(request))
     limits.check_groups(getattr(request, "groups", None))
     limits.check_states(getattr(request, "states", None))
@@ -51,6 +68,7 @@ __all__ = [
     "Body",
     "Limits",
     "decode",
+    "decode_without_containers",
     "encode",
     "read_body",
 ]

@@ -2,7 +2,12 @@
 nulls, straight into one flat float64 array with sequence offsets (``Sequences``), without a Python object per
 number (``token_logprobs``) or per token text (``completions``).
 
-- ``decode_logprob_sequences`` (``json_codec``, first): the field's own text, read before anything else;
+- ``decode_logprob_sequences``: the field's own text. Called first without an outline (``json_codec.
+  decode_without_containers``, before the body's containers are counted): the body's few quotes, found one by one
+  with memchr, place the field (the key once, at depth 1, outside any string; its array up to the last ']' before
+  the next string), where the outline's NumPy scans and the count of containers cost a third of the parse on a
+  20 MB body of numbers. A body it cannot place so (an escape in a string, more than ``_QUOTE_HOPS`` quotes, a
+  duplicate key, options the model refuses) goes the generic way, where it is called again with the outline;
 - ``decode_completions`` (``json_codec``, before the outline): the ``completions`` form read into ``Sequences``,
   never its ``top_logprobs``: the log-probabilities as numbers, and each token's UTF-8 byte count from simdjson's
   own writing of the ``tokens`` (``mini``: UTF-8 as it is, escapes only for ``"``, ``\\`` and the control
@@ -14,9 +19,10 @@ number (``token_logprobs``) or per token text (``completions``).
 When the first gives way, ``_json_fast`` leaves the field (kind "sequences") to the reference path, which names
 the sequence and position of what is wrong.
 
-simdjson cannot put a null in a float buffer. The first copies the field's text with every ``null`` written as
-``8e88`` (as long, and a value no log-probability has: anything above 1e-9 is refused); simdjson then exports
-the rows flat (``as_buffer``), and the sentinels become NaN, the core's null (``sequence_forms``). Only what
+simdjson cannot put a null in a float buffer. The first writes every ``null`` of the field's text as ``8e88``
+(as long, and a value no log-probability has: anything above 1e-9 is refused; in place in a writable body, put
+back once simdjson has copied it); simdjson then exports the rows flat (``as_buffer``), and the sentinels become
+NaN, the core's null (``sequence_forms``), their positions handed to the core as ``Sequences.missing``. Only what
 it can prove well-formed takes this path: no string or object in the field's text, one '[' per row plus the
 field's own, and as many sentinels after parsing as nulls replaced (a sentinel sent as a number fails that).
 Anything else returns None and the body takes the generic path, whose errors name the sequence and position;
@@ -52,6 +58,12 @@ KIND = "sequences"
 SENTINEL = b"8e88"
 _SENTINEL_VALUE = 8e88
 _COMPLETIONS_KEY = re.compile(rb'"completions"')
+_KEY = b'"' + FIELD.encode() + b'"'
+#: What follows the key of the field this path reads: a colon and the array's '[', JSON whitespace around.
+_VALUE_ARRAY = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*\[")
+#: How many quotes a body may hold for ``_field_span`` to find them one by one (memchr): a ``token_logprobs``
+#: body has its keys' and its options' (two a document id); one with more is read by the outline.
+_QUOTE_HOPS = 4096
 #: How many quotes ``_mentions`` looks at one by one (memchr from each to the next) before a regular expression
 #: reads the rest: a body of another form has a handful, a completions body its key among its first few.
 _KEY_HOPS = 4096
@@ -76,10 +88,10 @@ _REPLACEMENT_LEAD = b"\xef"
 CHUNK_BYTES = 1 << 18
 
 
-def _flat(text: bytes | bytearray | memoryview, nulls: int, opened: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The rows of ``text`` (an array of arrays of numbers, nulls written as the sentinel, ``opened`` '[' in all)
-    flat, and their offsets; None unless every row is an array of numbers and exactly ``nulls`` values are the
-    sentinel."""
+def rows_of(text: bytearray | memoryview, nulls: int, opened: int) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+    """The rows of ``text`` (an array of arrays of numbers, its nulls written as the sentinel, ``opened`` '[' in
+    all) flat, NaN for each null, their lengths and where the nulls are; None unless every row is an array of
+    numbers and exactly ``nulls`` values are the sentinel."""
     parser = _parsers.take()
     document: Any = None
     try:
@@ -98,22 +110,20 @@ def _flat(text: bytes | bytearray | memoryview, nulls: int, opened: int) -> tupl
         # as_buffer's buffer is the array's own (writable, and no view into the parser): no copy.
         flat = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64) if lengths else np.empty(0)
     except (ValueError, TypeError, RuntimeError):
-        # Not JSON by simdjson's reading (1e999, NaN), or values as_buffer refuses (booleans, integers past
-        # 64 bits): the reference path says which.
+        # Not JSON by simdjson's reading (1e999, NaN), or values as_buffer refuses (booleans, objects, integers
+        # past 64 bits): the reference path says which.
         return None
     finally:
         document = None  # every view into the document goes before the parser does
         _parsers.give_back(parser)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    # as_buffer flattens: a row like [3, [4]] would pass unseen, so every '[' must be a row's (or the field's).
-    if flat.shape[0] != offsets[-1] or opened != len(lengths) + 1:
+    # as_buffer flattens: a row like [3, [4]] would pass unseen, so every '[' must be a row's (or the array's).
+    if flat.shape[0] != sum(lengths) or opened != len(lengths) + 1:
         return None
-    missing = flat == _SENTINEL_VALUE
-    if int(np.count_nonzero(missing)) != nulls:
+    missing = np.flatnonzero(flat == _SENTINEL_VALUE)
+    if missing.shape[0] != nulls:
         return None
     flat[missing] = np.nan
-    return flat, offsets
+    return flat, lengths, missing
 
 
 def _completion_lists(array: Any) -> list[dict[str, Any]] | None:
@@ -365,39 +375,93 @@ def decode_completions(model: type[RequestModel], body: bytes | bytearray | memo
     return request.model_copy(update={"completions": objects})
 
 
-def _field_text(outline: JsonOutline, key: str) -> tuple[int, int, int] | None:
-    """Where the array that is the value of the top-level ``key`` starts and ends in the body (end exclusive),
-    and how many brackets and braces open inside it (its own included), from the outline's marks."""
-    spans = [(open_, close) for name, open_, close in outline.top_level_arrays() if name == key]
-    if len(spans) != 1:
-        return None
-    open_, close = spans[0]
-    opened = int(np.count_nonzero(outline.opening[open_ : close + 1]))
-    return int(outline.marks[open_]), int(outline.marks[close]) + 1, opened
-
-
 def decode_logprob_sequences(
-    model: type[RequestModel], body: bytes | bytearray | memoryview, outline: JsonOutline | None
+    model: type[RequestModel],
+    body: bytes | bytearray | memoryview,
+    outline: JsonOutline | None = None,
 ) -> RequestModel | None:
-    """The request, its ``token_logprobs`` read as ``Sequences``; None when the generic paths must decide."""
-    if outline is None or getattr(model, "array_kinds", {}).get(FIELD) != KIND:
+    """The request, its ``token_logprobs`` read as ``Sequences``; None when the generic paths must decide.
+
+    The field's array is placed by ``outline`` when there is one, else by the body's quotes (``_field_span``:
+    found one by one, as a body of numbers has few); simdjson parses its rows. The rest of the body (the field
+    emptied to ``[]``) is small: the model validates it as on the reference path.
+    """
+    if getattr(model, "array_kinds", {}).get(FIELD) != KIND:
         return None
-    span = _field_text(outline, FIELD)
-    if span is None:
-        return None
-    start, end, opened = span
-    if not _numbers_only(outline, start, end):
+    if outline is not None:
+        span = _field_text(outline, FIELD)
+        if span is None or not _numbers_only(outline, *span):
+            return None
+    else:
+        findable = _findable(body)
+        span = None if findable is None else _field_span(findable, len(body))
+        if span is None:
+            return None
+    start, end = span
+    read = _region_rows(body, start, end)
+    if read is None:
         return None
     view = memoryview(body).cast("B")
-    sequences = _logprob_lists(body, start, end, opened)
-    if sequences is None:
-        return None
     try:
         # The rest of the body (the field emptied to []) is small: the model validates it as on the reference path.
         request = model.model_validate_json(b"".join((view[:start], b"[]", view[end:])))
     except ValidationError:
         return None
-    return request.model_copy(update={FIELD: sequences})
+    flat, lengths, missing = read
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return request.model_copy(update={FIELD: Sequences(FIELD, flat, offsets, missing=missing)})
+
+
+def _field_text(outline: JsonOutline, key: str) -> tuple[int, int] | None:
+    """Where the array that is the value of the top-level ``key`` starts and ends in the body (end exclusive),
+    from the outline's marks."""
+    spans = [(open_, close) for name, open_, close in outline.top_level_arrays() if name == key]
+    if len(spans) != 1:
+        return None
+    open_, close = spans[0]
+    return int(outline.marks[open_]), int(outline.marks[close]) + 1
+
+
+def _field_span(text: bytes | bytearray | mmap.mmap, size: int) -> tuple[int, int] | None:
+    """Where the top-level ``token_logprobs`` array starts and ends in ``text[:size]`` (end exclusive), without an
+    outline: when the body has at most ``_QUOTE_HOPS`` quotes (found one by one), no escape in its strings, the
+    key once outside any string, at depth 1, and an array after its colon. That array holds no string, so it
+    ends at the last ']' before the next quote (the next key's, if any). None for anything else: the outline
+    reads it. Whatever lies outside the field is validated by the model, and the field by simdjson.
+    """
+    quotes: list[int] = []
+    at = text.find(b'"', 0, size)
+    while at >= 0:
+        if len(quotes) == _QUOTE_HOPS:
+            return None
+        quotes.append(at)
+        at = text.find(b'"', at + 1, size)
+    if len(quotes) % 2:
+        return None
+    strings = list(zip(quotes[0::2], quotes[1::2], strict=True))
+    if any(text.find(b"\\", open_, close) >= 0 for open_, close in strings):
+        return None  # an escape (a quote inside a string would have paired the quotes wrongly)
+    keys = [
+        (index, close)
+        for index, (open_, close) in enumerate(strings)
+        if close - open_ == len(_KEY) - 1 and text[open_ : close + 1] == _KEY
+    ]
+    found = [(index, match) for index, close in keys if (match := _VALUE_ARRAY.match(text, close + 1, size))]
+    if len(found) != 1:
+        return None
+    index, match = found[0]
+    # Depth 1: the brackets and braces before the key, outside the strings there, leave one open (the body's '{').
+    prefix = bytearray(text[: strings[index][0]])
+    for open_, string_close in strings[:index]:
+        prefix[open_ : string_close + 1] = bytes(string_close + 1 - open_)
+    opened = prefix.count(b"{") + prefix.count(b"[") - prefix.count(b"}") - prefix.count(b"]")
+    if opened != 1 or not prefix.lstrip(b" \t\n\r").startswith(b"{"):
+        return None
+    start = match.end() - 1
+    following = strings[index + 1][0] if index + 1 < len(strings) else size
+    end = text.rfind(b"]", start + 1, following) + 1
+    return (start, end) if end > start else None
 
 
 def _mentions(body: bytes | bytearray | memoryview, key: re.Pattern[bytes]) -> bool:
@@ -431,7 +495,7 @@ def _findable(body: bytes | bytearray | memoryview) -> bytes | bytearray | mmap.
     return owner if start == np.frombuffer(owner, dtype=np.uint8).__array_interface__["data"][0] else None
 
 
-def _null_starts(body: bytes | bytearray | memoryview, start: int, end: int) -> np.ndarray:
+def null_starts(body: bytes | bytearray | memoryview, start: int, end: int) -> np.ndarray:
     """Where each 'n' of ``body[start:end]`` is, from ``start``: memchr from one to the next while they are few (a
     null first in each of 1,000 sequences: 1 ms where comparing every byte of 20 MB takes 5), then NumPy."""
     findable = _findable(body)
@@ -456,29 +520,55 @@ def _numbers_only(outline: JsonOutline, start: int, end: int) -> bool:
     return bool(np.all((values == _OPEN_ARRAY) | (values == _CLOSE_ARRAY)))
 
 
-def _logprob_lists(body: bytes | bytearray | memoryview, start: int, end: int, opened: int) -> Sequences | None:
-    """``token_logprobs`` from ``body[start:end]`` (numbers, nulls and brackets only: ``_numbers_only``), its nulls
-    written as the sentinel for simdjson to read; ``opened`` is how many '[' the outline found there.
+def null_bytes(data: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """The bytes of the ``null`` starting at each of ``starts`` in ``data``, one row of four a null (for the sentinel
+    to be written there); None if one of them starts anything else."""
+    where: np.ndarray = starts[:, None] + _NULL_OFFSETS
+    if starts.size and (
+        starts[-1] + 4 > data.shape[0] or not np.array_equal(data[where], np.broadcast_to(_NULL, where.shape))
+    ):
+        return None
+    return where
 
-    A writable body (a large one is its own memory map) is written in place and its nulls put back once simdjson
-    has copied the text (the reference path may read it next); a read-only one is copied first.
+
+def count_of(body: bytes | bytearray | memoryview, byte: bytes, start: int, end: int) -> int:
+    """How many ``byte`` lie in ``body[start:end]``: memchr from one to the next while they are few, then NumPy."""
+    findable = _findable(body)
+    count, at = 0, start
+    if findable is not None:
+        at = findable.find(byte, start, end)
+        while at >= 0 and count < _NULL_HOPS:
+            count += 1
+            at = findable.find(byte, at + 1, end)
+        if at < 0:
+            return count
+    return count + int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8)[at:end] == byte[0]))
+
+
+def _region_rows(
+    body: bytes | bytearray | memoryview, start: int, end: int
+) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+    """``rows_of`` the array whose text is ``body[start:end]`` but for its first byte, read as '[' (the field's own,
+    or the ',' after rows read already), its nulls written as the sentinel for simdjson to read.
+
+    A writable body (a large one is its own memory map) is written in place and put back as it came once simdjson
+    has copied the text (the reference path may read it next); a read-only one has the region copied first.
     """
     view = memoryview(body).cast("B")
     in_place = not view.readonly
     text = view[start:end] if in_place else bytearray(view[start:end])
     data = np.frombuffer(text, dtype=np.uint8)
     # In a text of numbers and brackets an 'n' can only start "null" (or a NaN the reference path refuses).
-    starts = _null_starts(body, start, end)
-    where = starts[:, None] + _NULL_OFFSETS
-    if starts.size:
-        if starts[-1] + 4 > data.shape[0]:
-            return None
-        if not np.array_equal(data[where], np.broadcast_to(_NULL, where.shape)):
-            return None
-        data[where] = _SENTINEL_BYTES
+    where = null_bytes(data, null_starts(body, start, end))
+    if where is None:
+        return None
+    opened = 1 + count_of(body, b"[", start + 1, end)
+    first = int(data[0])
+    data[0] = _OPEN_ARRAY
+    data[where] = _SENTINEL_BYTES
     try:
-        read = _flat(text, int(starts.size), opened)
+        return rows_of(text, where.shape[0], opened)
     finally:
-        if in_place and starts.size:
-            data[where] = _NULL  # the body is the request's: as it came
-    return None if read is None else Sequences(FIELD, *read)
+        if in_place:  # the body is the request's: as it came
+            data[where] = _NULL
+            data[0] = first

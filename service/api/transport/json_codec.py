@@ -4,7 +4,10 @@ Before either parser runs, the outline of the body's top level (``_json_outline`
 of the bytes) refuses its first unknown key (422) and a batch past the limits (413): in time
 linear in the body, and before a parser holds an object per number. Then large bodies try the
 simdjson fast path (``_json_fast``); it gives way to the reference Pydantic path for anything it
-cannot prove well-formed, so both give the same requests and the same errors.
+cannot prove well-formed, so both give the same requests and the same errors. Two forms of
+``/v1/sequence-cross-entropy`` are read before any outline (``_json_sequences``): ``completions``,
+and ``token_logprobs`` placed by its few quotes (``decode_without_containers``); the limits are then
+checked on what they read, and the 413 names the same field.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from service.api.problems import HttpProblem, ProblemKind, query_parameter_error, unknown_field, validation_error
 from service.api.transport._json_fast import decode_fast
 from service.api.transport._json_outline import JsonOutline
+from service.api.transport._json_sequences import FIELD as LOGPROBS_FIELD
 from service.api.transport._json_sequences import decode_completions, decode_logprob_sequences
 from service.api.transport._json_states import decode_states
 from service.api.transport.body import Body
@@ -73,6 +77,19 @@ def decode(
     return request
 
 
+def decode_without_containers(model: type[RequestModel], body: Body, limits: Limits) -> RequestModel | None:
+    """The request when a path that builds no Python object per JSON container reads the body: a large
+    ``token_logprobs`` one, without an outline (``_json_sequences``); the body is released after. None otherwise:
+    the caller then charges the body's containers and ``decode``s it (the first error is the same on every path)."""
+    request = decode_logprob_sequences(model, body.data)
+    if request is None:
+        return None
+    if not limits.batch_fits_in(len(body.data)):
+        _screen_decoded(request, limits)
+    body.release()
+    return request
+
+
 def _decode_small(model: type[RequestModel], data: bytes | bytearray | memoryview, limits: Limits) -> RequestModel:
     """A body too small to hold a batch past the limits: Pydantic first, the outline only when it refuses the body.
 
@@ -116,12 +133,15 @@ def _screen(model: type[BaseModel], outline: JsonOutline, limits: Limits) -> Non
 
 
 def _screen_decoded(request: BaseModel, limits: Limits) -> None:
-    """What ``_screen`` refuses past the batch limits, for a request decoded before any outline (``completions``):
+    """What ``_screen`` refuses past the batch limits, for a request decoded before any outline (``completions``,
+    ``token_logprobs``):
     each array field's entries × its first entry's length (1 if not an array), as ``JsonOutline.shape`` counts
     them in the text, so that the 413 names the same field on every path."""
     for name in getattr(request, "array_kinds", {}):
         value = getattr(request, name, None)
-        if isinstance(value, Sequences) and value.n_sequences:  # completions read by their fast path: S objects
+        if isinstance(value, Sequences) and value.n_sequences and value.form == LOGPROBS_FIELD:  # S rows
+            limits.check_values(name, value.n_sequences * max(int(value.offsets[1]), 1))
+        elif isinstance(value, Sequences) and value.n_sequences:  # completions read by their fast path: S objects
             limits.check_values(name, value.n_sequences)
         elif isinstance(value, list) and value:
             first = value[0]
