@@ -1,5 +1,6 @@
 """The application factory: settings in, a ready FastAPI app out."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -70,8 +71,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     def mark_not_ready() -> None:
         state.ready = False
 
-    with not_ready_on_stop_signal(mark_not_ready):
-        yield
+    # What exists once the app has started (its modules, routes, schemas: some 80,000 objects) is left out of the
+    # garbage collector's full passes, which would otherwise walk all of it now and then mid-request (23 ms here).
+    gc.freeze()
+    try:
+        with not_ready_on_stop_signal(mark_not_ready):
+            yield
+    finally:
+        gc.unfreeze()
     state.ready = False
 
 
