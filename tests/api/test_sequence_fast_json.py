@@ -523,3 +523,55 @@ def test_token_logprobs_past_the_batch_limits_get_the_reference_413_without_an_o
     assert reference.status_code == 413
     # The outline's count: S rows × the first row's 4 entries, named as on every path.
     assert reference.json()["detail"] == "token_logprobs has 1,600 values; the limit is 1,000 (XENT_MAX_CELLS)"
+
+
+# --- the field parsed a piece of whole rows at a time ---
+
+_LOGPROB = st.one_of(st.none(), st.floats(min_value=-50.0, max_value=0.0), st.integers(min_value=-3, max_value=0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.lists(_LOGPROB, max_size=6), max_size=12),
+    separator=st.sampled_from([", ", ",", " , ", ",\n  "]),
+    piece_bytes=st.integers(min_value=1, max_value=80),
+    holder=st.sampled_from(["bytes", "bytearray"]),
+)
+def test_the_rows_read_a_piece_at_a_time_are_the_rows_read_whole(
+    rows: list[list[float | None]], separator: str, piece_bytes: int, holder: str
+) -> None:
+    text = "[" + separator.join("[" + separator.join(json.dumps(value) for value in row) + "]" for row in rows) + "]"
+    original = f'{{"token_logprobs": {text}, "unit": "bits"}}'.encode()
+    body = original if holder == "bytes" else bytearray(original)
+    expected = read_form({"token_logprobs": rows})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_json_sequences, "PIECE_BYTES", piece_bytes)
+        request = decode_logprob_sequences(SequenceCrossEntropyRequest, body)
+    assert bytes(body) == original
+    assert request is not None
+    read = request.token_logprobs
+    assert np.array_equal(read.logprobs, expected.logprobs, equal_nan=True)
+    assert np.array_equal(read.offsets, expected.offsets)
+    assert np.array_equal(read.missing, np.flatnonzero(np.isnan(expected.logprobs)))
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 7, 30, 10**9])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        "[null, -1], [-2, [-3]], [-4]",  # a nested row, wherever the pieces are cut
+        "[null, -1], [-2, 8e88], [-4]",  # the sentinel sent as a number
+        '[null, -1], [-2, "x"], [-4]',  # a string (the quotes then place no field)
+        "[null, -1], [-2, true], [-4]",
+        "[null, -1], [-2, nul], [-4]",
+        "[null, -1], [-2], [-4]]",  # one ']' too many
+    ],
+)
+def test_what_a_piece_cannot_read_gives_way_and_leaves_the_body_as_it_came(rows: str, piece_bytes: int) -> None:
+    original = f'{{"token_logprobs": [{rows}]}}'.encode()
+    body = bytearray(original)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_json_sequences, "PIECE_BYTES", piece_bytes)
+        assert decode_logprob_sequences(SequenceCrossEntropyRequest, body) is None
+        assert decode_logprob_sequences(SequenceCrossEntropyRequest, body, JsonOutline.of(body)) is None
+    assert bytes(body) == original
