@@ -23,7 +23,7 @@ from service.api.operation_docs import (
     openapi_extra,
     scoring_responses,
 )
-from service.api.operations.memory import give_back_free_memory
+from service.api.operations.memory import IDLE_TRIM
 from service.api.policy.admission import Charge
 from service.api.problems import problem_responses
 from service.api.schemas import (
@@ -141,15 +141,18 @@ async def _score(request: Request, model: type[BaseModel], handler: Handler) -> 
                 # an NPZ or gzip body is decompressed, and nothing untrusted is inflated on the loop.
                 return handler(_decode(model, body, query, state), answer)
             # Parsing, checking and scoring a large batch is CPU work: keep it off the event loop.
+            large = body.size >= TRIM_MIN_BYTES
+            if large:
+                IDLE_TRIM.started()
             try:
                 return await _score_in_threads(model, handler, body, query, answer, state, charge)
             finally:
-                if body.size >= TRIM_MIN_BYTES:
-                    del body
-                    await run_in_threadpool(give_back_free_memory)
+                if large:
+                    IDLE_TRIM.finished()
 
 
-#: After a request with a body this large, free heap memory is handed back to the system.
+#: A request with a body this large holds off the idle trim of free heap memory (``operations.memory``) while it
+#: is in flight, and sets it going when it is the last.
 TRIM_MIN_BYTES = 1 << 20
 
 #: Bodies up to this size are scored on the event loop (a few hundred numbers: about 0.1-0.3 ms).
