@@ -3,14 +3,14 @@
 Scoring a large batch allocates and frees tens of megabytes in worker threads. Given back at once,
 those pages are faulted in again, zeroed by the kernel, by the next large request: on a 20 MB
 ``token_logprobs`` request page faults were 17 % of the worker's CPU (``perf``), the largest cost
-after the parse. So while large requests keep
-coming, freed memory stays in the heap for the next one: blocks up to 64 MiB come from the heap
-(larger ones are mmapped and return on free), a free does not trim the heap below 256 MiB, and
-at most two arenas hold it. Once no large request has been in flight for ``IDLE_TRIM_SECONDS``,
-:class:`IdleTrim` hands all free heap memory back (``malloc_trim``), so an idle worker's resident
-size falls back (under a mixed load glibc's defaults, with a heap per thread, grew 70 % over a
-minute without anything leaking). What requests in flight may hold is bounded by the memory
-budget (``policy.admission``); the heap between them holds at most what the last ones freed.
+after the parse. So while large requests keep coming, freed memory stays in the heap for the next
+one: blocks up to 64 MiB come from the heap (larger ones are mmapped and return on free), a free
+does not trim the heap below 256 MiB, and at most two arenas hold it. Once no large request has
+been in flight for ``IDLE_TRIM_SECONDS``, :class:`IdleTrim` hands all free heap memory back
+(``malloc_trim``), so an idle worker's resident size falls back (under a mixed load glibc's
+defaults, with a heap per thread, grew 70 % over a minute without anything leaking). What requests
+in flight may hold is bounded by the memory budget (``policy.admission``); the heap between them
+holds at most what the last ones freed.
 
 `xent serve` runs with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (service/cli/serve.py), so the heap
 and the large mmapped blocks fault in as 2 MiB pages rather than 4 KiB ones.

@@ -244,8 +244,8 @@ def _decode(
 
 #: A rows field whose text is at least this long is parsed slice by slice.
 SLICED_MIN_BYTES = 1 << 20
-#: About this much text per simdjson parse of a slice of rows: under the 1 MiB mmap threshold
-#: (service/api/operations/memory.py), so the slice and simdjson's padded copy of it reuse heap memory.
+#: About this much text per simdjson parse of a slice of rows: the slice and simdjson's padded copy of it stay
+#: small, in the cache and in heap memory the next slice reuses.
 SLICE_BYTES = 1 << 18
 
 
