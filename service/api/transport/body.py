@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mmap
+import threading
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,11 +76,15 @@ class Body:
             self.data, self.size, self.encoding = inflated, len(inflated), "identity"
 
     def release(self) -> None:
-        """Let go of the bytes (a large body's memory map is unmapped) once nothing else needs them."""
+        """Let go of the bytes once nothing else needs them: a large body's memory map is kept for the next large
+        body (``KEPT_MAPS``) if nothing views it any more, else unmapped when the last view goes."""
         data, self.data = self.data, b""
         if isinstance(data, memoryview):
+            owner = data.obj
             with contextlib.suppress(BufferError):  # something still views it: it goes when that does
                 data.release()
+            if isinstance(owner, mmap.mmap):
+                KEPT_MAPS.give_back(owner)
 
 
 def body_kind(content_type: str | None) -> BodyKind:
@@ -248,15 +254,83 @@ class _Deadline:
         self._timer.cancel()
 
 
+class _KeptMap:
+    """One anonymous memory map kept from a large body to the next, as the simdjson parser is (``_json_fast``).
+
+    A fresh map's pages are zeroed by the kernel as the body first touches them (20 MB: 10 huge pages), on the
+    event loop while the body arrives; a body that fits in the kept map arrives into pages that are there already.
+    Only a map that nothing views any more is kept (a view would see the next body's bytes; the next body is read
+    only up to its own length), and it is dropped ``idle_seconds`` after the last large body, so an idle worker
+    does not hold it.
+    """
+
+    def __init__(self, idle_seconds: float = 10.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._kept: mmap.mmap | None = None
+        self._lock = threading.Lock()
+        self._last_use = 0.0
+        self._timer: threading.Timer | None = None
+
+    def take(self, size: int) -> mmap.mmap:
+        """The kept map if it holds ``size`` bytes, else a new one (the kernel may back it with huge pages)."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None and len(kept) >= size:
+            return kept
+        mapped = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        with contextlib.suppress(AttributeError, OSError):  # not on every platform
+            mapped.madvise(mmap.MADV_HUGEPAGE)
+        return mapped
+
+    def give_back(self, mapped: mmap.mmap) -> None:
+        """Keep ``mapped`` for the next body (the larger of it and the kept one), if nothing views it any more."""
+        try:
+            mapped.resize(len(mapped))  # refused while a buffer of it is exported: then it goes with its last view
+        except (BufferError, OSError, SystemError, ValueError, TypeError):
+            return
+        with self._lock:
+            if self._kept is None or len(mapped) > len(self._kept):
+                self._kept = mapped
+            self._last_use = time.monotonic()
+            if self._timer is None:
+                self._release_in(self.idle_seconds)
+
+    def _release_in(self, seconds: float) -> None:
+        """Check for idleness after ``seconds`` (called with the lock held)."""
+        self._timer = threading.Timer(seconds, self._release_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        """Drop the kept map if no large body came for ``idle_seconds``; else check again."""
+        with self._lock:
+            idle = time.monotonic() - self._last_use
+            if idle >= self.idle_seconds:
+                self._kept = None
+                self._timer = None
+            else:
+                self._release_in(self.idle_seconds - idle)
+
+    def kept(self) -> int:
+        """The size of the kept map (0: none)."""
+        with self._lock:
+            return 0 if self._kept is None else len(self._kept)
+
+
+#: The memory map kept between large bodies in this process.
+KEPT_MAPS = _KeptMap()
+
+
 class _BodyBuffer:
     """Where a body accumulates as it arrives.
 
-    A large body whose length is declared goes into one private anonymous memory map of
-    that length: no copies as it grows, pages are only touched (and counted as resident)
-    as bytes arrive, the kernel may back it with huge pages (page faults are a large part
-    of reading tens of megabytes), and the whole map goes back to the system as soon as
-    the request is done with it. Anything else (small, gzip, no Content-Length) grows a
-    bytearray in place.
+    A large body whose length is declared goes into one private anonymous memory map at
+    least that long (``KEPT_MAPS``: the last large body's, when it fits and nothing views it
+    any more), viewed up to that length: no copies as it grows, pages are only touched (and
+    counted as resident) as bytes arrive, the kernel may back it with huge pages (page faults
+    are a large part of reading tens of megabytes), and the map is kept for the next large
+    body until the worker has been idle 10 s. Anything else (small, gzip, no Content-Length)
+    grows a bytearray in place.
     """
 
     def __init__(self, declared: int | None, watch: Callable[[], BodyWatcher] | None) -> None:
@@ -266,10 +340,7 @@ class _BodyBuffer:
         #: Fed every chunk of a mapped body (a large one only).
         self.watcher: BodyWatcher | None = None
         if declared is not None and declared >= MAPPED_MIN_BYTES:
-            mapped = mmap.mmap(-1, declared, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            with contextlib.suppress(AttributeError, OSError):  # not on every platform
-                mapped.madvise(mmap.MADV_HUGEPAGE)
-            self._view = memoryview(mapped)
+            self._view = memoryview(KEPT_MAPS.take(declared))[:declared]
             self.watcher = watch() if watch is not None else None
 
     @property

@@ -1,0 +1,90 @@
+"""The memory map kept between large bodies (``body._KeptMap``): the next body that fits arrives into it, read only
+up to its own length; a map something still views is never kept; an idle worker drops it."""
+
+import asyncio
+import json
+import mmap
+import time
+
+import numpy as np
+import pytest
+from in_process import in_process_client
+
+from service.api import create_app
+from service.api.transport import body as body_module
+from service.api.transport.body import MAPPED_MIN_BYTES, _KeptMap
+from service.core.sequence_forms import read_form
+from service.core.sequences import score_sequences
+from service.settings import Settings
+
+
+def _map(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
+def test_a_map_nothing_views_is_kept_and_taken_by_the_next_body_that_fits() -> None:
+    kept = _KeptMap()
+    first = _map(4 << 20)
+    kept.give_back(first)
+    assert kept.kept() == 4 << 20
+    assert kept.take(3 << 20) is first  # fits: the same pages
+    assert kept.kept() == 0  # taken: one body at a time
+    kept.give_back(first)
+    larger = kept.take(5 << 20)
+    assert larger is not first
+    assert len(larger) == 5 << 20
+    kept.give_back(larger)
+    assert kept.kept() == 5 << 20  # the larger of the two is kept
+
+
+def test_a_map_still_viewed_is_not_kept() -> None:
+    kept = _KeptMap()
+    mapped = _map(2 << 20)
+    view = memoryview(mapped)[:100]  # e.g. an array still reading the body
+    kept.give_back(mapped)
+    assert kept.kept() == 0
+    view.release()
+    kept.give_back(mapped)
+    assert kept.kept() == 2 << 20
+
+
+def test_an_idle_worker_drops_the_kept_map() -> None:
+    kept = _KeptMap(idle_seconds=0.05)
+    kept.give_back(_map(2 << 20))
+    assert kept.kept() == 2 << 20
+    deadline = time.monotonic() + 2.0
+    while kept.kept() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert kept.kept() == 0
+
+
+def _body(rows: int, value: float) -> tuple[bytes, list[list[float | None]]]:
+    sequences: list[list[float | None]] = [[None, *([value] * 999)] for _ in range(rows)]
+    return json.dumps({"token_logprobs": sequences}).encode(), sequences
+
+
+def test_a_smaller_body_in_the_kept_map_is_read_up_to_its_own_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_module, "KEPT_MAPS", _KeptMap())
+    large, _ = _body(500, -1.2345678901234)
+    small, sequences = _body(150, -0.123456789)  # shorter: the large body's bytes lie past its end in the map
+    assert len(small) >= MAPPED_MIN_BYTES
+    app = create_app(Settings(fast_json_min_bytes=0))
+
+    async def post(content: bytes) -> dict[str, object]:
+        async with in_process_client(app) as client:
+            response = await client.post(
+                "/v1/sequence-cross-entropy", content=content, headers={"content-type": "application/json"}
+            )
+        assert response.status_code == 200, response.text
+        answer: dict[str, object] = response.json()
+        return answer
+
+    asyncio.run(post(large))
+    assert body_module.KEPT_MAPS.kept() >= len(large)  # given back once the large body was read
+    answer = asyncio.run(post(small))
+    expected = score_sequences(read_form({"token_logprobs": sequences}))
+    token = answer["token"]
+    assert isinstance(token, dict)
+    assert token["cross_entropy"] == pytest.approx(0.123456789, rel=1e-12)
+    assert answer["n_tokens"] == expected.totals.n_tokens == 150 * 999
+    assert np.isclose(expected.document_nll.sum(), 0.123456789 * 150 * 999)
