@@ -5,10 +5,13 @@ import asyncio
 import json
 import mmap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 from in_process import in_process_client
+from live_server import running_xent
 
 from service.api import create_app
 from service.api.transport import body as body_module
@@ -88,3 +91,27 @@ def test_a_smaller_body_in_the_kept_map_is_read_up_to_its_own_end(monkeypatch: p
     assert token["cross_entropy"] == pytest.approx(0.123456789, rel=1e-12)
     assert answer["n_tokens"] == expected.totals.n_tokens == 150 * 999
     assert np.isclose(expected.document_nll.sum(), 0.123456789 * 150 * 999)
+
+
+def test_large_bodies_of_many_sizes_at_once_each_get_their_own_answer() -> None:
+    # Twelve bodies of 0.9-6 MB, six at a time, three rounds, in a real server: maps are kept, taken by bodies that
+    # fit and made anew for those that do not, while other requests are still being read; every answer is exact.
+    bodies = []
+    for index in range(12):
+        value = -(index + 1) / 7.0
+        rows = [[None, *([value] * (200 + 37 * index))]] * (300 + 11 * index)
+        bodies.append((json.dumps({"token_logprobs": rows}).encode(), -value))
+    assert min(len(body) for body, _ in bodies) < MAPPED_MIN_BYTES < max(len(body) for body, _ in bodies)
+
+    def post(url: str, body: bytes) -> float:
+        with httpx.Client(timeout=60) as client:
+            response = client.post(url, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
+        cross_entropy: float = response.json()["token"]["cross_entropy"]
+        return cross_entropy
+
+    with running_xent() as server, ThreadPoolExecutor(6) as pool:
+        url = server.url + "/v1/sequence-cross-entropy"
+        for _ in range(3):
+            answers = list(pool.map(lambda item: post(url, item[0]), bodies))
+            assert answers == pytest.approx([expected for _, expected in bodies], rel=1e-12)
