@@ -196,8 +196,7 @@ def _read_token_logprobs(field: bytearray) -> tuple[np.ndarray, np.ndarray]:
     read = _pieces(field, np.frombuffer(field, dtype=np.uint8), field, 0)
     if read is None:
         raise RuntimeError("the token_logprobs body does not parse")
-    flat, lengths = read
-    flat[flat == 8e88] = np.nan
+    flat, lengths, _ = read  # the sentinels already NaN
     return flat, np.array(lengths, dtype=np.int64)
 
 

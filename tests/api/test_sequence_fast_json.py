@@ -575,3 +575,30 @@ def test_what_a_piece_cannot_read_gives_way_and_leaves_the_body_as_it_came(rows:
         assert decode_logprob_sequences(SequenceCrossEntropyRequest, body) is None
         assert decode_logprob_sequences(SequenceCrossEntropyRequest, body, JsonOutline.of(body)) is None
     assert bytes(body) == original
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"token_logprobs": [[1], [2]]}', "[[1], [2]]"),  # the field last: found from the body's end
+        ('{"token_logprobs": []}', "[]"),
+        ('{"token_logprobs": [ ] }', "[ ]"),
+        ('{"unit": "bits", "token_logprobs": [[1]]}\n', "[[1]]"),
+        ('{"token_logprobs": [[1]], "num_bytes": [3]}', "[[1]]"),  # a flat list after it: the next quote bounds it
+        ('{"token_logprobs": [[1]], "unit": "bits"}', "[[1]]"),
+        ('{"token_logprobs": [[1]]' + " " * 300 + "}", "[[1]]"),  # past the tail read: the quotes decide
+        # Not the field, but a text simdjson refuses as one array: the path gives way (a duplicate key).
+        ('{"token_logprobs": [[1]], "token_logprobs": [[2]]}', '[[1]], "token_logprobs": [[2]]'),
+    ],
+)
+def test_the_field_is_placed_from_the_bodys_end_or_by_the_next_quote(body: str, field: str) -> None:
+    data = body.encode()
+    span = _json_sequences._field_span(data, len(data))
+    assert span is not None
+    assert data[span[0] : span[1]].decode() == field
+
+
+def test_a_key_of_the_options_after_the_field_that_repeats_it_gives_way() -> None:
+    data = b'{"token_logprobs": [[1]], "unit": "bits", "token_logprobs": [[2]], "num_bytes": [1]}'
+    assert _json_sequences._field_span(data, len(data)) is None
+    assert decode_logprob_sequences(SequenceCrossEntropyRequest, data) is None

@@ -67,6 +67,8 @@ PIECE_BYTES = 1 << 20
 #: How many quotes a body may hold for ``_field_span`` to find them one by one (memchr): a ``token_logprobs``
 #: body has its keys' and its options' (two a document id); one with more is read by the outline.
 _QUOTE_HOPS = 4096
+#: How much of a body's end ``_last_bracket`` reads for the field's last ']' and the body's '}'.
+_TAIL_BYTES = 256
 #: How many quotes ``_mentions`` looks at one by one (memchr from each to the next) before a regular expression
 #: reads the rest: a body of another form has a handful, a completions body its key among its first few.
 _KEY_HOPS = 4096
@@ -420,32 +422,30 @@ def _field_text(outline: JsonOutline, key: str) -> tuple[int, int] | None:
 
 def _field_span(text: bytes | bytearray | mmap.mmap, size: int) -> tuple[int, int] | None:
     """Where the top-level ``token_logprobs`` array starts and ends in ``text[:size]`` (end exclusive), without an
-    outline: when the body has at most ``_QUOTE_HOPS`` quotes (found one by one), no escape in its strings, the
-    key once outside any string, at depth 1, and an array after its colon. That array holds no string, so it
-    ends at the last ']' before the next quote (the next key's, if any). None for anything else: the outline
-    reads it. Whatever lies outside the field is validated by the model, and the field by simdjson.
+    outline: its key found by the quotes before it (found one by one, at most ``_QUOTE_HOPS``, none with an
+    escape), outside any string, at depth 1, an array after its colon. When only a '}' follows the body's last
+    ']', the field runs to it (the options, if any, came before: the usual body, whose 20 MB of numbers then
+    need no search for quotes); else to the last ']' before the next quote (the next key's), the rest of the
+    body's strings found too and none the key again. None for anything else: the outline reads it. Whatever lies
+    outside the field is validated by the model, and the field by simdjson, which refuses a string in it.
     """
-    quotes: list[int] = []
+    strings: list[tuple[int, int]] = []
+    found: tuple[int, re.Match[bytes]] | None = None
     at = text.find(b'"', 0, size)
     while at >= 0:
-        if len(quotes) == _QUOTE_HOPS:
+        close = _string_end(text, at, size, len(strings))
+        if close is None:
             return None
-        quotes.append(at)
-        at = text.find(b'"', at + 1, size)
-    if len(quotes) % 2:
+        strings.append((at, close))
+        if close - at == len(_KEY) - 1 and text[at : close + 1] == _KEY:
+            match = _VALUE_ARRAY.match(text, close + 1, size)
+            if match is not None:
+                found = (len(strings) - 1, match)
+                break
+        at = text.find(b'"', close + 1, size)
+    if found is None:
         return None
-    strings = list(zip(quotes[0::2], quotes[1::2], strict=True))
-    if any(text.find(b"\\", open_, close) >= 0 for open_, close in strings):
-        return None  # an escape (a quote inside a string would have paired the quotes wrongly)
-    keys = [
-        (index, close)
-        for index, (open_, close) in enumerate(strings)
-        if close - open_ == len(_KEY) - 1 and text[open_ : close + 1] == _KEY
-    ]
-    found = [(index, match) for index, close in keys if (match := _VALUE_ARRAY.match(text, close + 1, size))]
-    if len(found) != 1:
-        return None
-    index, match = found[0]
+    index, match = found
     # Depth 1: the brackets and braces before the key, outside the strings there, leave one open (the body's '{').
     prefix = bytearray(text[: strings[index][0]])
     for open_, string_close in strings[:index]:
@@ -454,9 +454,47 @@ def _field_span(text: bytes | bytearray | mmap.mmap, size: int) -> tuple[int, in
     if opened != 1 or not prefix.lstrip(b" \t\n\r").startswith(b"{"):
         return None
     start = match.end() - 1
-    following = strings[index + 1][0] if index + 1 < len(strings) else size
-    end = text.rfind(b"]", start + 1, following) + 1
+    last = _last_bracket(text, start, size)
+    if last is not None:
+        return start, last + 1
+    following = text.find(b'"', start + 1, size)
+    at = following
+    while at >= 0:  # the strings after the field: none may be the key again
+        close = _string_end(text, at, size, len(strings))
+        if close is None:
+            return None
+        strings.append((at, close))
+        if text[at : close + 1] == _KEY and _VALUE_ARRAY.match(text, close + 1, size):
+            return None
+        at = text.find(b'"', close + 1, size)
+    end = text.rfind(b"]", start + 1, following if following >= 0 else size) + 1
     return (start, end) if end > start else None
+
+
+def _string_end(text: bytes | bytearray | mmap.mmap, opening: int, size: int, found: int) -> int | None:
+    """The closing quote of the string opened at ``opening``; None past ``_QUOTE_HOPS`` quotes (``found`` strings
+    so far), for an unclosed one, or one with an escape (an escaped quote would pair the quotes wrongly)."""
+    close = text.find(b'"', opening + 1, size)
+    if close < 0 or 2 * found + 2 > _QUOTE_HOPS or text.find(b"\\", opening, close) >= 0:
+        return None
+    return close
+
+
+def _last_bracket(text: bytes | bytearray | mmap.mmap, start: int, size: int) -> int | None:
+    """Where the body's last ']' is, when nothing but whitespace and one '}' follows it, it closes an array of
+    arrays (a row's ']' before it) or the empty array opened at ``start``, all within the last ``_TAIL_BYTES``: the
+    field's end, if the field is the body's last value (options after it end otherwise: a number, a string, a
+    literal, a flat list). A wrong guess only costs a parse that fails."""
+    tail_start = max(start, size - _TAIL_BYTES)
+    tail = bytes(text[tail_start:size]).rstrip(b" \t\n\r")
+    if not tail.endswith(b"}"):
+        return None
+    tail = tail[:-1].rstrip(b" \t\n\r")
+    last = tail_start + len(tail) - 1
+    if not tail.endswith(b"]") or last <= start:
+        return None
+    inside = tail[:-1].rstrip(b" \t\n\r")
+    return last if inside.endswith(b"]") or tail_start + len(inside) - 1 == start else None
 
 
 def _mentions(body: bytes | bytearray | memoryview, key: re.Pattern[bytes]) -> bool:
@@ -575,18 +613,17 @@ def _region_rows(
             data[where] = _NULL
     if read is None or opened != len(read[1]) + 1:
         return None
-    flat, lengths = read
-    missing = np.flatnonzero(flat == _SENTINEL_VALUE)
+    flat, lengths, missing = read
     if missing.shape[0] != where.shape[0]:
         return None
-    flat[missing] = np.nan
     return flat, lengths, missing
 
 
 def _pieces(
     text: bytearray | memoryview, data: np.ndarray, searched: bytes | bytearray | mmap.mmap | None, offset: int
-) -> tuple[np.ndarray, list[int]] | None:
-    """``_parse_rows`` of ``text`` (an array's text but for its first byte, read as '['), a piece of some
+) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+    """``_parse_rows`` of ``text`` (an array's text but for its first byte, read as '['), its sentinels made NaN and
+    where they are, a piece of some
     ``PIECE_BYTES`` of whole rows at a time: each from the ',' after the last row read (written '[' while it is
     parsed) to the ',' after a row's ']' (written ']'), so that simdjson's copy, index and tape of it stay in the
     cache (a 20 MB field of numbers: 31 ms in 1 MiB pieces, 37 ms whole). ``searched`` holds ``text`` from
@@ -594,6 +631,8 @@ def _pieces(
     size = data.shape[0]
     flats: list[np.ndarray] = []
     lengths: list[int] = []
+    missings: list[np.ndarray] = []
+    values = 0  # values read so far
     first = 0
     while first < size - 1:
         last = size - 1  # the array's own ']'
@@ -609,9 +648,16 @@ def _pieces(
             data[first], data[last] = opening, closing
         if read is None:
             return None
+        # The sentinels become NaN while the piece's values are in the cache.
+        missing = np.flatnonzero(read[0] == _SENTINEL_VALUE)
+        read[0][missing] = np.nan
+        missings.append(missing + values)
+        values += read[0].shape[0]
         flats.append(read[0])
         lengths.extend(read[1])
         first = last
     if not flats:
         return None
-    return (flats[0] if len(flats) == 1 else np.concatenate(flats)), lengths
+    if len(flats) == 1:
+        return flats[0], lengths, missings[0]
+    return np.concatenate(flats), lengths, np.concatenate(missings)
