@@ -103,7 +103,9 @@ def score_sequences(
     window = _window(sequences.offsets, start, end)
     values = sequences.logprobs
     missing = _missing(sequences)
-    _check_values(sequences, values, missing, window)
+    # The positions without a log-probability that a window holds: skipped, and in forms but token_logprobs refused.
+    unscored = missing if window is None else missing[window[missing]]
+    _check_values(sequences, values, unscored, window)
     if window is None and not missing.size and (not values.size or np.fmax.reduce(values) <= 0.0):
         # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
         # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
@@ -117,7 +119,6 @@ def score_sequences(
             kept[~window] = 0.0
         seq_nll = np.subtract(0.0, _per_sequence_sum(kept, sequences.offsets))
     # A sequence's scored tokens: its window, less the positions there without a log-probability (by index).
-    unscored = missing if window is None else missing[window[missing]]
     seq_tokens = (end - start) - np.diff(np.searchsorted(unscored, sequences.offsets))
     # Which positions are scored, as a mask: only the token texts' bytes need one.
     scored = (
@@ -244,9 +245,10 @@ def _scored(size: int, window: np.ndarray | None, missing: np.ndarray) -> np.nda
     return scored
 
 
-def _check_values(sequences: Sequences, values: np.ndarray, missing: np.ndarray, window: np.ndarray | None) -> None:
+def _check_values(sequences: Sequences, values: np.ndarray, nulls: np.ndarray, window: np.ndarray | None) -> None:
     """Refuse log-probabilities > 1e-9 anywhere, ≤ −1e4 (or −9999) at a scored position and, in forms other than
-    ``token_logprobs``, a null at a scored position (but the prompt's first token's, which has no context)."""
+    ``token_logprobs``, a null at a scored position (but the prompt's first token's, which has no context); ``nulls``
+    are the positions in a window without a log-probability."""
     offsets, form = sequences.offsets, sequences.form
     # The extremes first (reductions, NaN ignored): the masks are built only when a value may be refused,
     # which spares two passes and their buffers on a valid batch of 10⁷ log-probabilities.
@@ -272,13 +274,12 @@ def _check_values(sequences: Sequences, values: np.ndarray, missing: np.ndarray,
             else:
                 message = f"log-probability {quoted(value)} is at or below {FLOOR:g}, refused at a scored position"
             raise sequence_error(OutOfRange, form, sequence, position, message)
-    if sequences.nulls_allowed or not missing.size:
+    if sequences.nulls_allowed or not nulls.size:
         return
-    null = missing if window is None else missing[window[missing]]
     if sequences.first_without_context:  # the prompt's first token has no context: no error
-        null = null[~np.isin(null, offsets[:-1][np.diff(offsets) > 0])]
-    if null.size:
-        sequence, position = locate(offsets, int(null[0]))
+        nulls = nulls[~np.isin(nulls, offsets[:-1][np.diff(offsets) > 0])]
+    if nulls.size:
+        sequence, position = locate(offsets, int(nulls[0]))
         message = (
             "null log-probability at a scored position; in this form only a prompt's first token may lack one "
             "(set score_from past it, or send token_logprobs, whose nulls are skipped)"

@@ -58,7 +58,7 @@ def test_a_large_request_that_starts_before_the_trim_calls_it_off(trims: list[st
     assert len(trims) == 1
 
 
-def test_the_allocator_keeps_freed_memory_for_the_next_large_request() -> None:
+def test_this_glibc_accepts_the_allocator_settings_that_keep_freed_memory() -> None:
     # 64 MiB blocks come from the heap and a free trims nothing below 256 MiB (glibc; elsewhere no-ops).
     assert memory.MMAP_THRESHOLD == 64 << 20
     assert memory.TRIM_THRESHOLD == 256 << 20

@@ -17,7 +17,6 @@ same errors by construction, and the fast one never has to reproduce a message.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -25,6 +24,7 @@ import orjson
 import simdjson
 from pydantic import BaseModel, ValidationError
 
+from service.api.transport._idle import IdleDrop
 from service.api.transport._json_outline import JsonOutline
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
@@ -44,11 +44,9 @@ class _ParserPool:
 
     def __init__(self, keep: int = 1, idle_seconds: float = 10.0) -> None:
         self.keep = keep
-        self.idle_seconds = idle_seconds
         self._idle: list[simdjson.Parser] = []
         self._lock = threading.Lock()
-        self._last_use = 0.0
-        self._timer: threading.Timer | None = None
+        self._idle_drop = IdleDrop(idle_seconds, self._lock, self._idle.clear)
 
     def take(self) -> simdjson.Parser:
         """An idle parser, or a new one."""
@@ -62,25 +60,7 @@ class _ParserPool:
         with self._lock:
             if len(self._idle) < self.keep:
                 self._idle.append(parser)
-            self._last_use = time.monotonic()
-            if self._timer is None:
-                self._release_in(self.idle_seconds)
-
-    def _release_in(self, seconds: float) -> None:
-        """Check for idleness after ``seconds`` (called with the lock held)."""
-        self._timer = threading.Timer(seconds, self._release_if_idle)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _release_if_idle(self) -> None:
-        """Drop the kept parsers (and their buffers) if none was used for ``idle_seconds``; else check again."""
-        with self._lock:
-            idle = time.monotonic() - self._last_use
-            if idle >= self.idle_seconds:
-                self._idle.clear()
-                self._timer = None
-            else:
-                self._release_in(self.idle_seconds - idle)
+            self._idle_drop.used()
 
     def kept(self) -> int:
         """How many parsers are kept now."""

@@ -531,18 +531,26 @@ def _findable(body: bytes | bytearray | memoryview) -> bytes | bytearray | mmap.
 def null_starts(body: bytes | bytearray | memoryview, start: int, end: int) -> np.ndarray:
     """Where each 'n' of ``body[start:end]`` is, from ``start``: memchr from one to the next while they are few (a
     null first in each of 1,000 sequences: 1 ms where comparing every byte of 20 MB takes 5), then NumPy."""
-    findable = _findable(body)
-    found: list[int] = []
-    at = start
-    if findable is not None:
-        at = findable.find(b"n", start, end)
-        while at >= 0 and len(found) < _NULL_HOPS:
-            found.append(at - start)
-            at = findable.find(b"n", at + 1, end)
-        if at < 0:
-            return np.array(found, dtype=np.intp)
+    found, at = _hops(body, b"n", start, end)
+    starts = np.array(found, dtype=np.intp) - start
+    if at < 0:
+        return starts
     rest = np.flatnonzero(np.frombuffer(body, dtype=np.uint8)[at:end] == _N) + (at - start)
-    return np.concatenate([np.array(found, dtype=np.intp), rest])
+    return np.concatenate([starts, rest])
+
+
+def _hops(body: bytes | bytearray | memoryview, byte: bytes, start: int, end: int) -> tuple[list[int], int]:
+    """Where ``byte`` lies in ``body[start:end]``, found by memchr one by one, at most ``_NULL_HOPS`` of them (none in
+    a body that cannot be searched in place), and where NumPy must read on from (-1: nowhere, all were found)."""
+    findable = _findable(body)
+    if findable is None:
+        return [], start
+    found: list[int] = []
+    at = findable.find(byte, start, end)
+    while at >= 0 and len(found) < _NULL_HOPS:
+        found.append(at)
+        at = findable.find(byte, at + 1, end)
+    return found, at
 
 
 def _numbers_only(outline: JsonOutline, start: int, end: int) -> bool:
@@ -553,7 +561,7 @@ def _numbers_only(outline: JsonOutline, start: int, end: int) -> bool:
     return bool(np.all((values == _OPEN_ARRAY) | (values == _CLOSE_ARRAY)))
 
 
-def null_bytes(data: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+def _null_bytes(data: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
     """The bytes of the ``null`` starting at each of ``starts`` in ``data``, one row of four a null (for the sentinel
     to be written there); None if one of them starts anything else."""
     where: np.ndarray = starts[:, None] + _NULL_OFFSETS
@@ -564,18 +572,12 @@ def null_bytes(data: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
     return where
 
 
-def count_of(body: bytes | bytearray | memoryview, byte: bytes, start: int, end: int) -> int:
+def _count_of(body: bytes | bytearray | memoryview, byte: bytes, start: int, end: int) -> int:
     """How many ``byte`` lie in ``body[start:end]``: memchr from one to the next while they are few, then NumPy."""
-    findable = _findable(body)
-    count, at = 0, start
-    if findable is not None:
-        at = findable.find(byte, start, end)
-        while at >= 0 and count < _NULL_HOPS:
-            count += 1
-            at = findable.find(byte, at + 1, end)
-        if at < 0:
-            return count
-    return count + int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8)[at:end] == byte[0]))
+    found, at = _hops(body, byte, start, end)
+    if at < 0:
+        return len(found)
+    return len(found) + int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8)[at:end] == byte[0]))
 
 
 def _region_rows(
@@ -601,10 +603,10 @@ def _region_rows(
         text, searched, offset = copy, copy, 0
     data = np.frombuffer(text, dtype=np.uint8)
     # In a text of numbers and brackets an 'n' can only start "null" (or a NaN the reference path refuses).
-    where = null_bytes(data, null_starts(body, start, end))
+    where = _null_bytes(data, null_starts(body, start, end))
     if where is None:
         return None
-    opened = 1 + count_of(body, b"[", start + 1, end)
+    opened = 1 + _count_of(body, b"[", start + 1, end)
     data[where] = _SENTINEL_BYTES
     try:
         read = _pieces(text, data, searched, offset)
@@ -622,12 +624,11 @@ def _region_rows(
 def _pieces(
     text: bytearray | memoryview, data: np.ndarray, searched: bytes | bytearray | mmap.mmap | None, offset: int
 ) -> tuple[np.ndarray, list[int], np.ndarray] | None:
-    """``_parse_rows`` of ``text`` (an array's text but for its first byte, read as '['), its sentinels made NaN and
-    where they are, a piece of some
-    ``PIECE_BYTES`` of whole rows at a time: each from the ',' after the last row read (written '[' while it is
-    parsed) to the ',' after a row's ']' (written ']'), so that simdjson's copy, index and tape of it stay in the
-    cache (a 20 MB field of numbers: 31 ms in 1 MiB pieces, 37 ms whole). ``searched`` holds ``text`` from
-    ``offset``, for ``rfind`` (None: one piece)."""
+    """``_parse_rows`` of ``text`` (an array's text but for its first byte, read as '['), its sentinels made NaN, and
+    where they are; a piece of some ``PIECE_BYTES`` of whole rows at a time: each from the ',' after the last row
+    read (written '[' while it is parsed) to the ',' after a row's ']' (written ']'), so that simdjson's copy,
+    index and tape of it stay in the cache (a 20 MB field of numbers: 31 ms in 1 MiB pieces, 37 ms whole).
+    ``searched`` holds ``text`` from ``offset``, for ``rfind`` (None: one piece)."""
     size = data.shape[0]
     flats: list[np.ndarray] = []
     lengths: list[int] = []

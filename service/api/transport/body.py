@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import mmap
 import threading
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 
 from service.api.problems import ProblemKind
+from service.api.transport._idle import IdleDrop
 from service.api.transport.limits import Limits
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
@@ -265,11 +265,9 @@ class _KeptMap:
     """
 
     def __init__(self, idle_seconds: float = 10.0) -> None:
-        self.idle_seconds = idle_seconds
         self._kept: mmap.mmap | None = None
         self._lock = threading.Lock()
-        self._last_use = 0.0
-        self._timer: threading.Timer | None = None
+        self._idle_drop = IdleDrop(idle_seconds, self._lock, self._drop)
 
     def take(self, size: int) -> mmap.mmap:
         """The kept map if it holds ``size`` bytes, else a new one (the kernel may back it with huge pages)."""
@@ -291,25 +289,10 @@ class _KeptMap:
         with self._lock:
             if self._kept is None or len(mapped) > len(self._kept):
                 self._kept = mapped
-            self._last_use = time.monotonic()
-            if self._timer is None:
-                self._release_in(self.idle_seconds)
+            self._idle_drop.used()
 
-    def _release_in(self, seconds: float) -> None:
-        """Check for idleness after ``seconds`` (called with the lock held)."""
-        self._timer = threading.Timer(seconds, self._release_if_idle)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _release_if_idle(self) -> None:
-        """Drop the kept map if no large body came for ``idle_seconds``; else check again."""
-        with self._lock:
-            idle = time.monotonic() - self._last_use
-            if idle >= self.idle_seconds:
-                self._kept = None
-                self._timer = None
-            else:
-                self._release_in(self.idle_seconds - idle)
+    def _drop(self) -> None:
+        self._kept = None
 
     def kept(self) -> int:
         """The size of the kept map (0: none)."""
