@@ -6,12 +6,12 @@ no middleware, no limits, no logs, no metrics):
 - ``POST /echo?answer_bytes=N`` reads the whole body and sends N bytes back (made once, then
   reused): what the client, uvicorn and the loopback cost for a request of this size with an
   answer of that size, and nothing else. No server can answer faster.
-- ``POST /token-logprobs?segment_bytes=S&threaded=0|1`` (issue 16) is the least a server in this
-  stack does for a ``token_logprobs`` body: its rows parsed by simdjson into float64 (nulls written
-  as a sentinel first), xent's core, the answer's summary. With ``segment_bytes`` 0 the rows are
-  parsed once the body is in; with S > 0 *while it arrives*: every S bytes the complete rows (up to
-  the last ``]``) are cut out and parsed, on the event loop between chunks, or with ``threaded=1``
-  on a second thread (simdjson holds the GIL while it parses). It trusts the body
+- ``POST /token-logprobs?segment_bytes=S&threaded=0|1`` (issue 16) is the least an ASGI app in this
+  stack does for a ``token_logprobs`` body, reading it through ``receive``: its rows parsed by simdjson
+  into float64 (nulls written as a sentinel first), xent's core, the answer's summary. With
+  ``segment_bytes`` 0 the rows are parsed once the body is in; with S > 0 *while it arrives*: every S
+  bytes the complete rows (up to the last ``]``) are cut out and parsed, on the event loop between
+  chunks, or with ``threaded=1`` on a second thread (simdjson holds the GIL while it parses). It trusts the body
   (``{"token_logprobs": [[...], ...]}``, numbers and nulls) and checks nothing: a floor, not a product.
 - ``POST /v1/cross-entropy`` is xent's own work and nothing around it: the body parsed the
   fastest way this stack has (simdjson straight into float64 buffers for JSON; ``np.load`` for

@@ -450,13 +450,16 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         "and answers it can go under if it parses after the body is in.",
         "",
         "A server could instead parse while the body arrives. *Least server* measures that for `token_logprobs`: "
-        "`/token-logprobs` of `benchmarks/floor_app.py`, the least a server in this stack does for that body (the "
+        "`/token-logprobs` of `benchmarks/floor_app.py`, the least an ASGI app in this stack does for that body (the "
         "body into one buffer, its rows parsed by simdjson into float64, xent's core, the summary; no checks, no "
         "HTTP layer), the rows parsed once the body is in (`segment_bytes=0`) or while it arrives, every 256 KiB "
         "or 1 MiB, on the event loop between chunks or on a second thread (`threaded=1`; simdjson holds the GIL "
-        "while it parses), with the judged client in the same rounds; the fastest of the four is shown. Parsing "
-        "while the body arrives gains less than the echo's time: the server's one thread both receives the body "
-        "and parses it, and the two cores are shared with the client.",
+        "while it parses), with the judged client in the same rounds; the fastest of the four is shown. Through "
+        "ASGI's `receive`, as any app on uvicorn reads a body, parsing while it arrives gains less than the echo's "
+        "time: the event loop copies every byte five times on its way, and it and the parse take turns. xent reads "
+        "a large body past `receive`, from the socket straight into its memory map (`service/server/"
+        "direct_body.py`: one copy, by the kernel, outside the GIL), and parses the rows on a worker thread as "
+        "they arrive (`service/api/transport/_json_streamed.py`), so it can go under these floors.",
         "",
         "| Target | Baseline (NPZ: core) | Budget | xent | Transport only | Fastest parse | Core | "
         "Least possible | Least server, measured | Reachable in this stack? |",

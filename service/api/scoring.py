@@ -40,7 +40,6 @@ from service.api.schemas import (
 )
 from service.api.state import ServiceState, service_state
 from service.api.transport import (
-    WATCHERS,
     Answer,
     Body,
     decode,
@@ -48,6 +47,7 @@ from service.api.transport import (
     encode,
     npz_codec,
     read_body,
+    watchers_for,
 )
 from service.api.transport.answer import per_sample_arrays
 from service.api.transport.limits import BYTES_PER_JSON_CONTAINER, batch_cells, json_containers
@@ -92,6 +92,7 @@ async def _score_in_threads(
     thread, bounded by the body limit) and charged by its inflated size before it is parsed. An archive
     with compressed members is charged, before they are inflated, as if it had arrived uncompressed.
     """
+    await body.settled()  # what watched it arrive is done with it
     if body.encoding != "identity":
         await run_in_threadpool(body.inflate, state.limits)
         await charge.charge_body(body.kind, body.size)
@@ -130,7 +131,7 @@ async def _score(request: Request, model: type[BaseModel], handler: Handler) -> 
             min_bytes_per_second=settings.body_min_bytes_per_second,
             grace_seconds=settings.body_min_rate_grace_seconds,
             charge=charge,
-            watchers=WATCHERS,
+            watchers=watchers_for(model),
         )
         answer = Answer.for_request(request, settings.compression, settings.compression_min_bytes)
         query = dict(request.query_params) if request.scope["query_string"] else {}

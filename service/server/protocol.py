@@ -37,6 +37,7 @@ both top-level, hence picklable, which uvicorn needs to start ``--workers N`` pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -47,6 +48,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.api.problems import PROBLEM_MEDIA_TYPE, ProblemKind, ProblemSpec
+from service.api.transport.body import DIRECT_BODY_KEY
+from service.server.direct_body import DirectBodyReader
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -113,6 +116,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._linger_left = -1  # bytes still to drop after a refusal was written (-1: not lingering)
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._body_length = 0  # the current request's Content-Length (0: none; -1: chunked, or not a number)
+        #: Bytes of the current request's body the parser has handed to uvicorn (``DirectBodyReader`` checks them).
+        self.body_delivered = 0
 
     # --- the connection ---
 
@@ -174,6 +180,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     # --- parser callbacks ---
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._body_length = self.body_delivered = 0
+
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
         super().on_url(url)
@@ -186,12 +196,25 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             )
             raise _Refused
         self._count(len(name) + len(value))
+        lowered = name.lower()
+        if lowered == b"content-length":  # llhttp refuses a second one, and one beside Transfer-Encoding
+            self._body_length = int(value) if value.isdigit() and self._body_length != -1 else -1
+        elif lowered == b"transfer-encoding":
+            self._body_length = -1  # (whichever comes first: no body of known length)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        # A body of known length, on a plain connection (TLS transports read through their own buffers), not an upgrade.
+        cycle = self.cycle
+        if self._body_length > 0 and self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
+            self.scope[DIRECT_BODY_KEY] = DirectBodyReader(self, cycle, self._body_length)  # type: ignore[literal-required]
+
+    def on_body(self, body: bytes) -> None:
+        self.body_delivered += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -200,6 +223,14 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._in_head = True
         self._heads += 1
         self._head_bytes = self._seen_bytes = self._fields = 0
+
+    def direct_body_complete(self) -> None:
+        """The body was read past the parser (``DirectBodyReader``): the connection's next bytes start a request."""
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # as uvicorn makes its parser (httptools >= 0.6.3)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.on_message_complete()
+        self.transport.set_protocol(self)
 
     def on_response_complete(self) -> None:
         if self._pending is not None and not self.pipeline:

@@ -2,6 +2,7 @@
 up to its own length; a map something still views is never kept; an idle worker drops it."""
 
 import asyncio
+import gzip
 import json
 import mmap
 import time
@@ -16,6 +17,7 @@ from live_server import running_xent
 from service.api import create_app
 from service.api.transport import body as body_module
 from service.api.transport.body import MAPPED_MIN_BYTES, _KeptMap
+from service.api.transport.limits import Limits
 from service.core.sequence_forms import read_form
 from service.core.sequences import score_sequences
 from service.settings import Settings
@@ -115,3 +117,27 @@ def test_large_bodies_of_many_sizes_at_once_each_get_their_own_answer() -> None:
         for _ in range(3):
             answers = list(pool.map(lambda item: post(url, item[0]), bodies))
             assert answers == pytest.approx([expected for _, expected in bodies], rel=1e-12)
+
+
+@pytest.mark.parametrize("size", [1000, MAPPED_MIN_BYTES - 1, MAPPED_MIN_BYTES + 1, 3 * MAPPED_MIN_BYTES])
+def test_a_gzip_body_past_a_mebibyte_is_inflated_into_a_map_not_a_growing_bytearray(size: int) -> None:
+    original = bytes(np.random.default_rng(size).integers(0, 4, size, dtype=np.uint8))  # compresses well
+    body = body_module.Body("json", gzip.compress(original), encoding="gzip")
+    body.inflate(Limits.from_settings(Settings(max_body_bytes=max(size + 10, 4096))))
+    assert bytes(body.data) == original
+    assert body.size == size
+    # A bytearray's growth copies it (twice its size at the peak); a map grows in place.
+    mapped = isinstance(body.data, memoryview) and isinstance(body.data.obj, mmap.mmap)
+    assert mapped == (size > MAPPED_MIN_BYTES)
+    body.release()
+
+
+def test_a_body_sent_in_chunks_past_a_mebibyte_grows_in_a_map() -> None:
+    buffer = body_module._BodyBuffer(None, None, most=5 * MAPPED_MIN_BYTES)
+    pieces = [bytes([index % 251]) * 300_000 for index in range(8)]  # 2.4 MB, no length declared
+    for piece in pieces:
+        buffer.add(piece)
+    contents = buffer.contents()
+    assert isinstance(contents, memoryview)
+    assert isinstance(contents.obj, mmap.mmap)
+    assert bytes(contents) == b"".join(pieces)

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.operations.metrics import UNMATCHED, Metrics
 from service.api.operations.request_id import STATE_KEY
 from service.api.transport.answer import ROWS_KEY
+from service.api.transport.body import DIRECT_BODY_KEY
 
 
 class _Exchange:
@@ -101,6 +102,9 @@ class RequestTelemetryMiddleware:
             seconds = time.perf_counter() - started
             self.metrics.in_flight.dec()
             exchange.rows = state.get(ROWS_KEY)
+            direct = scope.get(DIRECT_BODY_KEY)  # a body the server read past receive
+            if direct is not None:
+                exchange.bytes_in += direct.received
             endpoint = route_template(scope)
             self.metrics.observe(
                 endpoint=endpoint,

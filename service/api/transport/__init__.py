@@ -10,6 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from service.api.transport import json_codec, npz_archive, npz_codec
+from service.api.transport._json_streamed import StreamedRows, watches_rows
 from service.api.transport.answer import Answer, encode
 from service.api.transport.body import Body, BodyKind, BodyWatcher, read_body
 from service.api.transport.limits import Limits, predictions_of
@@ -19,6 +20,13 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 #: What watches a large body of each kind as it arrives: an archive's members are checksummed during the upload.
 WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedChecksums}
+#: The same for the routes whose JSON may be ``token_logprobs`` rows: they are parsed during the upload.
+_ROWS_WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {**WATCHERS, "json": StreamedRows}
+
+
+def watchers_for(model: type[BaseModel]) -> Mapping[BodyKind, Callable[[], BodyWatcher]]:
+    """What watches a large body of each kind sent to the route of ``model`` as it arrives (``read_body``)."""
+    return _ROWS_WATCHERS if watches_rows(model) else WATCHERS
 
 
 def decode_without_containers(
@@ -71,4 +79,5 @@ __all__ = [
     "decode_without_containers",
     "encode",
     "read_body",
+    "watchers_for",
 ]

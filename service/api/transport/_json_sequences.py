@@ -38,7 +38,7 @@ import array as array_module
 import math
 import mmap
 import re
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -372,16 +372,26 @@ def decode_completions(model: type[RequestModel], body: bytes | bytearray | memo
     return request.model_copy(update={"completions": objects})
 
 
+class RowsSoFar(Protocol):
+    """Rows of a field read before the body was complete (``_json_streamed.StreamedRows``)."""
+
+    def rows_before(self, start: int, end: int) -> tuple[list[np.ndarray], list[int], list[np.ndarray], int] | None:
+        """What was read of the field whose array is ``body[start:end]``: each piece's values (NaN for a null), the
+        rows' lengths, each piece's null positions, and the ',' the rest begins at; None if nothing was."""
+
+
 def decode_logprob_sequences(
     model: type[RequestModel],
     body: bytes | bytearray | memoryview,
     outline: JsonOutline | None = None,
+    so_far: RowsSoFar | None = None,
 ) -> RequestModel | None:
     """The request, its ``token_logprobs`` read as ``Sequences``; None when the generic paths must decide.
 
     The field's array is placed by ``outline`` when there is one, else by the body's quotes (``_field_span``:
-    found one by one, as a body of numbers has few); simdjson parses its rows. The rest of the body (the field
-    emptied to ``[]``) is small: the model validates it as on the reference path.
+    found one by one, as a body of numbers has few); simdjson parses its rows, but for those ``so_far`` read
+    while the body arrived. The rest of the body (the field emptied to ``[]``) is small: the model validates it as
+    on the reference path.
     """
     if getattr(model, "array_kinds", {}).get(FIELD) != KIND:
         return None
@@ -395,7 +405,7 @@ def decode_logprob_sequences(
         if span is None:
             return None
     start, end = span
-    read = _region_rows(body, start, end)
+    read = _rest_of_rows(body, start, end, so_far)
     if read is None:
         return None
     view = memoryview(body).cast("B")
@@ -408,6 +418,28 @@ def decode_logprob_sequences(
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return request.model_copy(update={FIELD: Sequences(FIELD, flat, offsets, missing=missing)})
+
+
+def _rest_of_rows(
+    body: bytes | bytearray | memoryview, start: int, end: int, so_far: RowsSoFar | None
+) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+    """``_region_rows`` of the field ``body[start:end]``, but for the whole rows ``so_far`` read from its start (their
+    text is then read as it was: the rest begins at the ',' after the last of them, read as the '[')."""
+    before = None if so_far is None else so_far.rows_before(start, end)
+    if before is None:
+        return _region_rows(body, start, end)
+    flats, lengths, missings, resume = before
+    rest = _region_rows(body, resume, end)
+    if rest is None:
+        return None
+    firsts = np.cumsum([0, *(flat.shape[0] for flat in flats)])  # each piece's first value in the whole
+    missing = np.concatenate(
+        [
+            *(found + first for found, first in zip(missings, firsts, strict=False)),
+            rest[2] + firsts[-1],
+        ]
+    )
+    return np.concatenate([*flats, rest[0]]), [*lengths, *rest[1]], missing
 
 
 def _field_text(outline: JsonOutline, key: str) -> tuple[int, int] | None:
@@ -619,6 +651,27 @@ def _region_rows(
     if missing.shape[0] != where.shape[0]:
         return None
     return flat, lengths, missing
+
+
+def whole_rows(body: memoryview, first: int, last: int) -> tuple[np.ndarray, list[int], np.ndarray] | None:
+    """The rows of ``body[first : last + 1]``, where ``body[first]`` is a field's '[' or the ',' after one of its
+    rows and ``body[last]`` the ',' after a row's ']': read as ``_region_rows`` reads a field (its nulls, its
+    brackets, one piece), in place in the writable ``body`` and put back. For the rows of a body parsed while it
+    arrives (``_json_streamed``); None unless every row there is an array of numbers (or nulls)."""
+    text = body[first : last + 1]
+    data = np.frombuffer(text, dtype=np.uint8)
+    where = _null_bytes(data, null_starts(body, first, last))
+    if where is None:
+        return None
+    opened = _count_of(body, b"[", first + 1, last)
+    data[where] = _SENTINEL_BYTES
+    try:
+        read = _pieces(text, data, None, 0)
+    finally:
+        data[where] = _NULL
+    if read is None or opened != len(read[1]) or read[2].shape[0] != where.shape[0]:
+        return None
+    return read
 
 
 def _pieces(

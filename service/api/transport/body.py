@@ -41,11 +41,33 @@ class BodyCharge(Protocol):
         """Hold the memory a ``kind`` body of ``size`` bytes is expected to need; may wait, or raise 503 or 413."""
 
 
+#: Where a server that can read a body past the ASGI receive channel offers it, in the request's scope
+#: (``xent serve``'s protocol does: ``service.server.direct_body``; other servers, and in-process clients, do not).
+DIRECT_BODY_KEY = "xent.direct_body"
+
+
+class DirectBody(Protocol):
+    """Reads the rest of a request's body from the connection straight into a buffer of the body's length."""
+
+    #: Bytes of the body placed so far.
+    received: int
+
+    async def read_into(self, view: memoryview, arrived: Callable[[int], None]) -> bool:
+        """Fill ``view`` with the body, calling ``arrived(filled)`` after each read; False if the server cannot
+        (nothing was read: use ``receive``). Raises ``ClientDisconnect`` if the connection ends first."""
+
+
 class BodyWatcher(Protocol):
     """Sees a large body as it arrives (it then lives in one memory map, so views of it stay valid)."""
 
     def feed(self, view: memoryview, filled: int) -> None:
         """Called after every chunk with the whole map and how much of it has arrived."""
+
+    def close(self) -> None:
+        """Called if the body's read fails: nothing more will arrive, and what was seen will not be used."""
+
+    async def settled(self) -> None:
+        """Returns once the watcher no longer reads or writes the body (work it does in a thread)."""
 
 
 @dataclass
@@ -63,6 +85,12 @@ class Body:
 
     def __post_init__(self) -> None:
         self.size = len(self.data)
+
+    async def settled(self) -> None:
+        """Returns once only its reader reads or writes the body: a watcher may still be at work on it in a thread
+        (``_json_streamed``). Every decoder of a body that had a watcher waits for this first."""
+        if self.watcher is not None:
+            await self.watcher.settled()
 
     def inflate(self, limits: Limits) -> None:
         """Decode a gzip body in place (413 past the body limit, 400 if it is not gzip); no-op for identity.
@@ -113,20 +141,21 @@ def _encoding_of(content_encoding: str | None) -> Literal["identity", "gzip"]:
 _GZIP_PIECE = 1 << 20
 
 
-def _gunzip(data: bytes | bytearray | memoryview, limits: Limits) -> bytearray:
-    """What a gzip body decodes to, held to the body limit (a gzip bomb stops one byte past it); 400 if not gzip."""
+def _gunzip(data: bytes | bytearray | memoryview, limits: Limits) -> bytearray | memoryview:
+    """What a gzip body decodes to, held to the body limit (a gzip bomb stops one byte past it); 400 if not gzip.
+    A large one goes into a memory map as a large body does (``_BodyBuffer``): grown in place, never copied."""
     decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    inflated = bytearray()
+    inflated = _BodyBuffer(None, None, most=limits.body_bytes + 1)
     view = memoryview(data)
     try:
         for start in range(0, len(view), _GZIP_PIECE):
             pending: bytes | memoryview = view[start : start + _GZIP_PIECE]
             while not decoder.eof:
                 # Never more than one byte past what the limit allows, nor a large piece at a time.
-                most = min(_GZIP_PIECE, limits.body_bytes - len(inflated) + 1)
+                most = min(_GZIP_PIECE, limits.body_bytes - inflated.filled + 1)
                 piece = decoder.decompress(pending, most)
-                inflated += piece
-                limits.check_inflated(len(inflated))
+                inflated.add(piece)
+                limits.check_inflated(inflated.filled)
                 pending = decoder.unconsumed_tail
                 if not pending and len(piece) < most:  # this input is used up (a full piece may leave output held)
                     break
@@ -134,7 +163,7 @@ def _gunzip(data: bytes | bytearray | memoryview, limits: Limits) -> bytearray:
         raise ProblemKind.MALFORMED_GZIP.error(f"the body is not valid gzip: {error}") from None
     if not decoder.eof:
         raise ProblemKind.MALFORMED_GZIP.error("the gzip body is truncated")
-    return inflated
+    return inflated.contents()
 
 
 async def read_body(
@@ -170,16 +199,22 @@ async def read_body(
     if charge is not None and mapped is not None:
         await charge.charge_body(kind, mapped)
         charged = mapped
-    buffer = _BodyBuffer(mapped, watchers.get(kind))
+    buffer = _BodyBuffer(mapped, watchers.get(kind), most=None if mapped is not None else limits.body_bytes)
     deadline = _Deadline(timeout, min_bytes_per_second, grace_seconds)
+    direct: DirectBody | None = request.scope.get(DIRECT_BODY_KEY)
+    complete = False
     try:
-        async for chunk in request.stream():
-            deadline.size += len(chunk)
-            limits.check_body(deadline.size)
-            buffer.add(chunk)  # a gzip body stays compressed here: it is inflated off the event loop
-            if charge is not None and buffer.filled > charged:
-                charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
-                await charge.charge_body(kind, charged)
+        # A large body of declared length (charged already) straight from the connection into its map, if the
+        # server can; else, or for the rest, through ASGI's receive.
+        if direct is None or not await buffer.read_directly(direct, deadline):
+            async for chunk in request.stream():
+                deadline.size += len(chunk)
+                limits.check_body(deadline.size)
+                buffer.add(chunk)  # a gzip body stays compressed here: it is inflated off the event loop
+                if charge is not None and buffer.filled > charged:
+                    charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
+                    await charge.charge_body(kind, charged)
+        complete = True
     except asyncio.CancelledError:
         if not deadline.expired():
             raise
@@ -192,6 +227,8 @@ async def read_body(
         raise ProblemKind.INCOMPLETE_BODY.error(detail) from None
     finally:
         deadline.close()
+        if not complete and buffer.watcher is not None:  # nothing more will come: a watcher's thread stops
+            buffer.watcher.close()
     return Body(kind, buffer.contents(), buffer.watcher, encoding)
 
 
@@ -313,13 +350,20 @@ class _BodyBuffer:
     counted as resident) as bytes arrive, the kernel may back it with huge pages (page faults
     are a large part of reading tens of megabytes), and the map is kept for the next large
     body until the worker has been idle 10 s. Anything else (small, gzip, no Content-Length)
-    grows a bytearray in place.
+    grows a bytearray in place, and a body without a declared length that has a limit (``most``:
+    one sent in chunks, a gzip body as it is inflated) moves, once past ``MAPPED_MIN_BYTES``, into
+    a map of that limit, where it grows without being copied again.
     """
 
-    def __init__(self, declared: int | None, watch: Callable[[], BodyWatcher] | None) -> None:
+    def __init__(
+        self, declared: int | None, watch: Callable[[], BodyWatcher] | None, *, most: int | None = None
+    ) -> None:
         self._view: memoryview | None = None  # over the memory map, which it keeps alive
         self._bytes = bytearray()
         self._filled = 0
+        #: The most an undeclared body can grow to (its limit): past ``MAPPED_MIN_BYTES`` it moves into a map that
+        #: long, whose pages are only touched as it grows (a bytearray's growth copies it, twice its size at a peak).
+        self._most = most
         #: Fed every chunk of a mapped body (a large one only).
         self.watcher: BodyWatcher | None = None
         if declared is not None and declared >= MAPPED_MIN_BYTES:
@@ -331,12 +375,31 @@ class _BodyBuffer:
         """Bytes held so far."""
         return self._filled
 
+    async def read_directly(self, direct: DirectBody, deadline: _Deadline) -> bool:
+        """The whole body read by the server straight into the map (False: not a mapped body, or the server
+        cannot: nothing was read); the deadline sees it arrive, and so does the watcher."""
+        view = self._view
+        if view is None or self._filled:
+            return False
+
+        def arrived(filled: int) -> None:
+            deadline.size = self._filled = filled
+            if self.watcher is not None:
+                self.watcher.feed(view, filled)
+
+        return await direct.read_into(view, arrived)
+
     def add(self, chunk: bytes) -> None:
         end = self._filled + len(chunk)
         if self._view is not None and end <= len(self._view):
             self._view[self._filled : end] = chunk
             if self.watcher is not None:
                 self.watcher.feed(self._view, end)
+        elif self._view is None and self._most is not None and MAPPED_MIN_BYTES < end <= self._most:
+            self._view = memoryview(KEPT_MAPS.take(self._most))[: self._most]  # large now: into a map, once
+            self._view[: self._filled] = self._bytes
+            self._view[self._filled : end] = chunk
+            self._bytes = bytearray()
         else:
             if self._view is not None:  # more than declared (the HTTP parser does not let this happen)
                 self._bytes = bytearray(self._view[: self._filled])

@@ -23,6 +23,7 @@ from service.api.transport._json_outline import JsonOutline
 from service.api.transport._json_sequences import FIELD as LOGPROBS_FIELD
 from service.api.transport._json_sequences import decode_completions, decode_logprob_sequences
 from service.api.transport._json_states import decode_states
+from service.api.transport._json_streamed import StreamedRows
 from service.api.transport.body import Body
 from service.api.transport.limits import PREDICTION_FIELDS, Limits
 from service.core.sequence_forms import Sequences
@@ -81,7 +82,8 @@ def decode_without_containers(model: type[RequestModel], body: Body, limits: Lim
     """The request when a path that builds no Python object per JSON container reads the body: a large
     ``token_logprobs`` one, without an outline (``_json_sequences``); the body is released after. None otherwise:
     the caller then charges the body's containers and ``decode``s it (the first error is the same on every path)."""
-    request = decode_logprob_sequences(model, body.data)
+    so_far = body.watcher if isinstance(body.watcher, StreamedRows) else None  # rows read while it arrived
+    request = decode_logprob_sequences(model, body.data, so_far=so_far)
     if request is None:
         return None
     if not limits.batch_fits_in(len(body.data)):

@@ -99,6 +99,12 @@ class StreamedChecksums:
             if self._next_header < 0 or not self._enter_member(view, filled):
                 return
 
+    def close(self) -> None:
+        """Nothing to stop: the checksums are computed in ``feed``."""
+
+    async def settled(self) -> None:
+        """At once: the checksums are computed in ``feed``."""
+
     def _enter_member(self, view: memoryview, filled: int) -> bool:
         """Read the local header at ``_next_header`` if it has arrived; False to wait (or when lost)."""
         header = self._next_header

@@ -1,0 +1,148 @@
+"""A large request body read from the socket straight into the app's buffer, past uvicorn's receive channel.
+
+Through ASGI a body reaches the app as ``http.request`` messages: the event loop reads each piece of
+the socket into a buffer of its own and makes it a ``bytes`` object, httptools hands the body part on
+as another ``bytes``, uvicorn appends it to the request's ``bytearray`` and gives it to ``receive`` as
+``bytes`` again, and the app copies it into its own buffer: five copies of every byte, 100 MB of copying
+for a 20 MB body, on the event loop. When the app already holds a buffer the body's declared length
+(a large body goes into its own memory map: ``service.api.transport.body``), it can ask the server
+instead, through ``scope[DIRECT_BODY_KEY]``, to read the rest of the body into it: the transport is
+switched to a :class:`asyncio.BufferedProtocol` whose buffer is the app's, so the kernel copies each
+byte once, into its place, and the app's task wakes once, when the body is in.
+
+What HTTP/1.1 keeps: the bytes the parser already delivered come first; ``Expect: 100-continue`` is
+answered as ``receive`` would; the sink never reads past the body's declared end, and once it is in, the
+transport goes back to the HTTP protocol with a fresh parser (the state a parser is in between two
+requests), so a pipelined request behind it is read as usual. If the app stops waiting (its deadline, a
+cancellation), the rest of the body is read and dropped, as uvicorn drops a body the app did not read,
+and never into the app's buffer, which may already serve another request. A connection lost, or closed
+for writing, before the body is complete is :class:`~starlette.requests.ClientDisconnect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import ClientDisconnect
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from service.server.protocol import HeaderLimitedProtocol
+
+#: Bytes read at a time once the app has stopped waiting for the body (the rest is dropped).
+_DISCARD_BYTES = 256 * 1024
+
+
+class DirectBodyReader:
+    """``scope[DIRECT_BODY_KEY]`` of one request: see :class:`service.api.transport.body.DirectBody`."""
+
+    def __init__(self, http: HeaderLimitedProtocol, cycle: RequestResponseCycle, length: int) -> None:
+        self._http = http
+        self._cycle = cycle
+        self._length = length  # the body's declared length
+        #: Bytes of the body this reader has placed so far (read by the request telemetry).
+        self.received = 0
+        self._used = False  # one read a request
+
+    async def read_into(self, view: memoryview, arrived: Callable[[int], None]) -> bool:
+        """Fill ``view`` (exactly the declared length) with the body, calling ``arrived(filled)`` as it comes.
+
+        False, having read nothing, when this cannot be done here (the body is not the declared length, the app
+        already took some of it with ``receive``, it is all in already, or the exchange is over): the app then
+        reads it with ``receive``. Raises :class:`ClientDisconnect` if the connection ends before the body does.
+        """
+        http, cycle = self._http, self._cycle
+        if (
+            self._used
+            or len(view) != self._length
+            or http.cycle is not cycle
+            or not cycle.more_body
+            or cycle.response_complete
+            or cycle.disconnected
+            or http.transport.is_closing()
+            or len(cycle.body) != http.body_delivered  # the app has taken some of it through receive
+        ):
+            return False
+        self._used = True
+        if cycle.waiting_for_100_continue:  # as receive() would: the client waits for this before sending
+            http.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        start = len(cycle.body)
+        view[:start] = cycle.body  # what the parser delivered before the app asked
+        cycle.body = bytearray()
+
+        def placed(filled: int) -> None:
+            self.received = filled
+            arrived(filled)
+
+        placed(start)
+        sink = _BodySink(http, view, start, placed)
+        http.transport.set_protocol(sink)
+        http.flow.resume_reading()  # uvicorn pauses reading once 64 KiB wait for the app
+        try:
+            await sink.done
+        except BaseException:
+            sink.abandon()
+            raise
+        return True
+
+
+class _BodySink(asyncio.BufferedProtocol):
+    """The transport's protocol while a body is read into ``view``; everything else goes to the HTTP protocol."""
+
+    def __init__(self, http: HeaderLimitedProtocol, view: memoryview, filled: int, arrived: Callable[[int], None]):
+        self._http = http
+        self._view: memoryview | None = view
+        self._total = len(view)
+        self._filled = filled
+        self._arrived = arrived
+        self._discard: bytearray | None = None  # once the app stopped waiting: where the rest goes
+        self.done: asyncio.Future[None] = http.loop.create_future()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._view is not None:
+            return self._view[self._filled :]
+        if self._discard is None:
+            self._discard = bytearray(_DISCARD_BYTES)
+        return memoryview(self._discard)[: min(_DISCARD_BYTES, self._total - self._filled)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._view is not None:
+            try:
+                self._arrived(self._filled)
+            except Exception as error:  # noqa: BLE001 - the app's watcher: its failure is the read's, not the connection's
+                self._fail(error)
+        if self._filled >= self._total:
+            self._view = None
+            self._http.direct_body_complete()
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def abandon(self) -> None:
+        """The app no longer waits: drop the rest of the body as it comes, and stop writing to its buffer."""
+        self._view = None
+
+    def _fail(self, error: BaseException) -> None:
+        self._view = None
+        if not self.done.done():
+            self.done.set_exception(error)
+
+    # --- the rest of the protocol is the HTTP protocol's ---
+
+    def eof_received(self) -> None:  # the body is incomplete; the transport closes, as uvicorn's protocol has it
+        self._fail(ClientDisconnect())
+        self._http.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ClientDisconnect())
+        self._http.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._http.resume_writing()

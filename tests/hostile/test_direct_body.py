@@ -1,0 +1,265 @@
+"""A large body read past uvicorn's receive channel (``service.server.direct_body``), on a real socket, under both
+event loops uvicorn runs (uvloop and asyncio): the bytes are the body's, HTTP/1.1 goes on as before (keep-alive,
+pipelining, ``Expect: 100-continue``), and a body the app stops waiting for, or a client that leaves, ends as it
+did through ``receive``. Then the same through ``xent serve``: the answers, and the body counted in the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from hostile_server import RawResponse, _parse
+from live_server import free_port, running_xent
+from prometheus_text import sample
+from starlette.requests import ClientDisconnect
+
+from service.api.transport.body import DIRECT_BODY_KEY
+from service.server import HeaderLimitedProtocol
+
+LARGE = bytes(np.random.default_rng(7).integers(0, 256, 3 << 20, dtype=np.uint8))  # 3 MiB of every byte value
+
+
+class Recorder:
+    """An ASGI app that reads each body straight into a buffer of its declared length (or, where it is not offered
+    or refused, through ``receive``) and answers what it got; it records every exchange."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = dict(scope["headers"])
+        length = int(headers.get(b"content-length", b"0"))
+        direct = scope.get(DIRECT_BODY_KEY)
+        record: dict[str, Any] = {"path": scope["path"], "offered": direct is not None, "direct": False}
+        self.seen.append(record)
+        body = bytearray()
+        if scope["path"] == "/receive-first":  # the app takes some of the body through receive first
+            message = await receive()
+            body += message.get("body", b"")
+        if direct is not None and length:
+            view = memoryview(bytearray(length))
+            arrived: list[int] = []
+            try:
+                if scope["path"] == "/give-up":  # the app stops waiting (a deadline)
+                    await asyncio.wait_for(direct.read_into(view, arrived.append), 0.3)
+                else:
+                    record["direct"] = await direct.read_into(view, arrived.append)
+            except TimeoutError:
+                record["gave_up_after"] = arrived[-1] if arrived else 0
+                await _answer(send, 408, b"gave up")
+                return
+            except ClientDisconnect:
+                record["disconnected"] = True
+                return
+            record["arrived"] = arrived
+            record["received"] = direct.received
+            if scope["path"] == "/twice":  # one read a request: a second finds nothing to read
+                record["again"] = await direct.read_into(memoryview(bytearray(length)), arrived.append)
+            if record["direct"]:
+                body = bytearray(view)
+        if not record["direct"]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    record["disconnected"] = True
+                    return
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+        answer = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "direct": record["direct"]}
+        await _answer(send, 200, json.dumps(answer).encode())
+
+
+async def _answer(send: Any, status: int, content: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Recorder]]:
+    """The recorder on uvicorn with xent's protocol, on each event loop; yields its URL and the recorder."""
+    recorder = Recorder()
+    port = free_port()
+    config = uvicorn.Config(
+        recorder, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none",
+        http=HeaderLimitedProtocol, loop=request.param,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", recorder
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _digest(body: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+
+
+def _head(path: str, size: int, *extra: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "host: test", f"content-length: {size}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=20)
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[RawResponse]:
+    """``count`` answers with a Content-Length, in order, off a connection that stays open."""
+    received, answers = b"", []
+    while len(answers) < count:
+        _, found, rest = received.partition(b"\r\n\r\n")
+        if found:
+            response = _parse(received)
+            size = int(response.headers["content-length"])
+            if len(rest) >= size:
+                answers.append(RawResponse(response.status, response.headers, rest[:size]))
+                received = rest[size:]
+                continue
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"closed after {len(answers)} answers"
+        received += chunk
+    return answers
+
+
+def test_a_large_body_is_read_straight_into_the_apps_buffer(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/direct", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": True}
+    record = recorder.seen[-1]
+    assert record["offered"]
+    assert record["direct"]
+    arrived = record["arrived"]
+    assert arrived == sorted(arrived)
+    assert arrived[-1] == len(LARGE) == record["received"]
+
+
+def test_a_body_is_read_past_receive_once(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/twice", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": True}
+    assert recorder.seen[-1]["again"] is False
+
+
+def test_keep_alive_goes_on_after_a_body_read_past_receive(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        for content in (LARGE, b"small", LARGE[:1_500_000], b"", LARGE):
+            answer = client.post(f"{url}/direct", content=content).json()
+            assert answer == {**_digest(content), "direct": bool(recorder.seen[-1]["direct"])}
+    # The large ones were read past receive, on one connection.
+    assert [record["direct"] for record in recorder.seen[-5:]] == [True, False, True, False, True]
+
+
+def test_a_pipelined_request_behind_the_body_is_read_as_usual(served: tuple[str, Recorder]) -> None:
+    url, _ = served
+    small = b'{"a": 1}'
+    with _connect(url) as sock:
+        sock.sendall(_head("/direct", len(LARGE)) + LARGE + _head("/direct", len(small)) + small)
+        first, second = _read_answers(sock, 2)
+    assert json.loads(first.body) == {**_digest(LARGE), "direct": True}
+    assert json.loads(second.body) == {**_digest(small), "direct": False}
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(served: tuple[str, Recorder]) -> None:
+    url, _ = served
+    with _connect(url) as sock:
+        sock.sendall(_head("/direct", len(LARGE), "expect: 100-continue"))
+        interim = sock.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(LARGE)
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+
+
+def test_a_body_the_app_began_to_receive_is_received_to_its_end(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/receive-first", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": False}
+    assert recorder.seen[-1]["offered"]
+
+
+def test_a_chunked_body_is_not_offered(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/direct", content=iter([LARGE[:1000], LARGE[1000:]])).json()
+    assert answer == {**_digest(LARGE), "direct": False}
+    assert not recorder.seen[-1]["offered"]
+
+
+def test_a_body_the_app_stops_waiting_for_is_dropped_and_the_connection_goes_on(
+    served: tuple[str, Recorder],
+) -> None:
+    url, recorder = served
+    half = len(LARGE) // 2
+    with _connect(url) as sock:
+        sock.sendall(_head("/give-up", len(LARGE)) + LARGE[:half])
+        (gave_up,) = _read_answers(sock, 1)  # after 0.3 s
+        assert gave_up.status == 408
+        assert 0 < recorder.seen[-1]["gave_up_after"] <= half
+        # The rest of that body is read and dropped (never into the app's buffer), then the next request.
+        sock.sendall(LARGE[half:] + _head("/direct", len(LARGE)) + LARGE)
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+
+
+@pytest.mark.parametrize("leave", ["close", "shut-write"])
+def test_a_client_that_leaves_mid_body_is_a_disconnect(served: tuple[str, Recorder], leave: str) -> None:
+    url, recorder = served
+    before = len(recorder.seen)
+    with _connect(url) as sock:
+        sock.sendall(_head("/direct", len(LARGE)) + LARGE[: len(LARGE) // 3])
+        time.sleep(0.2)
+        if leave == "shut-write":
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1024) == b""  # closed without an answer: nobody would read it
+    deadline = time.monotonic() + 10
+    while len(recorder.seen) == before or not recorder.seen[-1].get("disconnected"):
+        assert time.monotonic() < deadline, recorder.seen[before:]
+        time.sleep(0.02)
+
+
+def test_through_xent_the_answers_and_the_metrics_are_the_bodys() -> None:
+    rows = [[None, *([-1.2345678901234567] * 499)] for _ in range(400)]
+    body = json.dumps({"token_logprobs": rows}).encode()
+    assert len(body) > 1 << 20
+    with running_xent() as server, httpx.Client(base_url=server.url) as client:
+        answers = [
+            client.post("/v1/sequence-cross-entropy", content=body, headers={"content-type": "application/json"})
+            for _ in range(3)
+        ]
+        small = client.post("/v1/sequence-cross-entropy", json={"token_logprobs": [[-1.0, -3.0]]})
+        metrics = client.get("/metrics").text
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.json()["n_tokens"] == 400 * 499
+        assert answer.json()["token"]["cross_entropy"] == pytest.approx(1.2345678901234567, rel=1e-15)
+    assert small.json()["token"]["cross_entropy"] == 2.0
+    counted = sample(metrics, "xent_http_request_body_bytes_sum", endpoint="/v1/sequence-cross-entropy")
+    assert counted == 3 * len(body) + len(small.request.content)
