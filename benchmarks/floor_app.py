@@ -5,7 +5,10 @@ no middleware, no limits, no logs, no metrics):
 
 - ``POST /echo?answer_bytes=N`` reads the whole body and sends N bytes back (made once, then
   reused): what the client, uvicorn and the loopback cost for a request of this size with an
-  answer of that size, and nothing else. No server can answer faster.
+  answer of that size, and nothing else. No server can answer faster. Under xent's protocol (as
+  ``benchmarks/servers.floor_server`` runs it) it reads a body of declared length as xent does,
+  from the socket straight into a buffer kept from request to request, ``DIRECT_READ_BYTES`` a read
+  (``service/server/direct_body.py``); through ``receive`` otherwise.
 - ``POST /token-logprobs?segment_bytes=S&threaded=0|1`` (issue 16) is the least an ASGI app in this
   stack does for a ``token_logprobs`` body, reading it through ``receive``: its rows parsed by simdjson
   into float64 (nulls written as a sentinel first), xent's core, the answer's summary. With
@@ -40,6 +43,7 @@ from starlette.responses import Response
 
 from service.api.transport._json_sequences import null_starts
 from service.api.transport.answer import Answer, encode, per_sample_arrays
+from service.api.transport.body import DIRECT_BODY_KEY, DIRECT_READ_BYTES
 from service.core import score_multiclass
 from service.core.contract import NPZ_MEDIA_TYPE
 from service.core.sequence_forms import Sequences
@@ -178,6 +182,22 @@ async def _token_logprobs(receive: Receive, length: int, segment_bytes: int, thr
     return orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+#: The echo's buffer, kept from one body to the next (as xent keeps its memory map).
+_ECHO_BUFFER = bytearray()
+
+
+async def _echo(scope: Scope, receive: Receive, length: int) -> None:
+    """Read the body as xent does (``DIRECT_BODY_KEY``, when the server offers it), into the kept buffer."""
+    global _ECHO_BUFFER
+    direct = scope.get(DIRECT_BODY_KEY)
+    if direct is not None and length:
+        if len(_ECHO_BUFFER) < length:
+            _ECHO_BUFFER = bytearray(length)
+        if await direct.read_into(memoryview(_ECHO_BUFFER)[:length], lambda filled: None, lambda: DIRECT_READ_BYTES):
+            return
+    await _read(receive)
+
+
 async def _read(receive: Receive) -> bytes:
     chunks = []
     more = True
@@ -209,7 +229,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await send({"type": "http.response.body", "body": content})
         return
-    body = await _read(receive)
+    if scope["path"] == "/echo":
+        await _echo(scope, receive, int(headers.get("content-length", "0")))
+        body = b""
+    else:
+        body = await _read(receive)
     if scope["path"] == "/echo":
         size = int(parse_qs(scope["query_string"].decode()).get("answer_bytes", ["0"])[0])
         content, media_type = _answer_of(size), "application/octet-stream"

@@ -190,6 +190,9 @@ def floor_server(log_dir: Path) -> Server:
             "-m",
             "uvicorn",
             "benchmarks.floor_app:app",
+            # xent's protocol, whose direct body reads the echo uses as xent does (service/server/direct_body.py).
+            "--http",
+            "service.server.protocol:HeaderLimitedProtocol",
             "--host",
             HOST,
             "--port",

@@ -110,9 +110,8 @@ class Client(
         attempts = self._attempts()
         while True:
             try:
-                response = self._http.post(
-                    request.path, content=request.content, headers=request.headers, params=request.params
-                )
+                content, headers = request.pieces()  # afresh for every attempt
+                response = self._http.post(request.path, content=content, headers=headers, params=request.params)
             except httpx.TransportError as error:
                 time.sleep(attempts.failed(error))
                 continue

@@ -47,8 +47,11 @@ class DirectBodyReader:
         self.received = 0
         self._used = False  # one read a request
 
-    async def read_into(self, view: memoryview, arrived: Callable[[int], None]) -> bool:
-        """Fill ``view`` (exactly the declared length) with the body, calling ``arrived(filled)`` as it comes.
+    async def read_into(
+        self, view: memoryview, arrived: Callable[[int], None], read_bytes: Callable[[], int] = lambda: 0
+    ) -> bool:
+        """Fill ``view`` (exactly the declared length) with the body, calling ``arrived(filled)`` as it comes, and
+        ``read_bytes()`` before each read for the most it may take (0: all that has arrived).
 
         False, having read nothing, when this cannot be done here (the body is not the declared length, the app
         already took some of it with ``receive``, it is all in already, or the exchange is over): the app then
@@ -79,7 +82,7 @@ class DirectBodyReader:
             arrived(filled)
 
         placed(start)
-        sink = _BodySink(http, view, start, placed)
+        sink = _BodySink(http, view, start, placed, read_bytes)
         http.transport.set_protocol(sink)
         http.flow.resume_reading()  # uvicorn pauses reading once 64 KiB wait for the app
         try:
@@ -93,8 +96,16 @@ class DirectBodyReader:
 class _BodySink(asyncio.BufferedProtocol):
     """The transport's protocol while a body is read into ``view``; everything else goes to the HTTP protocol."""
 
-    def __init__(self, http: HeaderLimitedProtocol, view: memoryview, filled: int, arrived: Callable[[int], None]):
+    def __init__(
+        self,
+        http: HeaderLimitedProtocol,
+        view: memoryview,
+        filled: int,
+        arrived: Callable[[int], None],
+        read_bytes: Callable[[], int],
+    ) -> None:
         self._http = http
+        self._read_bytes = read_bytes
         self._view: memoryview | None = view
         self._total = len(view)
         self._filled = filled
@@ -104,7 +115,8 @@ class _BodySink(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._view is not None:
-            return self._view[self._filled :]
+            most = self._read_bytes()
+            return self._view[self._filled : self._filled + most] if most > 0 else self._view[self._filled :]
         if self._discard is None:
             self._discard = bytearray(_DISCARD_BYTES)
         return memoryview(self._discard)[: min(_DISCARD_BYTES, self._total - self._filled)]

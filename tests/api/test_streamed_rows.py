@@ -11,6 +11,7 @@ import mmap
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from in_process import in_process_client
 
 from service.api import create_app
 from service.api.sequence_schemas import SequenceCrossEntropyRequest
-from service.api.transport import _json_sequences, _json_streamed
+from service.api.transport import _json_sequences, _json_streamed, _watching
 from service.api.transport._json_sequences import decode_logprob_sequences
 from service.api.transport._json_streamed import StreamedRows
 from service.core.sequence_forms import read_form
@@ -192,7 +193,7 @@ def test_a_failed_read_stops_the_thread(small_pieces: None) -> None:
 def test_a_stalled_body_stops_the_thread_and_the_decoder_reads_the_rest(
     small_pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_json_streamed, "_STALL_SECONDS", 0.05)
+    monkeypatch.setattr(_watching, "STALL_SECONDS", 0.05)
     rows = [[None, -1.0, -2.0]] * 60
     body = f'{{"token_logprobs": {_text(rows)}}}'.encode()
     watcher = StreamedRows()
@@ -215,7 +216,7 @@ def test_a_body_that_finds_the_threads_busy_is_read_by_its_decoder(
     busy = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     release = threading.Event()
     busy.submit(release.wait)
-    monkeypatch.setattr(_json_streamed, "ROW_THREADS", busy)
+    monkeypatch.setattr(_watching, "WATCH_THREADS", busy)
     try:
         rows = [[-1.0, None]] * 50
         body = f'{{"token_logprobs": {_text(rows)}}}'.encode()
@@ -280,3 +281,50 @@ def test_the_thread_parses_while_the_event_loop_reads(small_pieces: None) -> Non
     watcher.finish()
     assert watcher.resume > len(body) - 100
     _expect_rows(decode_logprob_sequences(SequenceCrossEntropyRequest, view, so_far=watcher), rows)
+
+
+def test_the_server_reads_in_small_pieces_unless_the_thread_is_at_work(
+    small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api.transport import body as body_module
+
+    rows = [[-1.0, None, -2.0]] * 100
+    body = f'{{"token_logprobs": {_text(rows)}}}'.encode() + b" " * (1 << 20)
+    parsing, release = threading.Event(), threading.Event()
+    whole_rows = _json_streamed.whole_rows
+
+    def held(*args: Any) -> Any:  # the thread at work until released
+        parsing.set()
+        release.wait(10)
+        return whole_rows(*args)
+
+    monkeypatch.setattr(_json_streamed, "whole_rows", held)
+    seen: list[int] = []
+
+    class Server:
+        received = 0
+
+        async def read_into(self, view: memoryview, arrived: Any, read_bytes: Any) -> bool:
+            seen.append(read_bytes())  # before the first read: no thread yet
+            view[:4096] = body[:4096]
+            arrived(4096)  # the field's opening: the thread starts, and parses
+            assert parsing.wait(10)
+            seen.append(read_bytes())
+            release.set()
+            view[4096:] = body[4096:]
+            arrived(len(body))
+            return True
+
+    async def read() -> None:
+        buffer = body_module._BodyBuffer(len(body), StreamedRows)
+        deadline = body_module._Deadline(60, 0, 0)
+        try:
+            assert await buffer.read_directly(Server(), deadline)
+        finally:
+            deadline.close()
+        assert buffer.watcher is not None
+        await buffer.watcher.settled()
+        assert not buffer.watcher.working()
+
+    asyncio.run(read())
+    assert seen == [body_module.DIRECT_READ_BYTES, 0]

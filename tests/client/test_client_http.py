@@ -416,3 +416,34 @@ def test_chunks_do_not_hide_rows_the_labels_or_weights_lack(
     with Client(server_url) as xent, pytest.raises(ProblemError) as caught:
         xent.score_many(np.zeros(rows, dtype=np.int64), np.full((999, 3), 1 / 3), chunk_size=100, **options)
     assert (caught.value.status, caught.value.detail) == (422, detail)
+
+
+def test_a_large_body_is_handed_to_the_connection_in_pieces_with_its_whole_length() -> None:
+    from service.client.wire import SEND_PIECE_BYTES, Request
+
+    content = bytes(range(256)) * (3 * SEND_PIECE_BYTES // 256 + 7)
+    request = Request("/v1/cross-entropy", content, {"content-type": "application/x-npz"}, {})
+    pieces, headers = request.pieces()
+    assert not isinstance(pieces, bytes)
+    received = list(pieces)
+    assert [len(piece) for piece in received[:-1]] == [SEND_PIECE_BYTES] * (len(received) - 1)
+    assert b"".join(received) == content
+    assert headers == {"content-type": "application/x-npz", "content-length": str(len(content))}
+    again, _ = request.pieces()  # afresh for a retry
+    assert b"".join(again) == content
+    small = Request("/v1/cross-entropy", b"{}", {"content-type": "application/json"}, {})
+    assert small.pieces() == (b"{}", {"content-type": "application/json"})
+
+
+@pytest.mark.parametrize("npz_min_values", [10**12, 0], ids=["json", "npz"])
+def test_sync_client_sends_a_large_body_in_pieces_and_gets_the_whole_answer(
+    server_url: str, npz_min_values: int
+) -> None:
+    rng = np.random.default_rng(11)
+    predictions = rng.dirichlet(np.ones(8), size=60_000)  # 3.8 MB as NPZ, more as JSON: sent in pieces
+    labels = rng.integers(0, 8, size=60_000)
+    with Client(server_url, npz_min_values=npz_min_values) as xent:
+        scores = xent.cross_entropy(labels, predictions, per_sample=False)
+    expected = -np.log(predictions[np.arange(60_000), labels]).mean()
+    assert scores.n == 60_000
+    assert scores.mean.cross_entropy == pytest.approx(expected, rel=1e-12)

@@ -55,6 +55,8 @@ class Recorder:
             try:
                 if scope["path"] == "/give-up":  # the app stops waiting (a deadline)
                     await asyncio.wait_for(direct.read_into(view, arrived.append), 0.3)
+                elif scope["path"] == "/small-reads":  # at most 4 KiB a read
+                    record["direct"] = await direct.read_into(view, arrived.append, lambda: 4096)
                 else:
                     record["direct"] = await direct.read_into(view, arrived.append)
             except TimeoutError:
@@ -156,6 +158,17 @@ def test_a_large_body_is_read_straight_into_the_apps_buffer(served: tuple[str, R
     arrived = record["arrived"]
     assert arrived == sorted(arrived)
     assert arrived[-1] == len(LARGE) == record["received"]
+
+
+def test_reads_take_no_more_than_the_app_asks(served: tuple[str, Recorder]) -> None:
+    url, recorder = served
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/small-reads", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": True}
+    arrived = recorder.seen[-1]["arrived"]  # the first: what the parser had delivered before the app asked
+    steps = np.diff(arrived)
+    assert steps.max() <= 4096
+    assert len(arrived) > len(LARGE) // 4096
 
 
 def test_a_body_is_read_past_receive_once(served: tuple[str, Recorder]) -> None:

@@ -2,7 +2,7 @@
 
 A body watcher (``body.BodyWatcher``) of the JSON bodies of the routes that read ``token_logprobs`` rows
 (``watches_rows``). When the body opens with that field's array (``{"token_logprobs": [``, as a request built that
-way is written), each read of the body wakes a worker thread (``ROW_THREADS``, shared by the process) that parses
+way is written), each read of the body wakes a worker thread (``_watching.WATCH_THREADS``) that parses
 the whole rows that have arrived, ``PIECE_BYTES`` at a time, each piece copied out first (the body is never written
 while it arrives) and read as ``_json_sequences.whole_rows`` reads it, with the field's own checks.
 
@@ -21,17 +21,14 @@ around it. A read that fails closes the watcher, and its thread stops.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import mmap
 import re
-import threading
-import time
 
 import numpy as np
 from pydantic import BaseModel
 
 from service.api.transport._json_sequences import FIELD, KIND, PIECE_BYTES, whole_rows
+from service.api.transport._watching import ThreadedWatcher
 
 #: How the body opens for the rows to be read as it arrives: the field first, its array open.
 _OPENING = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"' + FIELD.encode() + rb'"[ \t\n\r]*:[ \t\n\r]*\[')
@@ -39,11 +36,6 @@ _OPENING = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"' + FIELD.encode() + rb'"[ \t\n\
 _OPENING_BYTES = 256
 #: What may follow a row's ',' before the next row's '['.
 _WHITESPACE = b" \t\n\r"
-#: The threads that parse rows while bodies arrive. Two: simdjson holds the GIL, so more would only take turns;
-#: a body that finds both busy is parsed, when it has arrived, by its decoder (``finish`` calls off the wait).
-ROW_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="xent-rows")
-#: A thread that waited this long for more of a body stops there (a slow upload: the decoder reads the rest).
-_STALL_SECONDS = 30.0
 
 
 def watches_rows(model: type[BaseModel]) -> bool:
@@ -51,52 +43,32 @@ def watches_rows(model: type[BaseModel]) -> bool:
     return getattr(model, "array_kinds", {}).get(FIELD) == KIND
 
 
-class StreamedRows:
+class StreamedRows(ThreadedWatcher):
     """Parses the whole rows of a ``token_logprobs`` body's field as they arrive; see the module's docstring."""
 
     def __init__(self) -> None:
+        super().__init__()
         #: The field's '[' in the body (-1 until found), and the ',' after the last row read (the '[' at first).
         self.start = -1
         self.resume = -1
         self._flats: list[np.ndarray] = []
         self._lengths: list[int] = []
         self._missings: list[np.ndarray] = []
-        # Shared with the thread:
-        self._changed = threading.Condition()
-        self._view: memoryview | None = None  # the body, until the thread is done with it
-        self._filled = 0
-        self._closed = False  # the body will not grow any more (it is complete, or its read failed)
-        self._stopped = False  # nothing more is read (what was read stands, unless given up)
-        self._work: concurrent.futures.Future[None] | None = None
 
-    # --- the event loop's side ---
+    def _begin(self, view: memoryview, filled: int) -> bool:
+        """Once the body shows whether it opens with the field's array: begin if it does, stop if not."""
+        if filled < _OPENING_BYTES and filled < len(view):
+            return False
+        opening = _OPENING.match(bytes(view[: min(filled, _OPENING_BYTES)]))
+        if opening is None or not isinstance(view.obj, mmap.mmap | bytes | bytearray):
+            self._stopped = True
+            return False
+        self.start = self.resume = opening.end() - 1
+        return True
 
-    def feed(self, view: memoryview, filled: int) -> None:
-        """The body so far: the thread reads the rows in it (started once the body shows the field's opening)."""
-        if self._stopped:
-            return
-        if self._work is None:
-            if filled < _OPENING_BYTES and filled < len(view):
-                return
-            opening = _OPENING.match(bytes(view[: min(filled, _OPENING_BYTES)]))
-            if opening is None or not isinstance(view.obj, mmap.mmap | bytes | bytearray):
-                self._stopped = True
-                return
-            self.start = self.resume = opening.end() - 1
-            self._view = view
-            self._work = ROW_THREADS.submit(self._run)
-        with self._changed:
-            self._filled = filled
-            self._closed = filled >= len(view)
-            self._changed.notify()
-
-    def close(self) -> None:
-        """The body's read failed: the thread stops (what it read is never used)."""
-        with self._changed:
-            self._closed = self._stopped = True
-            self._changed.notify()
-
-    # --- the decoder's side ---
+    def working(self) -> bool:
+        """Whether the thread is parsing (simdjson holds the GIL meanwhile)."""
+        return self._busy()
 
     def rows_before(self, start: int, end: int) -> tuple[list[np.ndarray], list[int], list[np.ndarray], int] | None:
         """What was read of the field whose array is ``body[start:end]``: each piece's values (NaN for a null), the
@@ -107,50 +79,10 @@ class StreamedRows:
             return None
         return self._flats, self._lengths, self._missings, self.resume
 
-    async def settled(self) -> None:
-        """``finish``, awaited on the event loop (``Body.settled``)."""
-        work = self._work
-        if work is None:
-            return
-        if work.cancel():
-            self._view = None
-        else:
-            await asyncio.wrap_future(work)
-
-    def finish(self) -> None:
-        """Wait for the thread to read what has arrived, or call it off if it has not started (both threads are
-        busy with other bodies): then the decoder reads the whole field."""
-        work = self._work
-        if work is None:
-            return
-        if work.cancel():
-            self._view = None  # (the thread would have let go of it)
-        else:
-            work.result()
-
-    # --- the thread ---
-
-    def _run(self) -> None:
-        try:
-            done = 0
-            while True:
-                with self._changed:
-                    waited = time.monotonic()
-                    while self._filled == done and not self._closed and time.monotonic() - waited < _STALL_SECONDS:
-                        self._changed.wait(_STALL_SECONDS)
-                    if self._filled == done or self._stopped:
-                        return
-                    done, view = self._filled, self._view
-                if view is None or not self._read(view, done):
-                    return
-                time.sleep(0)  # the GIL to the event loop, which has a read to hand over
-        finally:
-            self._view = None  # the body's map may be kept for the next body once nothing views it
-
-    def _read(self, view: memoryview, filled: int) -> bool:
+    def _advance(self, view: memoryview, filled: int) -> bool:
         """Read the whole rows in ``view[:filled]`` past those read; False once nothing more will be read."""
         searched = view.obj
-        assert isinstance(searched, mmap.mmap | bytes | bytearray)  # feed() checked it
+        assert isinstance(searched, mmap.mmap | bytes | bytearray)  # _begin checked it
         while filled - self.resume > PIECE_BYTES:
             cut = self._cut(searched, filled)
             if cut is None:

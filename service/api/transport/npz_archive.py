@@ -29,10 +29,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from service.api.transport._watching import ThreadedWatcher
 from service.api.transport.npy_header import BadNpyHeader, NotNpy, PickledNpy, read_header
 
 __all__ = ["BadNpyHeader", "NotNpy", "NpzArchive", "PickledNpy", "StreamedChecksums", "UnreadableMember"]
 
+#: A stored member at least this large whose array is unaligned in the body is copied while it arrives.
+ALIGN_MIN_BYTES = 1 << 16
+#: The bytes of a ``.npy`` member that say where its array starts: the magic, the version, the header's length.
+_NPY_PREFIX = 12
 #: Local file header: signature, version, flags, method, time, date, crc, sizes, name and extra lengths.
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -67,43 +72,55 @@ class _ViewReader(io.RawIOBase):
         return size
 
 
-class StreamedChecksums:
-    """The CRC-32 of each uncompressed member, computed while the archive is still arriving.
+class StreamedChecksums(ThreadedWatcher):
+    """The CRC-32 of each uncompressed member, computed while the archive is still arriving, and an aligned copy of
+    each large member whose array would not be aligned where it lies in the body.
 
-    Fed the body so far after every chunk, it walks the local file headers in order and runs
-    each member's checksum over the bytes as they come, so that checking an 80 MB archive
-    overlaps its upload instead of following it. It stops quietly at anything it does not
-    follow (a compressed member, sizes only in a trailing data descriptor, the central
-    directory); members it did not finish are checksummed when they are read.
+    Fed the body so far after every read, it walks the local file headers in order on a worker thread
+    (``_watching``: ``zlib.crc32`` and NumPy's copy let go of the GIL, so the event loop receives meanwhile) and
+    runs each member's checksum over the bytes as they come, so that checking an 80 MB archive overlaps its upload
+    instead of following it. ``np.savez`` lays a member's array out wherever its headers end: a float64 array 3
+    bytes past a multiple of 8 would be copied when read (every NumPy loop over an unaligned array is about three
+    times slower), so a member of ``ALIGN_MIN_BYTES`` or more whose array is not 8-aligned in the body is copied,
+    as it arrives, to where it is (``copies``). It stops quietly at anything it does not follow (a compressed
+    member, sizes only in a trailing data descriptor, the central directory); members it did not finish are
+    checksummed, and copied, when they are read.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         #: (start of the data, its length) → CRC-32, for every member finished so far.
         self.found: dict[tuple[int, int], int] = {}
+        #: (start of the data, its length) → the member's bytes, placed so that its array is aligned.
+        self.copies: dict[tuple[int, int], memoryview] = {}
         self._next_header = 0  # offset of the next local header; -1 once lost
         self._start = self._end = self._position = -1  # the member being checksummed
         self._crc = 0
+        self._copy: np.ndarray | None = None  # where the member being checksummed is copied to, if it is
 
-    def feed(self, view: memoryview, filled: int) -> None:
-        """Advance over ``view[:filled]``, everything received so far."""
+    def _advance(self, view: memoryview, filled: int) -> bool:
+        """Advance over ``view[:filled]``, everything received so far; False once lost."""
         while True:
             if self._start >= 0:
                 upto = min(filled, self._end)
                 if upto > self._position:
-                    self._crc = zlib.crc32(view[self._position : upto], self._crc)
+                    piece = view[self._position : upto]
+                    self._crc = zlib.crc32(piece, self._crc)
+                    if self._copy is not None:
+                        at = self._position - self._start
+                        np.copyto(self._copy[at : at + len(piece)], np.frombuffer(piece, dtype=np.uint8))
                     self._position = upto
                 if self._position < self._end:
-                    return
-                self.found[(self._start, self._end - self._start)] = self._crc
-                self._next_header, self._start = self._end, -1
-            if self._next_header < 0 or not self._enter_member(view, filled):
-                return
-
-    def close(self) -> None:
-        """Nothing to stop: the checksums are computed in ``feed``."""
-
-    async def settled(self) -> None:
-        """At once: the checksums are computed in ``feed``."""
+                    return True
+                key = (self._start, self._end - self._start)
+                self.found[key] = self._crc
+                if self._copy is not None:
+                    self.copies[key] = self._copy.data
+                self._next_header, self._start, self._copy = self._end, -1, None
+            if self._next_header < 0:
+                return False
+            if not self._enter_member(view, filled):
+                return self._next_header >= 0
 
     def _enter_member(self, view: memoryview, filled: int) -> bool:
         """Read the local header at ``_next_header`` if it has arrived; False to wait (or when lost)."""
@@ -123,8 +140,27 @@ class StreamedChecksums:
             if size is None:
                 self._next_header = -1
                 return False
+        if size >= ALIGN_MIN_BYTES:
+            if filled < start + _NPY_PREFIX:
+                return False
+            data = start + _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
+            if data % 8:  # the array would be unaligned in the body: copied to where its data is 64-aligned
+                room = np.empty(size + 64, dtype=np.uint8)
+                pad = (-(room.ctypes.data + data - start)) % 64
+                self._copy = room[pad : pad + size]
         self._start, self._end, self._position, self._crc = start, start + size, start, 0
         return True
+
+
+def _npy_data_offset(prefix: bytes) -> int:
+    """Where the array starts in a ``.npy`` member whose first ``_NPY_PREFIX`` bytes are ``prefix`` (the magic, the
+    version, the header's length); 0 if they are not a ``.npy`` prefix (then nothing is moved: the reader refuses it).
+    """
+    if not prefix.startswith(b"\x93NUMPY"):
+        return 0
+    if prefix[6] == 1:
+        return 10 + int.from_bytes(prefix[8:10], "little")
+    return 12 + int.from_bytes(prefix[8:12], "little")
 
 
 def _zip64_compressed_size(extra: bytes, uncompressed_too: bool) -> int | None:
@@ -173,16 +209,21 @@ def _directory_size(view: memoryview) -> int:
 class NpzArchive:
     """The members of an ``.npz`` held in ``data`` (bytes, bytearray or a memoryview).
 
-    ``checksums``: CRC-32s already computed while the body arrived (``StreamedChecksums``).
+    ``checksums``: CRC-32s already computed while the body arrived (``StreamedChecksums``), and ``copies``: the
+    members it placed for their arrays to be aligned (the same bytes).
     Raises ``zipfile.BadZipFile`` (or OSError / EOFError / ValueError) for something
     that is not a readable zip archive, as ``np.load`` would.
     """
 
     def __init__(
-        self, data: bytes | bytearray | memoryview, checksums: Mapping[tuple[int, int], int] | None = None
+        self,
+        data: bytes | bytearray | memoryview,
+        checksums: Mapping[tuple[int, int], int] | None = None,
+        copies: Mapping[tuple[int, int], memoryview] | None = None,
     ) -> None:
         self._view = memoryview(data).cast("B")
         self._checksums = checksums or {}
+        self._copies = copies or {}
         directory = _directory_size(self._view)
         if directory > MAX_DIRECTORY_BYTES:
             # zipfile builds an object per entry of the directory: 60 MB of empty entries would take
@@ -247,7 +288,8 @@ class NpzArchive:
         if method == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size:
                 raise UnreadableMember(f"it is stored in {info.compress_size:,} bytes but declares {info.file_size:,}")
-            content, checksum = data, self._checksums.get((start, info.compress_size))
+            key = (start, info.compress_size)
+            content, checksum = self._copies.get(key, data), self._checksums.get(key)
         else:
             content, checksum = _inflate(method, data, info.file_size), None
         if (zlib.crc32(content) if checksum is None else checksum) != info.CRC:

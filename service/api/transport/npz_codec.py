@@ -64,7 +64,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     therefore stays until they are gone.
     """
     data = body.data
-    checksums = body.watcher.found if isinstance(body.watcher, StreamedChecksums) else None
+    watcher = body.watcher if isinstance(body.watcher, StreamedChecksums) else None
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
         raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(
@@ -81,7 +81,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
     try:
-        archive = NpzArchive(data, checksums)
+        archive = NpzArchive(data, *((watcher.found, watcher.copies) if watcher is not None else ()))
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
