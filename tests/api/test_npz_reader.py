@@ -7,6 +7,7 @@ import json
 import struct
 import time
 import zipfile
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,14 @@ from in_process import post
 from npz_bodies import NPZ, ZipMember, deflated, hand_zip, npy, npz, stored_zip
 
 from service.api.transport.body import MAPPED_MIN_BYTES
-from service.api.transport.npz_archive import NotNpy, NpzArchive, StreamedChecksums, UnreadableMember
+from service.api.transport.npz_archive import (
+    ALIGNING_PEEK_BYTES,
+    NotNpy,
+    NpzArchive,
+    StreamedMembers,
+    UnreadableMember,
+    aligning_shift,
+)
 from service.core import score_multiclass
 
 
@@ -212,8 +220,8 @@ def test_a_large_json_body_that_leaves_the_fast_path_still_names_the_row() -> No
     assert response.json()["errors"][0]["loc"][:3] == ["body", "predictions", 15_000]
 
 
-def _feed_in_chunks(body: bytes, sizes: list[int]) -> StreamedChecksums:
-    streamed = StreamedChecksums()
+def _feed_in_chunks(body: bytes, sizes: list[int]) -> StreamedMembers:
+    streamed = StreamedMembers()
     buffer = bytearray(len(body))
     view = memoryview(buffer)
     filled, turn = 0, 0
@@ -227,7 +235,7 @@ def _feed_in_chunks(body: bytes, sizes: list[int]) -> StreamedChecksums:
     return streamed
 
 
-def _run_to_the_end(streamed: StreamedChecksums) -> None:
+def _run_to_the_end(streamed: StreamedMembers) -> None:
     """Wait for the watcher's thread to begin (``finish`` calls off one that has not), then for it to end."""
     work = streamed._work
     deadline = time.monotonic() + 10
@@ -251,7 +259,7 @@ def test_a_large_member_unaligned_in_the_body_is_copied_aligned_as_it_arrives(si
     assert set(streamed.copies) == {key}  # the small member is left where it is
     copy = streamed.copies[key]
     assert bytes(copy) == body[start : start + info.compress_size]
-    with NpzArchive(body, streamed.found, streamed.copies) as archive:
+    with NpzArchive(body, streamed.copies) as archive:
         array = archive.read(archive.zip.getinfo("predictions.npy"))
     assert array.flags.aligned
     assert np.array_equal(array, values)
@@ -260,25 +268,64 @@ def test_a_large_member_unaligned_in_the_body_is_copied_aligned_as_it_arrives(si
 
 
 @pytest.mark.parametrize("sizes", [[1], [7, 3, 64], [4096], [10**9]], ids=["bytewise", "odd", "4k", "whole"])
-def test_member_checksums_computed_while_arriving_match_the_archive(sizes: list[int]) -> None:
+def test_members_followed_as_they_arrive_whatever_the_reads(sizes: list[int]) -> None:
     rng = np.random.default_rng(5)
-    body = npz(labels=rng.integers(0, 3, 500), predictions=rng.random((500, 3)), sample_weights=rng.random(500))
+    values = rng.random(20_000)  # 160 kB: past ALIGN_MIN_BYTES
+    body = npz(labels=rng.integers(0, 3, 500), predictions=values, sample_weights=rng.random(500))
     streamed = _feed_in_chunks(body, sizes)
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        infos = archive.infolist()
-    assert sorted(streamed.found.values()) == sorted(info.CRC for info in infos)
-    assert {length for _, length in streamed.found} == {info.compress_size for info in infos}
+    (copy,) = streamed.copies.values()  # the one large member, unaligned in the body
+    with NpzArchive(body, streamed.copies) as archive:
+        assert np.array_equal(archive.read(archive.zip.getinfo("predictions.npy")), values)
+    assert bytes(copy).endswith(values.tobytes())
 
 
-def test_checksums_stop_quietly_at_a_compressed_member() -> None:
-    body = npz(True, labels=np.arange(100), predictions=np.ones((100, 2)))
-    assert _feed_in_chunks(body, [1000]).found == {}
+def test_members_are_not_followed_past_a_compressed_one() -> None:
+    body = npz(True, labels=np.arange(100), predictions=np.ones((100_000, 2)))
+    assert _feed_in_chunks(body, [1000]).copies == {}
 
 
-def test_a_damaged_large_archive_fails_the_checksum_taken_as_it_arrived() -> None:
+@pytest.mark.parametrize("placed", [0, 1, 5])
+def test_an_archive_placed_by_its_aligning_shift_has_its_first_array_64_aligned(placed: int) -> None:
+    values = np.random.default_rng(placed).random(50_000)
+    body = npz(token_logprobs=values, sequence_lengths=np.array([50_000]))
+    shift = aligning_shift(body[:ALIGNING_PEEK_BYTES])
+    buffer = np.zeros(len(body) + 64 + 64, dtype=np.uint8)
+    base = (-buffer.ctypes.data) % 64  # a 64-aligned start, as a memory map's
+    buffer[base + shift : base + shift + len(body)] = np.frombuffer(body, dtype=np.uint8)
+    with NpzArchive(memoryview(buffer)[base + shift : base + shift + len(body)]) as archive:
+        array = archive.read(archive.zip.getinfo("token_logprobs.npy"))
+    assert array.ctypes.data % 64 == 0
+    assert np.shares_memory(array, buffer)  # a view of the body: nothing copied
+    assert aligning_shift(body[:40]) == 0  # not all of the first header: no shift
+    assert aligning_shift(npz(labels=np.arange(3), predictions=values)[:ALIGNING_PEEK_BYTES]) == 0  # a small first
+
+
+def test_a_large_members_checksum_is_deferred_and_names_the_member() -> None:
+    labels, predictions = _large_batch(20_000)
+    body = _flip_last_data_byte(npz(labels=labels, predictions=predictions), "predictions.npy")
+    deferred: list[Any] = []
+    with NpzArchive(body, None, deferred) as archive:
+        archive.read(archive.zip.getinfo("predictions.npy"))  # read: its check is left for later
+        archive.read(archive.zip.getinfo("labels.npy"))  # small: checked as read
+    (check,) = deferred
+    with pytest.raises(UnreadableMember, match="bad CRC-32"):
+        check()
+
+
+def test_a_damaged_large_archive_fails_the_checksum_checked_beside_the_scoring() -> None:
     labels, predictions = _large_batch(20_000)
     body = npz(labels=labels, predictions=predictions)
     assert len(body) >= MAPPED_MIN_BYTES
     response = post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
     assert response.status_code == 400
+    assert response.json()["detail"].endswith("member 'predictions': bad CRC-32: the archive is damaged")
+
+
+def test_a_damaged_large_archive_is_a_400_even_when_what_it_holds_is_refused_too() -> None:
+    labels, predictions = _large_batch(20_000)
+    predictions[7, 0] = -1.0  # alone: a 422 naming row 7
+    body = npz(labels=labels, predictions=predictions)
+    assert post("/v1/cross-entropy", body, NPZ).status_code == 422
+    response = post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
+    assert response.status_code == 400  # checked beside the scoring, it still has the first word
     assert response.json()["detail"].endswith("member 'predictions': bad CRC-32: the archive is damaged")

@@ -62,6 +62,7 @@ def _started(watcher: StreamedRows) -> None:
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pieces of some tens of bytes, so that a small body is read in many."""
     monkeypatch.setattr(_json_streamed, "PIECE_BYTES", 40)
+    monkeypatch.setattr(_watching, "WAKE_BYTES", 40)  # the thread woken as often
 
 
 def _text(rows: list[list[float | None]], separator: str = ", ") -> str:

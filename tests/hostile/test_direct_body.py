@@ -68,6 +68,7 @@ class Recorder:
                 return
             record["arrived"] = arrived
             record["received"] = direct.received
+            record["reads"] = direct.reads
             if scope["path"] == "/twice":  # one read a request: a second finds nothing to read
                 record["again"] = await direct.read_into(memoryview(bytearray(length)), arrived.append)
             if record["direct"]:
@@ -165,10 +166,10 @@ def test_reads_take_no_more_than_the_app_asks(served: tuple[str, Recorder]) -> N
     with httpx.Client() as client:
         answer = client.post(f"{url}/small-reads", content=LARGE).json()
     assert answer == {**_digest(LARGE), "direct": True}
-    arrived = recorder.seen[-1]["arrived"]  # the first: what the parser had delivered before the app asked
-    steps = np.diff(arrived)
-    assert steps.max() <= 4096
-    assert len(arrived) > len(LARGE) // 4096
+    record = recorder.seen[-1]
+    arrived = record["arrived"]  # the first: what the parser had delivered before the app asked
+    assert record["reads"] >= -(-(len(LARGE) - arrived[0]) // 4096)  # none took more than 4 KiB
+    assert np.diff(arrived).max() <= 256 * 1024 + 4096  # told every 256 KiB or so, not after every read
 
 
 def test_a_body_is_read_past_receive_once(served: tuple[str, Recorder]) -> None:
@@ -185,8 +186,8 @@ def test_keep_alive_goes_on_after_a_body_read_past_receive(served: tuple[str, Re
         for content in (LARGE, b"small", LARGE[:1_500_000], b"", LARGE):
             answer = client.post(f"{url}/direct", content=content).json()
             assert answer == {**_digest(content), "direct": bool(recorder.seen[-1]["direct"])}
-    # The large ones were read past receive, on one connection.
-    assert [record["direct"] for record in recorder.seen[-5:]] == [True, False, True, False, True]
+    # The large ones were read past receive, on one connection (a small one too, if its bytes came after its head).
+    assert [record["direct"] for record in recorder.seen[-5:]][::2] == [True, True, True]
 
 
 def test_a_pipelined_request_behind_the_body_is_read_as_usual(served: tuple[str, Recorder]) -> None:

@@ -18,8 +18,8 @@ from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
-#: What watches a large body of each kind as it arrives: an archive's members are checksummed during the upload.
-WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedChecksums}
+#: What watches a large body of each kind as it arrives: an archive's unaligned large members are copied aligned.
+WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedMembers}
 #: The same for the routes whose JSON may be ``token_logprobs`` rows: they are parsed during the upload.
 _ROWS_WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {**WATCHERS, "json": StreamedRows}
 

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from service.api.problems import ProblemKind
 from service.api.transport._idle import IdleDrop
 from service.api.transport.limits import Limits
+from service.api.transport.npz_archive import ALIGNING_PEEK_BYTES, aligning_shift
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
 _MEDIA_HINT = (
@@ -32,6 +33,8 @@ BodyKind = Literal["json", "npz"]
 
 #: A body declared at least this large is read into its own anonymous memory map.
 MAPPED_MIN_BYTES = 1 << 20
+#: The most a body may be placed past the start of its map (``npz_archive.aligning_shift``: under 64).
+_SHIFT_ROOM = 64
 #: The most a read takes of a body the server reads straight into its map (``DirectBody``), unless a watcher is at
 #: work on a thread. Small reads keep the client's window opening as it sends: httpx copies the unsent rest of a
 #: body after every ``send`` that took only part of it, and with reads of all that had arrived an 80 MB body took
@@ -58,10 +61,14 @@ class DirectBody(Protocol):
     #: Bytes of the body placed so far.
     received: int
 
+    def peek(self, most: int) -> bytes:
+        """Up to ``most`` of the body's first bytes, if they have arrived already (else fewer, or none)."""
+
     async def read_into(self, view: memoryview, arrived: Callable[[int], None], read_bytes: Callable[[], int]) -> bool:
-        """Fill ``view`` with the body, calling ``arrived(filled)`` after each read and ``read_bytes()`` before it for
-        the most it may take (0: all that has arrived); False if the server cannot (nothing was read: use
-        ``receive``). Raises ``ClientDisconnect`` if the connection ends first."""
+        """Fill ``view`` with the body, calling ``arrived(filled)`` as it comes (every few hundred kilobytes, and at
+        its end) and ``read_bytes()`` then for the most the next reads may take (0: all that has arrived); False if
+        the server cannot (nothing was read: use ``receive``). Raises ``ClientDisconnect`` if the connection ends
+        first."""
 
 
 class BodyWatcher(Protocol):
@@ -90,6 +97,9 @@ class Body:
     watcher: BodyWatcher | None = None
     #: The Content-Encoding ``data`` is in: gzip until :meth:`inflate` (in the decode step) decodes it.
     encoding: Literal["identity", "gzip"] = "identity"
+    #: Checks of the body its decoder left to run beside the scoring, each raising the problem it finds (the CRC-32
+    #: of an archive's large members: ``npz_codec``); the answer goes out only once they have passed.
+    checks: list[Callable[[], None]] = field(default_factory=list)
     #: Its length in bytes (kept after ``release``).
     size: int = field(init=False)
 
@@ -116,6 +126,7 @@ class Body:
     def release(self) -> None:
         """Let go of the bytes once nothing else needs them: a large body's memory map is kept for the next large
         body (``KEPT_MAPS``) if nothing views it any more, else unmapped when the last view goes."""
+        self.checks = []  # (they view the body)
         data, self.data = self.data, b""
         if isinstance(data, memoryview):
             owner = data.obj
@@ -209,9 +220,15 @@ async def read_body(
     if charge is not None and mapped is not None:
         await charge.charge_body(kind, mapped)
         charged = mapped
-    buffer = _BodyBuffer(mapped, watchers.get(kind), most=None if mapped is not None else limits.body_bytes)
-    deadline = _Deadline(timeout, min_bytes_per_second, grace_seconds)
     direct: DirectBody | None = request.scope.get(DIRECT_BODY_KEY)
+    # An archive read straight into its map goes where its first large array lies aligned (no copy to align it).
+    shift = 0
+    if kind == "npz" and direct is not None and mapped is not None and mapped >= MAPPED_MIN_BYTES:
+        shift = aligning_shift(direct.peek(ALIGNING_PEEK_BYTES))
+    buffer = _BodyBuffer(
+        mapped, watchers.get(kind), most=None if mapped is not None else limits.body_bytes, shift=shift
+    )
+    deadline = _Deadline(timeout, min_bytes_per_second, grace_seconds)
     complete = False
     try:
         # A large body of declared length (charged already) straight from the connection into its map, if the
@@ -366,7 +383,12 @@ class _BodyBuffer:
     """
 
     def __init__(
-        self, declared: int | None, watch: Callable[[], BodyWatcher] | None, *, most: int | None = None
+        self,
+        declared: int | None,
+        watch: Callable[[], BodyWatcher] | None,
+        *,
+        most: int | None = None,
+        shift: int = 0,
     ) -> None:
         self._view: memoryview | None = None  # over the memory map, which it keeps alive
         self._bytes = bytearray()
@@ -376,8 +398,9 @@ class _BodyBuffer:
         self._most = most
         #: Fed every chunk of a mapped body (a large one only).
         self.watcher: BodyWatcher | None = None
-        if declared is not None and declared >= MAPPED_MIN_BYTES:
-            self._view = memoryview(KEPT_MAPS.take(declared))[:declared]
+        if declared is not None and declared >= MAPPED_MIN_BYTES:  # ``shift`` bytes into its map (``aligning_shift``)
+            # Room for any shift, so that the kept map fits the next body of the same length however it is placed.
+            self._view = memoryview(KEPT_MAPS.take(declared + _SHIFT_ROOM))[shift : shift + declared]
             self.watcher = watch() if watch is not None else None
 
     @property

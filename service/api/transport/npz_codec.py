@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,7 +19,7 @@ from service.api.transport.npz_archive import (
     NotNpy,
     NpzArchive,
     PickledNpy,
-    StreamedChecksums,
+    StreamedMembers,
     UnreadableMember,
 )
 from service.core import InvalidInput
@@ -57,6 +57,18 @@ def inflated_size(body: Body) -> int:
 _ONE_INTEGER_FITS = frozenset({"score_from", "score_until"})
 
 
+def _naming(name: str, check: Callable[[], None]) -> Callable[[], None]:
+    """``check`` (a member's deferred CRC-32), its failure the 400 that names the member, as when read."""
+
+    def checked() -> None:
+        try:
+            check()
+        except UnreadableMember as error:
+            raise _malformed_npz(f"member {quoted(name)}: {error}") from None
+
+    return checked
+
+
 def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits) -> RequestModel:
     """The request model from an NPZ body: arrays from the archive, options from the query.
 
@@ -64,7 +76,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     therefore stays until they are gone.
     """
     data = body.data
-    watcher = body.watcher if isinstance(body.watcher, StreamedChecksums) else None
+    copies = body.watcher.copies if isinstance(body.watcher, StreamedMembers) else None
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
         raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(
@@ -81,7 +93,8 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
     try:
-        archive = NpzArchive(data, *((watcher.found, watcher.copies) if watcher is not None else ()))
+        deferred: list[Callable[[], None]] = []
+        archive = NpzArchive(data, copies, deferred)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
@@ -96,6 +109,8 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
                 )
             try:
                 fields[name] = archive.read(entry)
+                body.checks.extend(_naming(name, check) for check in deferred)
+                deferred.clear()
             except NotNpy:
                 raise _malformed_npz(f"member {quoted(name)} is not a .npy array (np.save format)") from None
             except PickledNpy:
