@@ -34,10 +34,9 @@ if TYPE_CHECKING:
 
 #: Bytes read at a time once the app has stopped waiting for the body (the rest is dropped).
 _DISCARD_BYTES = 256 * 1024
-#: The app hears of the body's progress (``arrived``) once this much more has come, and asks then how much the next
-#: reads may take: a read of 16 KiB must cost the event loop next to nothing, or the client's window closes while
-#: it sends and httpx copies the rest of its body again (an 80 MB archive: 27 ms with an empty loop, 120-190 ms
-#: with a few Python calls a read).
+#: The app hears of the body's progress (``arrived``) once this much more has come, and is asked then how much the
+#: next reads may take: reads of 16 KiB (``body.DIRECT_READ_BYTES``) should cost the event loop no more than the
+#: copy, so that it keeps the client's window open while it sends; the app's callbacks run every 256 KiB instead.
 _REPORT_BYTES = 256 * 1024
 
 
@@ -64,8 +63,9 @@ class DirectBodyReader:
     async def read_into(
         self, view: memoryview, arrived: Callable[[int], None], read_bytes: Callable[[], int] = lambda: 0
     ) -> bool:
-        """Fill ``view`` (exactly the declared length) with the body, calling ``arrived(filled)`` as it comes, and
-        ``read_bytes()`` before each read for the most it may take (0: all that has arrived).
+        """Fill ``view`` (exactly the declared length) with the body, calling ``arrived(filled)`` as it comes (every
+        ``_REPORT_BYTES`` and at its end), and ``read_bytes()`` then for the most the next reads may take (0: all
+        that has arrived).
 
         False, having read nothing, when this cannot be done here (the body is not the declared length, the app
         already took some of it with ``receive``, it is all in already, or the exchange is over): the app then
