@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from service.api.problems import ProblemKind
 from service.api.transport._idle import IdleDrop
 from service.api.transport.limits import Limits
-from service.api.transport.npz_archive import ALIGNING_PEEK_BYTES, aligning_shift
+from service.api.transport.npz_archive import ALIGNING_PEEK_BYTES, ALIGNMENT, aligning_shift
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
 _MEDIA_HINT = (
@@ -33,8 +33,6 @@ BodyKind = Literal["json", "npz"]
 
 #: A body declared at least this large is read into its own anonymous memory map.
 MAPPED_MIN_BYTES = 1 << 20
-#: The most a body may be placed past the start of its map (``npz_archive.aligning_shift``: under 64).
-_SHIFT_ROOM = 64
 #: The most a read takes of a body the server reads straight into its map (``DirectBody``), unless a watcher is at
 #: work on a thread. Small reads keep the client's window opening as it sends: httpx copies the unsent rest of a
 #: body after every ``send`` that took only part of it, and with reads of all that had arrived an 80 MB body took
@@ -399,8 +397,8 @@ class _BodyBuffer:
         #: Fed every chunk of a mapped body (a large one only).
         self.watcher: BodyWatcher | None = None
         if declared is not None and declared >= MAPPED_MIN_BYTES:  # ``shift`` bytes into its map (``aligning_shift``)
-            # Room for any shift, so that the kept map fits the next body of the same length however it is placed.
-            self._view = memoryview(KEPT_MAPS.take(declared + _SHIFT_ROOM))[shift : shift + declared]
+            # Room for any shift (under ALIGNMENT), so that the kept map fits the next body of the same length.
+            self._view = memoryview(KEPT_MAPS.take(declared + ALIGNMENT))[shift : shift + declared]
             self.watcher = watch() if watch is not None else None
 
     @property

@@ -35,6 +35,8 @@ from service.api.transport.npy_header import BadNpyHeader, NotNpy, PickledNpy, r
 
 __all__ = ["BadNpyHeader", "NotNpy", "NpzArchive", "PickledNpy", "StreamedMembers", "UnreadableMember"]
 
+#: Where an archive's large arrays are placed: on a boundary of this many bytes (a cache line; NumPy needs 8).
+ALIGNMENT = 64
 #: A stored member at least this large whose array is unaligned in the body is copied while it arrives.
 ALIGN_MIN_BYTES = 1 << 16
 #: The bytes of a ``.npy`` member that say where its array starts: the magic, the version, the header's length.
@@ -159,8 +161,8 @@ class StreamedMembers(ThreadedWatcher):
                 return False
             data = start + _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
             if (self._address(view) + data) % 8:  # the array would be unaligned: copied to where it is 64-aligned
-                room = np.empty(size + 64, dtype=np.uint8)
-                pad = (-(room.ctypes.data + data - start)) % 64
+                room = np.empty(size + ALIGNMENT, dtype=np.uint8)
+                pad = (-(room.ctypes.data + data - start)) % ALIGNMENT
                 self._copy = room[pad : pad + size]
         self._start, self._end, self._position = start, start + size, start
         return True
@@ -183,7 +185,7 @@ def aligning_shift(head: bytes) -> int:
     if size < ALIGN_MIN_BYTES:
         return 0
     offset = _npy_data_offset(head[start : start + _NPY_PREFIX])
-    return (-(start + offset)) % 64 if offset else 0
+    return (-(start + offset)) % ALIGNMENT if offset else 0
 
 
 def _npy_data_offset(prefix: bytes) -> int:
