@@ -80,23 +80,23 @@ class ThreadedWatcher:
 
     async def settled(self) -> None:
         """``finish``, awaited on the event loop (``Body.settled``)."""
-        work = self._work
-        if work is None:
-            return
-        if work.cancel():
-            self._view = None
-        else:
+        work = self._running()
+        if work is not None:
             await asyncio.wrap_future(work)
 
     def finish(self) -> None:
         """Wait for the thread to do what it can with what has arrived, or call it off if it has not started."""
-        work = self._work
-        if work is None:
-            return
-        if work.cancel():
-            self._view = None  # (the thread would have let go of it)
-        else:
+        work = self._running()
+        if work is not None:
             work.result()
+
+    def _running(self) -> concurrent.futures.Future[None] | None:
+        """The thread's work to wait for; None if there is none, or it had not started and is called off."""
+        work = self._work
+        if work is not None and work.cancel():
+            self._view = None  # (the thread would have let go of it)
+            return None
+        return work
 
     def _busy(self) -> bool:
         """Whether the thread has started and not finished."""

@@ -172,7 +172,7 @@ def aligning_shift(head: bytes) -> int:
     """How far past a 64-byte boundary to place an archive whose first bytes are ``head`` for its first member's
     array to start on one: 0 unless ``head`` holds that member's local header and ``.npy`` prefix and the member
     is stored and at least ``ALIGN_MIN_BYTES`` (``np.savez`` writes the arrays in the order given: the large one
-    is often first). Any other member unaligned in the body is copied as it arrives (``StreamedChecksums``)."""
+    is often first). Any other member unaligned in the body is copied as it arrives (``StreamedMembers``)."""
     if len(head) < _LOCAL_HEADER.size:
         return 0
     fields = _LOCAL_HEADER.unpack_from(head)
