@@ -52,11 +52,32 @@ class DirectBodyReader:
         self.reads = 0
         self._used = False  # one read a request
 
-    def peek(self, most: int) -> bytes:
-        """Up to ``most`` of the body's first bytes, if they have arrived and nothing has read them (else fewer, or
-        none): for the app to choose where in its buffer the body goes before it reads it."""
-        cycle = self._cycle
-        if self._used or self._http.cycle is not cycle or len(cycle.body) != self._http.body_delivered:
+    async def head(self, most: int) -> bytes:
+        """The body's first ``most`` bytes (all of it, if shorter), once they have arrived: for the app to choose
+        where in its buffer the body goes before it reads it. Fewer, or none, if the body was taken already, or the
+        connection ends first. A client that sent ``Expect: 100-continue`` is answered first, as ``receive`` would.
+        """
+        http, cycle = self._http, self._cycle
+        want = min(most, self._length)
+        waited = False
+        while (
+            not self._used
+            and http.cycle is cycle
+            and len(cycle.body) == http.body_delivered < want
+            and cycle.more_body
+            and not cycle.disconnected
+            and not cycle.response_complete
+        ):
+            if cycle.waiting_for_100_continue and not http.transport.is_closing():
+                http.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                cycle.waiting_for_100_continue = False
+            http.flow.resume_reading()
+            cycle.message_event.clear()
+            waited = True
+            await cycle.message_event.wait()
+        if waited and (cycle.body or not cycle.more_body or cycle.disconnected):
+            cycle.message_event.set()  # what the parser delivered is still for the app: receive must not wait for it
+        if self._used or http.cycle is not cycle or len(cycle.body) != http.body_delivered:
             return b""
         return bytes(cycle.body[:most])
 

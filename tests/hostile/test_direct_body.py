@@ -46,6 +46,10 @@ class Recorder:
         record: dict[str, Any] = {"path": scope["path"], "offered": direct is not None, "direct": False}
         self.seen.append(record)
         body = bytearray()
+        if scope["path"].startswith("/head"):  # the app looks at the body's first bytes before it reads it
+            record["head"] = await direct.head(1024) if direct is not None else None
+            if scope["path"] == "/head-then-receive":
+                direct = None
         if scope["path"] == "/receive-first":  # the app takes some of the body through receive first
             message = await receive()
             body += message.get("body", b"")
@@ -209,6 +213,35 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(served: tuple[s
         sock.sendall(LARGE)
         (answer,) = _read_answers(sock, 1)
     assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+
+
+@pytest.mark.parametrize("path", ["/head", "/head-then-receive"])
+def test_the_head_of_a_body_is_waited_for_when_the_head_of_the_request_came_alone(
+    served: tuple[str, Recorder], path: str
+) -> None:
+    url, recorder = served
+    with _connect(url) as sock:
+        sock.sendall(_head(path, len(LARGE)))
+        time.sleep(0.1)  # the app has the request's head, and nothing of the body
+        sock.sendall(LARGE[:10])
+        time.sleep(0.1)  # ten bytes are not the 1,024 it asked for: it goes on waiting
+        sock.sendall(LARGE[10:])
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(LARGE), "direct": path == "/head"}
+    assert recorder.seen[-1]["head"] == LARGE[:1024]
+
+
+def test_the_head_of_a_short_body_is_all_of_it_and_expect_100_continue_is_answered(
+    served: tuple[str, Recorder],
+) -> None:
+    url, recorder = served
+    with _connect(url) as sock:
+        sock.sendall(_head("/head", 100, "expect: 100-continue"))
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # head() answered it, as receive would
+        sock.sendall(LARGE[:100])
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body)["size"] == 100
+    assert recorder.seen[-1]["head"] == LARGE[:100]
 
 
 def test_a_body_the_app_began_to_receive_is_received_to_its_end(served: tuple[str, Recorder]) -> None:

@@ -59,8 +59,9 @@ class DirectBody(Protocol):
     #: Bytes of the body placed so far.
     received: int
 
-    def peek(self, most: int) -> bytes:
-        """Up to ``most`` of the body's first bytes, if they have arrived already (else fewer, or none)."""
+    async def head(self, most: int) -> bytes:
+        """The body's first ``most`` bytes (all of it, if shorter), once they have arrived (fewer, or none, if the
+        connection ends first): read nothing else until then."""
 
     async def read_into(self, view: memoryview, arrived: Callable[[int], None], read_bytes: Callable[[], int]) -> bool:
         """Fill ``view`` with the body, calling ``arrived(filled)`` as it comes (every few hundred kilobytes, and at
@@ -219,16 +220,18 @@ async def read_body(
         await charge.charge_body(kind, mapped)
         charged = mapped
     direct: DirectBody | None = request.scope.get(DIRECT_BODY_KEY)
-    # An archive read straight into its map goes where its first large array lies aligned (no copy to align it).
-    shift = 0
-    if kind == "npz" and direct is not None and mapped is not None and mapped >= MAPPED_MIN_BYTES:
-        shift = aligning_shift(direct.peek(ALIGNING_PEEK_BYTES))
-    buffer = _BodyBuffer(
-        mapped, watchers.get(kind), most=None if mapped is not None else limits.body_bytes, shift=shift
-    )
     deadline = _Deadline(timeout, min_bytes_per_second, grace_seconds)
     complete = False
+    buffer: _BodyBuffer | None = None
     try:
+        # An archive read straight into its map goes where its first large array lies aligned (no copy to align
+        # it): its first bytes are waited for, as the headers often arrive alone.
+        shift = 0
+        if kind == "npz" and direct is not None and mapped is not None and mapped >= MAPPED_MIN_BYTES:
+            shift = aligning_shift(await direct.head(ALIGNING_PEEK_BYTES))
+        buffer = _BodyBuffer(
+            mapped, watchers.get(kind), most=None if mapped is not None else limits.body_bytes, shift=shift
+        )
         # A large body of declared length (charged already) straight from the connection into its map, if the
         # server can; else, or for the rest, through ASGI's receive.
         if direct is None or not await buffer.read_directly(direct, deadline):
@@ -240,6 +243,7 @@ async def read_body(
                     charged = buffer.filled + buffer.filled // 4  # a step ahead: a few charges, not one a chunk
                     await charge.charge_body(kind, charged)
         complete = True
+        return Body(kind, buffer.contents(), buffer.watcher, encoding)
     except asyncio.CancelledError:
         if not deadline.expired():
             raise
@@ -252,9 +256,8 @@ async def read_body(
         raise ProblemKind.INCOMPLETE_BODY.error(detail) from None
     finally:
         deadline.close()
-        if not complete and buffer.watcher is not None:  # nothing more will come: a watcher's thread stops
-            buffer.watcher.close()
-    return Body(kind, buffer.contents(), buffer.watcher, encoding)
+        if not complete and buffer is not None and buffer.watcher is not None:
+            buffer.watcher.close()  # nothing more will come: a watcher's thread stops
 
 
 class _Deadline:
