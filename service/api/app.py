@@ -32,6 +32,7 @@ from service.api.policy.slots import ScoringSlots
 from service.api.problems import Problem, install_error_handlers, problem_responses
 from service.api.state import ServiceState
 from service.api.transport import Limits
+from service.api.transport.body import BODY_PLACER_KEY, KeptMapPlacer
 from service.core import score_multiclass
 from service.logs import REQUEST_LOGGER
 from service.settings import Settings
@@ -56,8 +57,9 @@ def _self_test() -> None:
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Ready after the self-test; not ready again as soon as a stop signal arrives."""
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    """Ready after the self-test; not ready again as soon as a stop signal arrives. The lifespan state offers the
+    server what places a large body before the app is called (``BODY_PLACER_KEY``: ``xent serve`` reads it)."""
     state: ServiceState = app.state.xent
     tune_allocator()
     _self_test()
@@ -76,7 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     try:
         with not_ready_on_stop_signal(mark_not_ready):
-            yield
+            yield {BODY_PLACER_KEY: KeptMapPlacer(state.limits, scoring.BODY_ROUTES)}
     finally:
         gc.unfreeze()
     state.ready = False

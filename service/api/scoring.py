@@ -51,6 +51,7 @@ from service.api.transport import (
     watchers_for,
 )
 from service.api.transport.answer import per_sample_arrays
+from service.api.transport.body import Watchers
 from service.api.transport.limits import BYTES_PER_JSON_CONTAINER, batch_cells, json_containers
 from service.core import ScoreResult, score_binary, score_multiclass
 from service.core.baseline import scoring_baseline
@@ -177,6 +178,10 @@ TRIM_MIN_BYTES = 1 << 20
 #: Bodies up to this size are scored on the event loop (a few hundred numbers: about 0.1-0.3 ms).
 INLINE_MAX_BYTES = 4096
 
+#: Every scoring route's path, and what watches each kind of large body it is sent (``read_body``'s ``watchers``):
+#: the app's ``KeptMapPlacer`` places these bodies before the route is called.
+BODY_ROUTES: dict[str, Watchers] = {}
+
 #: The request model of every scoring route, in the order they were added: the OpenAPI document lists their
 #: schemas, which the routes reference without FastAPI parsing them (the routes read raw bodies).
 REQUEST_MODELS: list[type[BaseModel]] = []
@@ -202,6 +207,8 @@ def scoring_route(
 
         async def endpoint(request: Request) -> Response:
             return await _score(request, model, handler)
+
+        BODY_ROUTES[router.prefix + path] = watchers_for(model)
 
         router.add_api_route(
             path,

@@ -22,12 +22,17 @@ for writing, before the body is complete is :class:`~starlette.requests.ClientDi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 
+from service.api.transport.body import DIRECT_BODY_KEY, BodyPlacement, BodyPlacer
+
 if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, Scope
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
     from service.server.protocol import HeaderLimitedProtocol
@@ -38,6 +43,11 @@ _DISCARD_BYTES = 256 * 1024
 #: next reads may take: reads of 16 KiB (``body.DIRECT_READ_BYTES``) should cost the event loop no more than the
 #: copy, so that it keeps the client's window open while it sends; the app's callbacks run every 256 KiB instead.
 _REPORT_BYTES = 256 * 1024
+#: The app is called once a body the server places (``place``) is in, or after this long at most: then it takes the
+#: read over where it has got to, with its own deadlines (a slow client must not wait for them before the app).
+GATE_SECONDS = 1.0
+
+logger = logging.getLogger("service.server")
 
 
 class DirectBodyReader:
@@ -51,6 +61,145 @@ class DirectBodyReader:
         self.received = 0
         self.reads = 0
         self._used = False  # one read a request
+        #: Where the body is being read before the app is called (``place``), until the app takes it or the exchange
+        #: ends without it (``end``).
+        self.placement: BodyPlacement | None = None
+        self._sink: _BodySink | None = None  # reading the placed body
+        self._taken = False  # the placed body is the app's (or dropped)
+        self._settled: asyncio.Future[None] | None = None  # once the body is placed and in, or will not be placed
+        # The app's callbacks once it takes a placed body over (before: the placement's).
+        self._arrived: Callable[[int], None] | None = None
+        self._read_bytes: Callable[[], int] | None = None
+
+    # --- the body read before the app is called ---
+
+    def may_place(self, placer: BodyPlacer) -> bool:
+        """Whether the body may be placed (``place``) before the app is called: large enough for ``placer``, and the
+        client is not waiting for an answer before it sends it; then the app waits for that (``gate``)."""
+        http, cycle = self._http, self._cycle
+        if self._length < placer.min_bytes or cycle.waiting_for_100_continue or http.pipeline:
+            return False
+        self._settled = http.loop.create_future()
+        return True
+
+    def place(self, placer: BodyPlacer, chunk: bytes) -> bool:
+        """Called by the protocol with each piece of the body the parser delivers until this returns True: once the
+        body's first ``placer.head_bytes`` are in (``chunk`` and what uvicorn holds before it), give the body its
+        place, put them there and read the rest there (then ``chunk`` is placed: True, and ``placement`` is set); or
+        leave the body to uvicorn and the app (True, ``placement`` None). False: not yet (``chunk`` is uvicorn's)."""
+        http, cycle, settled = self._http, self._cycle, self._settled
+        if settled is None or settled.done():
+            return True  # not placing, or the app is already reading it its way
+        held = len(cycle.body)
+        arrived = held + len(chunk)
+        if (
+            self._used
+            or http.cycle is not cycle
+            or arrived >= self._length  # all of it is here: uvicorn's as usual
+            or cycle.response_complete
+            or cycle.disconnected
+            or http.transport.is_closing()
+            or held != http.body_delivered
+        ):
+            settled.set_result(None)
+            return True
+        if arrived < placer.head_bytes:
+            return False
+        head = bytes(cycle.body) + chunk[: placer.head_bytes - held] if held else chunk[: placer.head_bytes]
+        try:
+            placement = placer(cycle.scope, self._length, head)
+        except Exception:  # the app's placer: its failure leaves the body to the app, as if it had declined
+            logger.exception("placing a request body failed; the app reads it")
+            placement = None
+        if placement is None:
+            settled.set_result(None)
+            return True
+        view = placement.view
+        view[:held] = cycle.body  # what uvicorn held, then this piece
+        view[held:arrived] = chunk
+        cycle.body = bytearray()
+        self.placement = placement
+        self.received = arrived  # (the placement hears of it at the sink's first report: less to do before reading)
+        sink = _BodySink(http, view, arrived, self._report, self._next_read_bytes)
+        self._sink = sink
+        sink.done.add_done_callback(self._placed)
+        http.transport.set_protocol(sink)  # from the next read (this one holds no more of the body)
+        http.flow.resume_reading()
+        return True
+
+    def take(self, data: memoryview) -> memoryview:
+        """Place ``data``, the rest of the read in which the body was placed (the parser had it): what lies past the
+        body's end (the next request's) is returned."""
+        if self._sink is None:
+            return data
+        return data[self._sink.take(data) :]
+
+    def _placed(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled():
+            done.exception()  # (retrieved: the app, if it takes the body, hears of a failure from read_into)
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+
+    def _report(self, filled: int, reads: int = 0) -> None:
+        self.received = filled
+        self.reads += reads
+        arrived = self._arrived if self._arrived is not None else self.placement.arrived if self.placement else None
+        if arrived is not None:
+            arrived(filled)
+
+    def _next_read_bytes(self) -> int:
+        if self._read_bytes is not None:
+            return self._read_bytes()
+        return self.placement.read_bytes() if self.placement is not None else 0
+
+    @property
+    def placing(self) -> bool:
+        """Whether the app is to wait for the body to be placed and read (``gate``)."""
+        return self._settled is not None
+
+    async def settled(self, timeout: float) -> None:
+        """Until the body is placed and in, or will not be placed, or ``timeout`` seconds have passed; from then on
+        nothing more is placed (the app reads the body itself, or takes over a placed one where it has got to)."""
+        settled = self._settled
+        if settled is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(settled), timeout)
+        if not settled.done():
+            settled.set_result(None)
+
+    async def receive(self) -> ASGIReceiveEvent:
+        """The app's ``receive`` while a body may be placed: a placed body the app did not take with ``read_into``
+        comes in one message once it is in (a copy; the placement is dropped); anything else as uvicorn has it."""
+        placement, sink = self.placement, self._sink
+        if placement is None or sink is None or self._taken:
+            return await self._cycle.receive()
+        self._taken = self._used = True
+        try:
+            await sink.done
+        except ClientDisconnect:
+            placement.drop()
+            return {"type": "http.disconnect"}
+        except BaseException:
+            sink.abandon()
+            placement.drop()
+            raise
+        body = bytes(placement.view)
+        placement.drop()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    def end(self) -> None:
+        """The exchange is over (its answer sent, or the connection gone): a placed body the app did not take is
+        dropped, and the rest of it, if it is still coming, is read and thrown away."""
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+        if self.placement is not None and not self._taken:
+            self._taken = True
+            if self._sink is not None:
+                self._sink.abandon()
+            self.placement.drop()
+
+    # --- the body read when the app asks ---
 
     async def head(self, most: int) -> bytes:
         """The body's first ``most`` bytes (all of it, if shorter), once they have arrived: for the app to choose
@@ -93,6 +242,22 @@ class DirectBodyReader:
         reads it with ``receive``. Raises :class:`ClientDisconnect` if the connection ends before the body does.
         """
         http, cycle = self._http, self._cycle
+        placement, placing = self.placement, self._sink
+        if placement is not None and placing is not None:  # placed before the app was called: it takes it over
+            if self._taken or view is not placement.view:
+                return False
+            self._taken = self._used = True
+            self.placement = None  # the app's now: no view of it here (its map is kept for the next body once let go)
+            self._arrived, self._read_bytes = arrived, read_bytes
+            arrived(self.received)
+            try:
+                await placing.done
+            except BaseException:
+                placing.abandon()
+                raise
+            finally:
+                self._arrived = self._read_bytes = None  # (they hold the app's buffer)
+            return True
         if (
             self._used
             or len(view) != self._length
@@ -162,6 +327,15 @@ class _BodySink(asyncio.BufferedProtocol):
             self._discard = bytearray(_DISCARD_BYTES)
         return memoryview(self._discard)[: min(_DISCARD_BYTES, self._total - self._filled)]
 
+    def take(self, data: memoryview) -> int:
+        """Place ``data`` as if it had been read (bytes the parser had), up to the body's end; how much it took."""
+        size = min(len(data), self._total - self._filled)
+        if size and self._view is not None:
+            self._view[self._filled : self._filled + size] = data[:size]
+        if size:
+            self.buffer_updated(size)
+        return size
+
     def buffer_updated(self, nbytes: int) -> None:
         self._filled += nbytes
         self._reads += 1
@@ -211,3 +385,13 @@ class _BodySink(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._http.resume_writing()
+
+
+async def gate(app: ASGI3Application, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """Call ``app`` once the request's body, if the server places it (``DirectBodyReader.place``), is in (or after
+    ``GATE_SECONDS``), with a ``receive`` that hands over a placed body the app did not take."""
+    reader: Any = scope.get(DIRECT_BODY_KEY)
+    if isinstance(reader, DirectBodyReader) and reader.placing:
+        await reader.settled(GATE_SECONDS)
+        receive = reader.receive
+    await app(scope, receive, send)

@@ -48,11 +48,13 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.api.problems import PROBLEM_MEDIA_TYPE, ProblemKind, ProblemSpec
-from service.api.transport.body import DIRECT_BODY_KEY
-from service.server.direct_body import DirectBodyReader
+from service.api.transport.body import BODY_PLACER_KEY, DIRECT_BODY_KEY, BodyPlacer
+from service.server.direct_body import DirectBodyReader, gate
 
 if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
     from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
     from uvicorn.server import ServerState
 
     from service.settings import Settings
@@ -119,6 +121,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._body_length = 0  # the current request's Content-Length (0: none; -1: chunked, or not a number)
         #: Bytes of the current request's body the parser has handed to uvicorn (``DirectBodyReader`` checks them).
         self.body_delivered = 0
+        #: The app's placer (``BODY_PLACER_KEY`` in its lifespan state), if any; the request whose body is to be placed
+        #: once the read that holds its first bytes is parsed, and the request whose body was placed (until it ends).
+        self._placer: BodyPlacer | None = self.app_state.get(BODY_PLACER_KEY)
+        self._to_place: DirectBodyReader | None = None
+        self._placed: DirectBodyReader | None = None
+        self._placed_in_read: DirectBodyReader | None = None  # placed by the piece of the read being parsed
 
     # --- the connection ---
 
@@ -128,6 +136,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._end_placed()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
@@ -151,6 +160,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 piece, rest = rest, rest[:0]
             if not self._feed(piece):
                 return
+            placed, self._placed_in_read = self._placed_in_read, None
+            if placed is not None:  # the body was placed in this piece: the rest of the read is its (up to its end)
+                rest = placed.take(rest)
+                continue
             if self._in_head:  # the piece ended inside a head
                 if reading_head and heads == self._heads:
                     self._head_bytes += len(piece)
@@ -210,9 +223,28 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         # A body of known length, on a plain connection (TLS transports read through their own buffers), not an upgrade.
         cycle = self.cycle
         if self._body_length > 0 and self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
-            self.scope[DIRECT_BODY_KEY] = DirectBodyReader(self, cycle, self._body_length)  # type: ignore[literal-required]
+            reader = DirectBodyReader(self, cycle, self._body_length)
+            self.scope[DIRECT_BODY_KEY] = reader  # type: ignore[literal-required]
+            if self._placer is not None and reader.may_place(self._placer):
+                self._end_placed()
+                self._to_place = self._placed = reader
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # With a placer, the app is called once a body it places is in (``direct_body.gate``).
+        super()._start_asgi_task(cycle, functools.partial(gate, app) if self._placer is not None else app)
+
+    def _end_placed(self) -> None:
+        reader, self._placed, self._to_place = self._placed, None, None
+        if reader is not None:
+            reader.end()
 
     def on_body(self, body: bytes) -> None:
+        reader = self._to_place
+        if reader is not None and self._placer is not None and reader.place(self._placer, body):
+            self._to_place = None
+            if reader.placement is not None:  # placed there, with the rest of the body to come
+                self._placed_in_read = reader
+                return
         self.body_delivered += len(body)
         super().on_body(body)
 
@@ -233,6 +265,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self.transport.set_protocol(self)
 
     def on_response_complete(self) -> None:
+        self._end_placed()
         if self._pending is not None and not self.pipeline:
             self.server_state.total_requests += 1
             status, body = self._pending

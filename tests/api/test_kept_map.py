@@ -3,6 +3,7 @@ up to its own length; a map something still views is never kept; an idle worker 
 
 import asyncio
 import gzip
+import io
 import json
 import mmap
 import time
@@ -15,7 +16,9 @@ from in_process import in_process_client
 from live_server import running_xent
 
 from service.api import create_app
+from service.api.transport import WATCHERS
 from service.api.transport import body as body_module
+from service.api.transport._json_streamed import StreamedRows
 from service.api.transport.body import MAPPED_MIN_BYTES, _KeptMap
 from service.api.transport.limits import Limits
 from service.core.sequence_forms import read_form
@@ -141,3 +144,115 @@ def test_a_body_sent_in_chunks_past_a_mebibyte_grows_in_a_map() -> None:
     assert isinstance(contents, memoryview)
     assert isinstance(contents.obj, mmap.mmap)
     assert bytes(contents) == b"".join(pieces)
+
+
+# --- KeptMapPlacer: a large body to a scoring route goes into the kept map before the app is called ---
+
+
+WATCHERS_FOR_ROWS = {**WATCHERS, "json": StreamedRows}
+
+
+def _placer(monkeypatch: pytest.MonkeyPatch, kept_bytes: int | None = 4 << 20) -> body_module.KeptMapPlacer:
+    monkeypatch.setattr(body_module, "KEPT_MAPS", _KeptMap())
+    if kept_bytes is not None:
+        body_module.KEPT_MAPS.give_back(_map(kept_bytes))
+    limits = Limits.from_settings(Settings(max_body_bytes=8 << 20))
+    return body_module.KeptMapPlacer(limits, {"/v1/sequence-cross-entropy": WATCHERS_FOR_ROWS})
+
+
+def _scope(path: str = "/v1/sequence-cross-entropy", content_type: str = "application/json", **extra: object) -> dict:
+    headers = [(b"host", b"x"), (b"content-type", content_type.encode())]
+    headers += [(name.replace("_", "-").encode(), str(value).encode()) for name, value in extra.items()]
+    return {"type": "http", "method": "POST", "path": path, "root_path": "", "headers": headers}
+
+
+def test_the_placer_puts_a_scoring_routes_large_body_in_the_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    placer = _placer(monkeypatch)
+    kept = body_module.KEPT_MAPS._kept
+    placement = placer(_scope(), 2 << 20, b'{"token_logprobs": [')
+    assert placement is not None
+    assert len(placement.view) == 2 << 20
+    assert placement.view.obj is kept  # no new memory: the kept map
+    assert body_module.KEPT_MAPS.kept() == 0  # taken: one body at a time
+    assert placer(_scope(), 2 << 20, b"{") is None  # the next, meanwhile, is the app's to read
+    assert placement.watcher is not None  # the route's watcher (the rows parsed as they arrive)
+    placement.drop()  # the app did not take it: the map is kept again
+    assert body_module.KEPT_MAPS.kept() == 4 << 20
+
+
+def test_the_placer_aligns_an_archives_first_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    placer = _placer(monkeypatch)
+    buffer = io.BytesIO()
+    np.savez(buffer, token_logprobs=np.full(300_000, -1.0), sequence_lengths=np.array([300_000]))
+    archive = buffer.getvalue()
+    placement = placer(_scope(content_type="application/x-npz"), len(archive), archive[:1024])
+    assert placement is not None
+    placement.view[:] = archive
+    start = archive.index(b"\x93NUMPY")
+    data = start + 10 + int.from_bytes(archive[start + 8 : start + 10], "little")
+    address = np.frombuffer(placement.view, dtype=np.uint8).ctypes.data
+    assert (address + data) % 64 == 0
+    placement.drop()
+
+
+@pytest.mark.parametrize(
+    ("scope", "length"),
+    [
+        (_scope("/v1/merge-nothing"), 2 << 20),  # not a scoring route
+        (_scope("/healthz"), 2 << 20),
+        (_scope(content_type="text/plain"), 2 << 20),  # the app refuses it (415)
+        (_scope(content_encoding="gzip"), 2 << 20),  # inflated by the app, not placed
+        (_scope(content_encoding="br"), 2 << 20),
+        (_scope(), 9 << 20),  # past the body limit: the app answers 413
+        (_scope(), 5 << 20),  # larger than the kept map: no new memory before the app charges it
+        ({**_scope(), "method": "PUT"}, 2 << 20),
+    ],
+)
+def test_the_placer_leaves_other_bodies_to_the_app(monkeypatch: pytest.MonkeyPatch, scope: dict, length: int) -> None:
+    placer = _placer(monkeypatch)
+    assert placer(scope, length, b"{") is None
+    assert body_module.KEPT_MAPS.kept() == 4 << 20  # untouched
+
+
+def test_the_placer_places_nothing_without_a_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    placer = _placer(monkeypatch, kept_bytes=None)
+    assert placer(_scope(), 2 << 20, b"{") is None
+
+
+def test_the_placer_reads_the_route_under_a_root_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    placer = _placer(monkeypatch)
+    scope = {**_scope("/xent/v1/sequence-cross-entropy"), "root_path": "/xent"}
+    placement = placer(scope, 2 << 20, b"{")
+    assert placement is not None
+    placement.drop()
+
+
+def test_through_xent_placed_bodies_get_the_same_answers_as_bodies_read_by_the_app() -> None:
+    # The first large body of a size is read by the app (no kept map yet); the next ones are placed before it is
+    # called: the same answers, JSON and NPZ, one after the other on one connection and on several.
+    rows = [[None, *([-0.75] * 499)] for _ in range(600)]
+    json_body = json.dumps({"token_logprobs": rows}).encode()
+    buffer = io.BytesIO()
+    values = np.random.default_rng(3).uniform(-5, 0, 400_000)
+    np.savez(buffer, token_logprobs=values, sequence_lengths=np.full(400, 1000))
+    npz_body = buffer.getvalue()
+    assert min(len(json_body), len(npz_body)) > MAPPED_MIN_BYTES
+    with running_xent() as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for _ in range(3):
+            answer = client.post(
+                "/v1/sequence-cross-entropy", content=json_body, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["token"]["cross_entropy"] == pytest.approx(0.75, rel=1e-15)
+            answer = client.post(
+                "/v1/sequence-cross-entropy", content=npz_body, headers={"content-type": "application/x-npz"}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["token"]["cross_entropy"] == pytest.approx(-values.mean(), rel=1e-12)
+            damaged = bytearray(npz_body)
+            damaged[len(npz_body) // 2] ^= 1  # a placed archive is checked as any other
+            refused = client.post(
+                "/v1/sequence-cross-entropy", content=bytes(damaged), headers={"content-type": "application/x-npz"}
+            )
+            assert refused.status_code == 400, refused.text
+            assert "CRC" in refused.text or "crc" in refused.text.lower()

@@ -24,8 +24,8 @@ from live_server import free_port, running_xent
 from prometheus_text import sample
 from starlette.requests import ClientDisconnect
 
-from service.api.transport.body import DIRECT_BODY_KEY
-from service.server import HeaderLimitedProtocol
+from service.api.transport.body import BODY_PLACER_KEY, DIRECT_BODY_KEY
+from service.server import HeaderLimitedProtocol, direct_body
 
 LARGE = bytes(np.random.default_rng(7).integers(0, 256, 3 << 20, dtype=np.uint8))  # 3 MiB of every byte value
 
@@ -310,3 +310,229 @@ def test_through_xent_the_answers_and_the_metrics_are_the_bodys() -> None:
     assert small.json()["token"]["cross_entropy"] == 2.0
     counted = sample(metrics, "xent_http_request_body_bytes_sum", endpoint="/v1/sequence-cross-entropy")
     assert counted == 3 * len(body) + len(small.request.content)
+
+
+# --- a body placed before the app is called (``BODY_PLACER_KEY`` in the lifespan state) ---
+
+
+class _Placement:
+    """A place of the test placer's: a fresh buffer; records what it hears."""
+
+    def __init__(self, length: int) -> None:
+        self.view = memoryview(bytearray(length))
+        self.arrived_at: list[int] = []
+        self.dropped = False
+
+    def arrived(self, filled: int) -> None:
+        self.arrived_at.append(filled)
+
+    def read_bytes(self) -> int:
+        return 16 << 10
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
+class _Placer:
+    head_bytes = 1024
+    min_bytes = 1 << 20
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.placements: list[_Placement] = []
+        self.decline = False
+
+    def __call__(self, scope: Any, length: int, head: bytes) -> _Placement | None:
+        self.heads.append(head)
+        if self.decline or scope["path"] == "/declined":
+            return None
+        self.placements.append(_Placement(length))
+        return self.placements[-1]
+
+
+class PlacingRecorder(Recorder):
+    """The recorder, with a placer in its lifespan state: ``/placed`` takes the placed body over (``read_into`` its
+    view), ``/ignore`` answers without the body, ``/direct`` reads into a buffer of its own (so the placed body comes
+    through ``receive``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.placer = _Placer()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                scope["state"][BODY_PLACER_KEY] = self.placer
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        direct = scope.get(DIRECT_BODY_KEY)
+        placement = direct.placement if direct is not None else None
+        if scope["path"] not in ("/placed", "/ignore"):
+            await super().__call__(scope, receive, send)
+            self.seen[-1]["placed"] = placement is not None
+            return
+        record: dict[str, Any] = {"path": scope["path"], "placed": placement is not None, "direct": False}
+        record["arrived_when_called"] = direct.received if direct is not None else 0
+        self.seen.append(record)
+        if scope["path"] == "/ignore" or placement is None:
+            await _answer(send, 404, b"not here")
+            return
+        arrived: list[int] = []
+        try:
+            record["direct"] = await direct.read_into(placement.view, arrived.append)
+        except ClientDisconnect:
+            record["disconnected"] = True
+            return
+        record["arrived"] = arrived
+        body = bytes(placement.view)
+        if not record["direct"]:  # (the exchange ended first): as any app, through receive
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                record["disconnected"] = True
+                return
+            body = message["body"]
+        answer = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "direct": record["direct"]}
+        await _answer(send, 200, json.dumps(answer).encode())
+
+
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def placing(request: pytest.FixtureRequest) -> Iterator[tuple[str, PlacingRecorder]]:
+    recorder = PlacingRecorder()
+    port = free_port()
+    config = uvicorn.Config(
+        recorder, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none",
+        http=HeaderLimitedProtocol, loop=request.param,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", recorder
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["head-and-body-in-one-write", "head-first"])
+def test_a_placed_body_is_in_when_the_app_is_called_and_the_connection_goes_on(
+    placing: tuple[str, PlacingRecorder], together: bool
+) -> None:
+    url, recorder = placing
+    small = b'{"a": 1}'
+    with _connect(url) as sock:
+        for _ in range(2):  # and again on the same connection
+            head = _head("/placed", len(LARGE))
+            if together:
+                sock.sendall(head + LARGE)
+            else:
+                sock.sendall(head)
+                time.sleep(0.05)
+                sock.sendall(LARGE)
+            (answer,) = _read_answers(sock, 1)
+            assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+            record = recorder.seen[-1]
+            assert record["placed"]
+            assert record["arrived_when_called"] == len(LARGE)  # the app was called once the body was in
+            assert recorder.placer.heads[-1] == LARGE[:1024]  # the placer saw the body's first bytes
+            placement = recorder.placer.placements[-1]
+            assert placement.arrived_at[-1] == len(LARGE)
+            assert not placement.dropped
+        sock.sendall(_head("/direct", len(small)) + small)  # a small one after it: not placed, read as usual
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(small), "direct": False}
+
+
+def test_a_pipelined_request_behind_a_placed_body_is_read_as_usual(placing: tuple[str, PlacingRecorder]) -> None:
+    url, _ = placing
+    small = b'{"a": 1}'
+    with _connect(url) as sock:
+        sock.sendall(_head("/placed", len(LARGE)) + LARGE + _head("/direct", len(small)) + small)
+        first, second = _read_answers(sock, 2)
+    assert json.loads(first.body) == {**_digest(LARGE), "direct": True}
+    assert json.loads(second.body) == {**_digest(small), "direct": False}
+
+
+def test_a_placed_body_the_app_reads_with_receive_comes_whole(placing: tuple[str, PlacingRecorder]) -> None:
+    url, recorder = placing
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/direct", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": False}  # its own buffer is not the place: receive, in one message
+    assert recorder.seen[-1]["placed"]
+    assert recorder.placer.placements[-1].dropped  # handed over as a copy, the place let go of
+
+
+def test_a_placed_body_the_app_does_not_read_is_dropped_and_the_connection_goes_on(
+    placing: tuple[str, PlacingRecorder],
+) -> None:
+    url, recorder = placing
+    with httpx.Client() as client:
+        ignored = client.post(f"{url}/ignore", content=LARGE)
+        placement = recorder.placer.placements[-1]
+        answer = client.post(f"{url}/placed", content=LARGE).json()
+    assert ignored.status_code == 404
+    assert placement.dropped
+    assert answer == {**_digest(LARGE), "direct": True}
+
+
+def test_a_body_the_placer_declines_is_the_apps_to_read(placing: tuple[str, PlacingRecorder]) -> None:
+    url, recorder = placing
+    with httpx.Client() as client:
+        answer = client.post(f"{url}/declined", content=LARGE).json()
+    assert answer == {**_digest(LARGE), "direct": True}  # read when the app asked, into its own buffer
+    assert not recorder.seen[-1]["placed"]
+    assert recorder.placer.heads[-1] == LARGE[:1024]
+
+
+def test_a_client_that_waits_for_100_continue_is_not_kept_waiting_for_a_placement(
+    placing: tuple[str, PlacingRecorder],
+) -> None:
+    url, recorder = placing
+    placed_before = len(recorder.placer.placements)
+    with _connect(url) as sock:
+        sock.sendall(_head("/direct", len(LARGE), "expect: 100-continue"))
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(LARGE)
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+    assert len(recorder.placer.placements) == placed_before
+
+
+def test_a_slow_body_is_taken_over_by_the_app_after_the_gate(
+    placing: tuple[str, PlacingRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, recorder = placing
+    monkeypatch.setattr(direct_body, "GATE_SECONDS", 0.2)
+    half = len(LARGE) // 2
+    with _connect(url) as sock:
+        sock.sendall(_head("/placed", len(LARGE)) + LARGE[:half])
+        time.sleep(0.5)  # the app is called meanwhile, with half the body in
+        sock.sendall(LARGE[half:])
+        (answer,) = _read_answers(sock, 1)
+    assert json.loads(answer.body) == {**_digest(LARGE), "direct": True}
+    record = recorder.seen[-1]
+    assert record["placed"]
+    assert 0 < record["arrived_when_called"] < len(LARGE)
+    assert record["arrived"][0] == record["arrived_when_called"]  # taken over where it had got to
+    assert record["arrived"][-1] == len(LARGE)
+
+
+def test_a_client_that_leaves_mid_placed_body_is_a_disconnect(
+    placing: tuple[str, PlacingRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, recorder = placing
+    monkeypatch.setattr(direct_body, "GATE_SECONDS", 5.0)
+    before = len(recorder.seen)
+    with _connect(url) as sock:
+        sock.sendall(_head("/placed", len(LARGE)) + LARGE[: len(LARGE) // 3])
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10  # the gate lets the app in at once: the connection is gone
+    while len(recorder.seen) == before or not recorder.seen[-1].get("disconnected"):
+        assert time.monotonic() < deadline, recorder.seen[before:]
+        time.sleep(0.02)
+    assert recorder.placer.placements[-1].dropped

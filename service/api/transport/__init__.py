@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -12,19 +12,19 @@ from pydantic import BaseModel
 from service.api.transport import json_codec, npz_archive, npz_codec
 from service.api.transport._json_streamed import StreamedRows, watches_rows
 from service.api.transport.answer import Answer, encode
-from service.api.transport.body import Body, BodyKind, BodyWatcher, read_body
+from service.api.transport.body import Body, Watchers, read_body
 from service.api.transport.limits import Limits, predictions_of
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 #: What watches a large body of each kind as it arrives: an archive's unaligned large members are copied aligned.
-WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {"npz": npz_archive.StreamedMembers}
+WATCHERS: Watchers = {"npz": npz_archive.StreamedMembers}
 #: The same for the routes whose JSON may be ``token_logprobs`` rows: they are parsed during the upload.
-_ROWS_WATCHERS: Mapping[BodyKind, Callable[[], BodyWatcher]] = {**WATCHERS, "json": StreamedRows}
+_ROWS_WATCHERS: Watchers = {**WATCHERS, "json": StreamedRows}
 
 
-def watchers_for(model: type[BaseModel]) -> Mapping[BodyKind, Callable[[], BodyWatcher]]:
+def watchers_for(model: type[BaseModel]) -> Watchers:
     """What watches a large body of each kind sent to the route of ``model`` as it arrives (``read_body``)."""
     return _ROWS_WATCHERS if watches_rows(model) else WATCHERS
 
