@@ -7,8 +7,9 @@ no middleware, no limits, no logs, no metrics):
   reused): what the client, uvicorn and the loopback cost for a request of this size with an
   answer of that size, and nothing else. No server can answer faster. Under xent's protocol (as
   ``benchmarks/servers.floor_server`` runs it) it reads a body of declared length as xent does,
-  from the socket straight into a buffer kept from request to request, ``DIRECT_READ_BYTES`` a read
-  (``service/server/direct_body.py``); through ``receive`` otherwise.
+  from the socket straight into a buffer kept from request to request, ``DIRECT_READ_BYTES`` a read,
+  a large one placed there before the echo is called (its lifespan state offers a placer, as xent's
+  does: ``service/server/direct_body.py``); through ``receive`` otherwise.
 - ``POST /token-logprobs?segment_bytes=S&threaded=0|1`` (issue 16) is the least an ASGI app in this
   stack does for a ``token_logprobs`` body, reading it through ``receive``: its rows parsed by simdjson
   into float64 (nulls written as a sentinel first), xent's core, the answer's summary. With
@@ -43,7 +44,7 @@ from starlette.responses import Response
 
 from service.api.transport._json_sequences import null_starts
 from service.api.transport.answer import Answer, encode, per_sample_arrays
-from service.api.transport.body import DIRECT_BODY_KEY, DIRECT_READ_BYTES
+from service.api.transport.body import BODY_PLACER_KEY, DIRECT_BODY_KEY, DIRECT_READ_BYTES, MAPPED_MIN_BYTES
 from service.core import score_multiclass
 from service.core.contract import NPZ_MEDIA_TYPE
 from service.core.sequence_forms import Sequences
@@ -186,14 +187,46 @@ async def _token_logprobs(receive: Receive, length: int, segment_bytes: int, thr
 _ECHO_BUFFER = bytearray()
 
 
-async def _echo(scope: Scope, receive: Receive, length: int) -> None:
-    """Read the body as xent does (``DIRECT_BODY_KEY``, when the server offers it), into the kept buffer."""
+class _EchoPlacement:
+    """The echo's place for a body read before it is called, as xent's ``KeptMapPlacer`` gives one: the kept buffer."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+
+    def arrived(self, filled: int) -> None:
+        pass
+
+    def read_bytes(self) -> int:
+        return DIRECT_READ_BYTES
+
+    def drop(self) -> None:
+        pass
+
+
+class _EchoPlacer:
+    """Places an ``/echo`` body in the kept buffer before the echo is called, as xent places a scoring route's."""
+
+    head_bytes = 1024
+    min_bytes = MAPPED_MIN_BYTES
+
+    def __call__(self, scope: Scope, length: int, head: bytes) -> _EchoPlacement | None:
+        return _EchoPlacement(_echo_buffer(length)) if scope["path"] == "/echo" else None
+
+
+def _echo_buffer(length: int) -> memoryview:
     global _ECHO_BUFFER
+    if len(_ECHO_BUFFER) < length:
+        _ECHO_BUFFER = bytearray(length)
+    return memoryview(_ECHO_BUFFER)[:length]
+
+
+async def _echo(scope: Scope, receive: Receive, length: int) -> None:
+    """Read the body as xent does (``DIRECT_BODY_KEY``, when the server offers it: placed before the echo is called
+    if it is large, as xent's are), into the kept buffer."""
     direct = scope.get(DIRECT_BODY_KEY)
     if direct is not None and length:
-        if len(_ECHO_BUFFER) < length:
-            _ECHO_BUFFER = bytearray(length)
-        if await direct.read_into(memoryview(_ECHO_BUFFER)[:length], lambda filled: None, lambda: DIRECT_READ_BYTES):
+        view = direct.placement.view if direct.placement is not None else _echo_buffer(length)
+        if await direct.read_into(view, lambda filled: None, lambda: DIRECT_READ_BYTES):
             return
     await _read(receive)
 
@@ -212,6 +245,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The two floor endpoints, and ``GET /healthz`` for the benchmark's readiness check."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
+            scope["state"][BODY_PLACER_KEY] = _EchoPlacer()  # (xent's protocol reads it; others ignore it)
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
