@@ -22,17 +22,16 @@ for writing, before the body is complete is :class:`~starlette.requests.ClientDi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect
 
-from service.api.transport.body import DIRECT_BODY_KEY, BodyPlacement, BodyPlacer
+from service.api.transport.body import BodyPlacement, BodyPlacer
 
 if TYPE_CHECKING:
-    from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, Scope
+    from uvicorn._types import ASGIReceiveEvent
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
     from service.server.protocol import HeaderLimitedProtocol
@@ -45,7 +44,7 @@ _DISCARD_BYTES = 256 * 1024
 _REPORT_BYTES = 256 * 1024
 #: The app is called once a body the server places (``place``) is in, or after this long at most: then it takes the
 #: read over where it has got to, with its own deadlines (a slow client must not wait for them before the app).
-GATE_SECONDS = 1.0
+WAIT_SECONDS = 1.0
 
 logger = logging.getLogger("service.server")
 
@@ -66,30 +65,44 @@ class DirectBodyReader:
         self.placement: BodyPlacement | None = None
         self._sink: _BodySink | None = None  # reading the placed body
         self._taken = False  # the placed body is the app's (or dropped)
-        self._settled: asyncio.Future[None] | None = None  # once the body is placed and in, or will not be placed
+        self._call_app: Callable[[], None] | None = None  # until the body is placed and in, or will not be placed
+        self._timer: asyncio.TimerHandle | None = None
         # The app's callbacks once it takes a placed body over (before: the placement's).
         self._arrived: Callable[[int], None] | None = None
         self._read_bytes: Callable[[], int] | None = None
 
     # --- the body read before the app is called ---
 
-    def may_place(self, placer: BodyPlacer) -> bool:
+    def may_place(self, placer: BodyPlacer, call_app: Callable[[], None]) -> bool:
         """Whether the body may be placed (``place``) before the app is called: large enough for ``placer``, and the
-        client is not waiting for an answer before it sends it; then the app waits for that (``gate``)."""
+        client is not waiting for an answer before it sends it. Then ``call_app`` (which starts the app's task) is
+        called once the body is placed and in, or will not be placed, or after ``WAIT_SECONDS``; and the app's
+        ``receive`` is this reader's (``receive``)."""
         http, cycle = self._http, self._cycle
         if self._length < placer.min_bytes or cycle.waiting_for_100_continue or http.pipeline:
             return False
-        self._settled = http.loop.create_future()
+        self._call_app = call_app
+        self._timer = http.loop.call_later(WAIT_SECONDS, self._settle)
+        cycle.receive = self.receive  # type: ignore[method-assign]
         return True
+
+    def _settle(self) -> None:
+        """Nothing more is placed: the app is called (it reads the body itself, or takes a placed one over)."""
+        call_app, self._call_app = self._call_app, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if call_app is not None:
+            call_app()
 
     def place(self, placer: BodyPlacer, chunk: bytes) -> bool:
         """Called by the protocol with each piece of the body the parser delivers until this returns True: once the
         body's first ``placer.head_bytes`` are in (``chunk`` and what uvicorn holds before it), give the body its
         place, put them there and read the rest there (then ``chunk`` is placed: True, and ``placement`` is set); or
         leave the body to uvicorn and the app (True, ``placement`` None). False: not yet (``chunk`` is uvicorn's)."""
-        http, cycle, settled = self._http, self._cycle, self._settled
-        if settled is None or settled.done():
-            return True  # not placing, or the app is already reading it its way
+        http, cycle = self._http, self._cycle
+        if self._call_app is None:
+            return True  # not placing, or the app is already called: it reads the body its way
         held = len(cycle.body)
         arrived = held + len(chunk)
         if (
@@ -101,7 +114,7 @@ class DirectBodyReader:
             or http.transport.is_closing()
             or held != http.body_delivered
         ):
-            settled.set_result(None)
+            self._settle()
             return True
         if arrived < placer.head_bytes:
             return False
@@ -112,7 +125,7 @@ class DirectBodyReader:
             logger.exception("placing a request body failed; the app reads it")
             placement = None
         if placement is None:
-            settled.set_result(None)
+            self._settle()
             return True
         view = placement.view
         view[:held] = cycle.body  # what uvicorn held, then this piece
@@ -137,8 +150,7 @@ class DirectBodyReader:
     def _placed(self, done: asyncio.Future[None]) -> None:
         if not done.cancelled():
             done.exception()  # (retrieved: the app, if it takes the body, hears of a failure from read_into)
-        if self._settled is not None and not self._settled.done():
-            self._settled.set_result(None)
+        self._settle()
 
     def _report(self, filled: int, reads: int = 0) -> None:
         self.received = filled
@@ -152,28 +164,12 @@ class DirectBodyReader:
             return self._read_bytes()
         return self.placement.read_bytes() if self.placement is not None else 0
 
-    @property
-    def placing(self) -> bool:
-        """Whether the app is to wait for the body to be placed and read (``gate``)."""
-        return self._settled is not None
-
-    async def settled(self, timeout: float) -> None:
-        """Until the body is placed and in, or will not be placed, or ``timeout`` seconds have passed; from then on
-        nothing more is placed (the app reads the body itself, or takes over a placed one where it has got to)."""
-        settled = self._settled
-        if settled is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(settled), timeout)
-        if not settled.done():
-            settled.set_result(None)
-
     async def receive(self) -> ASGIReceiveEvent:
         """The app's ``receive`` while a body may be placed: a placed body the app did not take with ``read_into``
         comes in one message once it is in (a copy; the placement is dropped); anything else as uvicorn has it."""
         placement, sink = self.placement, self._sink
         if placement is None or sink is None or self._taken:
-            return await self._cycle.receive()
+            return await type(self._cycle).receive(self._cycle)
         self._taken = self._used = True
         try:
             await sink.done
@@ -191,8 +187,7 @@ class DirectBodyReader:
     def end(self) -> None:
         """The exchange is over (its answer sent, or the connection gone): a placed body the app did not take is
         dropped, and the rest of it, if it is still coming, is read and thrown away."""
-        if self._settled is not None and not self._settled.done():
-            self._settled.set_result(None)
+        self._settle()
         if self.placement is not None and not self._taken:
             self._taken = True
             if self._sink is not None:
@@ -385,13 +380,3 @@ class _BodySink(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._http.resume_writing()
-
-
-async def gate(app: ASGI3Application, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    """Call ``app`` once the request's body, if the server places it (``DirectBodyReader.place``), is in (or after
-    ``GATE_SECONDS``), with a ``receive`` that hands over a placed body the app did not take."""
-    reader: Any = scope.get(DIRECT_BODY_KEY)
-    if isinstance(reader, DirectBodyReader) and reader.placing:
-        await reader.settled(GATE_SECONDS)
-        receive = reader.receive
-    await app(scope, receive, send)

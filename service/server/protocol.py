@@ -49,7 +49,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.api.problems import PROBLEM_MEDIA_TYPE, ProblemKind, ProblemSpec
 from service.api.transport.body import BODY_PLACER_KEY, DIRECT_BODY_KEY, BodyPlacer
-from service.server.direct_body import DirectBodyReader, gate
+from service.server.direct_body import DirectBodyReader
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application
@@ -127,6 +127,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._to_place: DirectBodyReader | None = None
         self._placed: DirectBodyReader | None = None
         self._placed_in_read: DirectBodyReader | None = None  # placed by the piece of the read being parsed
+        self._deferred: tuple[RequestResponseCycle, ASGI3Application] | None = None  # a task to start once placed
+        self._may_defer = False
 
     # --- the connection ---
 
@@ -219,19 +221,41 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
+        self._may_defer = self._placeable()
         super().on_headers_complete()
+        self._may_defer = False
         # A body of known length, on a plain connection (TLS transports read through their own buffers), not an upgrade.
         cycle = self.cycle
         if self._body_length > 0 and self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
             reader = DirectBodyReader(self, cycle, self._body_length)
             self.scope[DIRECT_BODY_KEY] = reader  # type: ignore[literal-required]
-            if self._placer is not None and reader.may_place(self._placer):
-                self._end_placed()
-                self._to_place = self._placed = reader
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None and self._placer is not None:
+                start = functools.partial(super()._start_asgi_task, *deferred)
+                if reader.may_place(self._placer, start):
+                    self._end_placed()
+                    self._to_place = self._placed = reader
+                else:
+                    start()
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            super()._start_asgi_task(*deferred)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # With a placer, the app is called once a body it places is in (``direct_body.gate``).
-        super()._start_asgi_task(cycle, functools.partial(gate, app) if self._placer is not None else app)
+        # A body the placer may place: the app's task starts once it is in (``DirectBodyReader.may_place``).
+        if self._may_defer:  # (called by uvicorn's on_headers_complete for the request just parsed)
+            self._deferred = (cycle, app)
+            return
+        super()._start_asgi_task(cycle, app)
+
+    def _placeable(self) -> bool:
+        """Whether the request whose head was just parsed has a body the placer may place."""
+        return (
+            self._placer is not None
+            and self._body_length >= self._placer.min_bytes
+            and self.scheme == "http"
+            and not self.expect_100_continue
+        )
 
     def _end_placed(self) -> None:
         reader, self._placed, self._to_place = self._placed, None, None

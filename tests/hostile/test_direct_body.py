@@ -503,11 +503,11 @@ def test_a_client_that_waits_for_100_continue_is_not_kept_waiting_for_a_placemen
     assert len(recorder.placer.placements) == placed_before
 
 
-def test_a_slow_body_is_taken_over_by_the_app_after_the_gate(
+def test_a_slow_body_is_taken_over_by_the_app_called_after_a_while(
     placing: tuple[str, PlacingRecorder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, recorder = placing
-    monkeypatch.setattr(direct_body, "GATE_SECONDS", 0.2)
+    monkeypatch.setattr(direct_body, "WAIT_SECONDS", 0.2)
     half = len(LARGE) // 2
     with _connect(url) as sock:
         sock.sendall(_head("/placed", len(LARGE)) + LARGE[:half])
@@ -526,12 +526,12 @@ def test_a_client_that_leaves_mid_placed_body_is_a_disconnect(
     placing: tuple[str, PlacingRecorder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, recorder = placing
-    monkeypatch.setattr(direct_body, "GATE_SECONDS", 5.0)
+    monkeypatch.setattr(direct_body, "WAIT_SECONDS", 5.0)
     before = len(recorder.seen)
     with _connect(url) as sock:
         sock.sendall(_head("/placed", len(LARGE)) + LARGE[: len(LARGE) // 3])
         time.sleep(0.2)
-    deadline = time.monotonic() + 10  # the gate lets the app in at once: the connection is gone
+    deadline = time.monotonic() + 10  # the app is called at once: the connection is gone
     while len(recorder.seen) == before or not recorder.seen[-1].get("disconnected"):
         assert time.monotonic() < deadline, recorder.seen[before:]
         time.sleep(0.02)
