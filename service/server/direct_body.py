@@ -74,12 +74,18 @@ class DirectBodyReader:
     # --- the body read before the app is called ---
 
     def may_place(self, placer: BodyPlacer, call_app: Callable[[], None]) -> bool:
-        """Whether the body may be placed (``place``) before the app is called: large enough for ``placer``, and the
-        client is not waiting for an answer before it sends it. Then ``call_app`` (which starts the app's task) is
-        called once the body is placed and in, or will not be placed, or after ``WAIT_SECONDS``; and the app's
-        ``receive`` is this reader's (``receive``)."""
+        """Whether the body may be placed (``place``) before the app is called: large enough for ``placer``, one it
+        accepts, and the client is not waiting for an answer before it sends it. Then ``call_app`` (which starts the
+        app's task) is called once the body is placed and in, or will not be placed, or after ``WAIT_SECONDS``; and
+        the app's ``receive`` is this reader's (``receive``)."""
         http, cycle = self._http, self._cycle
         if self._length < placer.min_bytes or cycle.waiting_for_100_continue or http.pipeline:
+            return False
+        try:
+            if not placer.accepts(cycle.scope, self._length):
+                return False
+        except Exception:  # the app's placer: its failure leaves the body to the app
+            logger.exception("placing a request body failed; the app reads it")
             return False
         self._call_app = call_app
         self._timer = http.loop.call_later(WAIT_SECONDS, self._settle)

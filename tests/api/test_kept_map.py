@@ -169,6 +169,7 @@ def _scope(path: str = "/v1/sequence-cross-entropy", content_type: str = "applic
 def test_the_placer_puts_a_scoring_routes_large_body_in_the_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
     placer = _placer(monkeypatch)
     kept = body_module.KEPT_MAPS._kept
+    assert placer.accepts(_scope(), 2 << 20)
     placement = placer(_scope(), 2 << 20, b'{"token_logprobs": [')
     assert placement is not None
     assert len(placement.view) == 2 << 20
@@ -210,12 +211,14 @@ def test_the_placer_aligns_an_archives_first_array(monkeypatch: pytest.MonkeyPat
 )
 def test_the_placer_leaves_other_bodies_to_the_app(monkeypatch: pytest.MonkeyPatch, scope: dict, length: int) -> None:
     placer = _placer(monkeypatch)
+    assert not placer.accepts(scope, length)  # the app is called at once
     assert placer(scope, length, b"{") is None
     assert body_module.KEPT_MAPS.kept() == 4 << 20  # untouched
 
 
 def test_the_placer_places_nothing_without_a_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
     placer = _placer(monkeypatch, kept_bytes=None)
+    assert not placer.accepts(_scope(), 2 << 20)
     assert placer(_scope(), 2 << 20, b"{") is None
 
 

@@ -342,6 +342,9 @@ class _Placer:
         self.placements: list[_Placement] = []
         self.decline = False
 
+    def accepts(self, scope: Any, length: int) -> bool:
+        return bool(scope["path"] != "/not-accepted")
+
     def __call__(self, scope: Any, length: int, head: bytes) -> _Placement | None:
         self.heads.append(head)
         if self.decline or scope["path"] == "/declined":
@@ -368,14 +371,19 @@ class PlacingRecorder(Recorder):
             return
         direct = scope.get(DIRECT_BODY_KEY)
         placement = direct.placement if direct is not None else None
-        if scope["path"] not in ("/placed", "/ignore"):
-            await super().__call__(scope, receive, send)
-            self.seen[-1]["placed"] = placement is not None
+        if scope["path"] not in ("/placed", "/ignore", "/not-accepted"):
+
+            async def marking_send(message: Any) -> None:
+                if message["type"] == "http.response.start":  # recorded before the client can have its answer
+                    self.seen[-1]["placed"] = placement is not None
+                await send(message)
+
+            await super().__call__(scope, receive, marking_send)
             return
         record: dict[str, Any] = {"path": scope["path"], "placed": placement is not None, "direct": False}
         record["arrived_when_called"] = direct.received if direct is not None else 0
         self.seen.append(record)
-        if scope["path"] == "/ignore" or placement is None:
+        if scope["path"] in ("/ignore", "/not-accepted") or placement is None:
             await _answer(send, 404, b"not here")
             return
         arrived: list[int] = []
@@ -536,3 +544,20 @@ def test_a_client_that_leaves_mid_placed_body_is_a_disconnect(
         assert time.monotonic() < deadline, recorder.seen[before:]
         time.sleep(0.02)
     assert recorder.placer.placements[-1].dropped
+
+
+def test_a_body_the_placer_does_not_accept_leaves_the_app_to_be_called_at_once(
+    placing: tuple[str, PlacingRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, recorder = placing
+    monkeypatch.setattr(direct_body, "WAIT_SECONDS", 5.0)
+    heads_before = len(recorder.placer.heads)
+    with _connect(url) as sock:
+        started = time.monotonic()
+        sock.sendall(_head("/not-accepted", len(LARGE)))  # and none of the body: the app answers from the head
+        (answer,) = _read_answers(sock, 1)
+        waited = time.monotonic() - started
+    assert answer.status == 404
+    assert waited < 2.0  # not the 5 s a body being placed may wait for
+    assert not recorder.seen[-1]["placed"]
+    assert len(recorder.placer.heads) == heads_before  # never asked for a place

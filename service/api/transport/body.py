@@ -103,6 +103,9 @@ class BodyPlacer(Protocol):
     head_bytes: int
     min_bytes: int
 
+    def accepts(self, scope: Mapping[str, Any], length: int) -> bool:
+        """Whether it may place this request's body, from its head alone (if not, the app is called at once)."""
+
     def __call__(self, scope: Mapping[str, Any], length: int, head: bytes) -> BodyPlacement | None: ...
 
 
@@ -553,7 +556,20 @@ class KeptMapPlacer:
         #: The routes that read their body with ``read_body`` (by path), and what watches each kind of body there.
         self._routes = routes
 
+    def accepts(self, scope: Mapping[str, Any], length: int) -> bool:
+        return self._watchers(scope, length) is not None and KEPT_MAPS.kept() >= length + ALIGNMENT
+
     def __call__(self, scope: Mapping[str, Any], length: int, head: bytes) -> _BodyBuffer | None:
+        found = self._watchers(scope, length)
+        mapped = KEPT_MAPS.take_kept(length + ALIGNMENT) if found is not None else None
+        if found is None or mapped is None:
+            return None
+        kind, watchers = found
+        shift = aligning_shift(head) if kind == "npz" else 0
+        return _BodyBuffer(length, watchers.get(kind), shift=shift, into=mapped)
+
+    def _watchers(self, scope: Mapping[str, Any], length: int) -> tuple[BodyKind, Watchers] | None:
+        """The body's kind and its route's watchers, if it is a plain body of a length the route reads here."""
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         watchers = self._routes.get(path[len(root) :] if root and path.startswith(root) else path)
@@ -565,11 +581,7 @@ class KeptMapPlacer:
             encoding = _encoding_of(_latin1(headers.get(b"content-encoding")))
         except HttpProblem:
             return None  # the app refuses it
-        mapped = KEPT_MAPS.take_kept(length + ALIGNMENT) if encoding == "identity" else None
-        if mapped is None:
-            return None
-        shift = aligning_shift(head) if kind == "npz" else 0
-        return _BodyBuffer(length, watchers.get(kind), shift=shift, into=mapped)
+        return (kind, watchers) if encoding == "identity" else None
 
 
 _PLACING_HEADERS = (b"content-type", b"content-encoding")
