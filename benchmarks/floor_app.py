@@ -209,11 +209,8 @@ class _EchoPlacer:
     head_bytes = 1024
     min_bytes = MAPPED_MIN_BYTES
 
-    def accepts(self, scope: Scope, length: int) -> bool:
-        return bool(scope["path"] == "/echo")
-
-    def __call__(self, scope: Scope, length: int, head: bytes) -> _EchoPlacement | None:
-        return _EchoPlacement(_echo_buffer(length)) if scope["path"] == "/echo" else None
+    def __call__(self, scope: Scope, length: int) -> Callable[[bytes], _EchoPlacement] | None:
+        return (lambda head: _EchoPlacement(_echo_buffer(length))) if scope["path"] == "/echo" else None
 
 
 def _echo_buffer(length: int) -> memoryview:

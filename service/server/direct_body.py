@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect
 
-from service.api.transport.body import BodyPlacement, BodyPlacer
+from service.api.transport.body import BodyPlacement, BodyPlacer, PlaceBody
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGIReceiveEvent
@@ -66,6 +66,8 @@ class DirectBodyReader:
         self._sink: _BodySink | None = None  # reading the placed body
         self._taken = False  # the placed body is the app's (or dropped)
         self._call_app: Callable[[], None] | None = None  # until the body is placed and in, or will not be placed
+        self._place_body: PlaceBody | None = None  # the placer's, for this body
+        self._head_bytes = 0  # the body's first bytes it looks at
         self._timer: asyncio.TimerHandle | None = None
         # The app's callbacks once it takes a placed body over (before: the placement's).
         self._arrived: Callable[[int], None] | None = None
@@ -75,18 +77,20 @@ class DirectBodyReader:
 
     def may_place(self, placer: BodyPlacer, call_app: Callable[[], None]) -> bool:
         """Whether the body may be placed (``place``) before the app is called: large enough for ``placer``, one it
-        accepts, and the client is not waiting for an answer before it sends it. Then ``call_app`` (which starts the
-        app's task) is called once the body is placed and in, or will not be placed, or after ``WAIT_SECONDS``; and
-        the app's ``receive`` is this reader's (``receive``)."""
+        takes from the request's head, and the client is not waiting for an answer before it sends it. Then
+        ``call_app`` (which starts the app's task) is called once the body is placed and in, or will not be placed,
+        or after ``WAIT_SECONDS``; and the app's ``receive`` is this reader's (``receive``)."""
         http, cycle = self._http, self._cycle
         if self._length < placer.min_bytes or cycle.waiting_for_100_continue or http.pipeline:
             return False
         try:
-            if not placer.accepts(cycle.scope, self._length):
-                return False
+            place_body = placer(cycle.scope, self._length)
         except Exception:  # the app's placer: its failure leaves the body to the app
             logger.exception("placing a request body failed; the app reads it")
             return False
+        if place_body is None:
+            return False
+        self._place_body, self._head_bytes = place_body, placer.head_bytes
         self._call_app = call_app
         self._timer = http.loop.call_later(WAIT_SECONDS, self._settle)
         cycle.receive = self.receive  # type: ignore[method-assign]
@@ -101,13 +105,13 @@ class DirectBodyReader:
         if call_app is not None:
             call_app()
 
-    def place(self, placer: BodyPlacer, chunk: bytes) -> bool:
+    def place(self, chunk: bytes) -> bool:
         """Called by the protocol with each piece of the body the parser delivers until this returns True: once the
-        body's first ``placer.head_bytes`` are in (``chunk`` and what uvicorn holds before it), give the body its
+        body's first bytes the placer looks at are in (``chunk`` and what uvicorn holds before it), give the body its
         place, put them there and read the rest there (then ``chunk`` is placed: True, and ``placement`` is set); or
         leave the body to uvicorn and the app (True, ``placement`` None). False: not yet (``chunk`` is uvicorn's)."""
-        http, cycle = self._http, self._cycle
-        if self._call_app is None:
+        http, cycle, place_body, most = self._http, self._cycle, self._place_body, self._head_bytes
+        if self._call_app is None or place_body is None:
             return True  # not placing, or the app is already called: it reads the body its way
         held = len(cycle.body)
         arrived = held + len(chunk)
@@ -122,11 +126,11 @@ class DirectBodyReader:
         ):
             self._settle()
             return True
-        if arrived < placer.head_bytes:
+        if arrived < most:
             return False
-        head = bytes(cycle.body) + chunk[: placer.head_bytes - held] if held else chunk[: placer.head_bytes]
+        head = bytes(cycle.body) + chunk[: most - held] if held else chunk[:most]
         try:
-            placement = placer(cycle.scope, self._length, head)
+            placement = place_body(head)
         except Exception:  # the app's placer: its failure leaves the body to the app, as if it had declined
             logger.exception("placing a request body failed; the app reads it")
             placement = None
@@ -202,6 +206,13 @@ class DirectBodyReader:
 
     # --- the body read when the app asks ---
 
+    def _continue(self) -> None:
+        """Answer ``Expect: 100-continue``, as ``receive`` would: the client waits for this before it sends the body."""
+        cycle = self._cycle
+        if cycle.waiting_for_100_continue and not self._http.transport.is_closing():
+            self._http.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+
     async def head(self, most: int) -> bytes:
         """The body's first ``most`` bytes (all of it, if shorter), once they have arrived: for the app to choose
         where in its buffer the body goes before it reads it. Fewer, or none, if the body was taken already, or the
@@ -218,9 +229,7 @@ class DirectBodyReader:
             and not cycle.disconnected
             and not cycle.response_complete
         ):
-            if cycle.waiting_for_100_continue and not http.transport.is_closing():
-                http.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                cycle.waiting_for_100_continue = False
+            self._continue()
             http.flow.resume_reading()
             cycle.message_event.clear()
             waited = True
@@ -271,9 +280,7 @@ class DirectBodyReader:
         ):
             return False
         self._used = True
-        if cycle.waiting_for_100_continue:  # as receive() would: the client waits for this before sending
-            http.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            cycle.waiting_for_100_continue = False
+        self._continue()
         start = len(cycle.body)
         view[:start] = cycle.body  # what the parser delivered before the app asked
         cycle.body = bytearray()

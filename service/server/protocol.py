@@ -221,41 +221,28 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
-        self._may_defer = self._placeable()
+        self._may_defer = self._placer is not None  # the task starts below, once it is known whether to place
         super().on_headers_complete()
         self._may_defer = False
         # A body of known length, on a plain connection (TLS transports read through their own buffers), not an upgrade.
-        cycle = self.cycle
+        cycle, reader = self.cycle, None
         if self._body_length > 0 and self.scheme == "http" and cycle is not None and cycle.scope is self.scope:
             reader = DirectBodyReader(self, cycle, self._body_length)
             self.scope[DIRECT_BODY_KEY] = reader  # type: ignore[literal-required]
-            deferred, self._deferred = self._deferred, None
-            if deferred is not None and self._placer is not None:
-                start = functools.partial(super()._start_asgi_task, *deferred)
-                if reader.may_place(self._placer, start):
-                    self._end_placed()
-                    self._to_place = self._placed = reader
-                else:
-                    start()
         deferred, self._deferred = self._deferred, None
         if deferred is not None:
-            super()._start_asgi_task(*deferred)
+            start = functools.partial(super()._start_asgi_task, *deferred)
+            if reader is not None and self._placer is not None and reader.may_place(self._placer, start):
+                self._end_placed()
+                self._to_place = self._placed = reader  # the task starts once the body is placed and in
+            else:
+                start()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # A body the placer may place: the app's task starts once it is in (``DirectBodyReader.may_place``).
         if self._may_defer:  # (called by uvicorn's on_headers_complete for the request just parsed)
             self._deferred = (cycle, app)
             return
         super()._start_asgi_task(cycle, app)
-
-    def _placeable(self) -> bool:
-        """Whether the request whose head was just parsed has a body the placer may place."""
-        return (
-            self._placer is not None
-            and self._body_length >= self._placer.min_bytes
-            and self.scheme == "http"
-            and not self.expect_100_continue
-        )
 
     def _end_placed(self) -> None:
         reader, self._placed, self._to_place = self._placed, None, None
@@ -264,7 +251,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         reader = self._to_place
-        if reader is not None and self._placer is not None and reader.place(self._placer, body):
+        if reader is not None and reader.place(body):
             self._to_place = None
             if reader.placement is not None:  # placed there, with the rest of the body to come
                 self._placed_in_read = reader

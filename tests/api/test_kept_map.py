@@ -169,13 +169,15 @@ def _scope(path: str = "/v1/sequence-cross-entropy", content_type: str = "applic
 def test_the_placer_puts_a_scoring_routes_large_body_in_the_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
     placer = _placer(monkeypatch)
     kept = body_module.KEPT_MAPS._kept
-    assert placer.accepts(_scope(), 2 << 20)
-    placement = placer(_scope(), 2 << 20, b'{"token_logprobs": [')
+    place = placer(_scope(), 2 << 20)
+    assert place is not None
+    placement = place(b'{"token_logprobs": [')
     assert placement is not None
     assert len(placement.view) == 2 << 20
     assert placement.view.obj is kept  # no new memory: the kept map
     assert body_module.KEPT_MAPS.kept() == 0  # taken: one body at a time
-    assert placer(_scope(), 2 << 20, b"{") is None  # the next, meanwhile, is the app's to read
+    assert placer(_scope(), 2 << 20) is None  # the next, meanwhile, is the app's to read
+    assert place(b"{") is None  # (and so is one taken from the head before the map was)
     assert placement.watcher is not None  # the route's watcher (the rows parsed as they arrive)
     placement.drop()  # the app did not take it: the map is kept again
     assert body_module.KEPT_MAPS.kept() == 4 << 20
@@ -186,7 +188,9 @@ def test_the_placer_aligns_an_archives_first_array(monkeypatch: pytest.MonkeyPat
     buffer = io.BytesIO()
     np.savez(buffer, token_logprobs=np.full(300_000, -1.0), sequence_lengths=np.array([300_000]))
     archive = buffer.getvalue()
-    placement = placer(_scope(content_type="application/x-npz"), len(archive), archive[:1024])
+    place = placer(_scope(content_type="application/x-npz"), len(archive))
+    assert place is not None
+    placement = place(archive[:1024])
     assert placement is not None
     placement.view[:] = archive
     start = archive.index(b"\x93NUMPY")
@@ -211,21 +215,21 @@ def test_the_placer_aligns_an_archives_first_array(monkeypatch: pytest.MonkeyPat
 )
 def test_the_placer_leaves_other_bodies_to_the_app(monkeypatch: pytest.MonkeyPatch, scope: dict, length: int) -> None:
     placer = _placer(monkeypatch)
-    assert not placer.accepts(scope, length)  # the app is called at once
-    assert placer(scope, length, b"{") is None
+    assert placer(scope, length) is None  # the app is called at once
     assert body_module.KEPT_MAPS.kept() == 4 << 20  # untouched
 
 
 def test_the_placer_places_nothing_without_a_kept_map(monkeypatch: pytest.MonkeyPatch) -> None:
     placer = _placer(monkeypatch, kept_bytes=None)
-    assert not placer.accepts(_scope(), 2 << 20)
-    assert placer(_scope(), 2 << 20, b"{") is None
+    assert placer(_scope(), 2 << 20) is None
 
 
 def test_the_placer_reads_the_route_under_a_root_path(monkeypatch: pytest.MonkeyPatch) -> None:
     placer = _placer(monkeypatch)
     scope = {**_scope("/xent/v1/sequence-cross-entropy"), "root_path": "/xent"}
-    placement = placer(scope, 2 << 20, b"{")
+    place = placer(scope, 2 << 20)
+    assert place is not None
+    placement = place(b"{")
     assert placement is not None
     placement.drop()
 

@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -342,10 +342,10 @@ class _Placer:
         self.placements: list[_Placement] = []
         self.decline = False
 
-    def accepts(self, scope: Any, length: int) -> bool:
-        return bool(scope["path"] != "/not-accepted")
+    def __call__(self, scope: Any, length: int) -> Callable[[bytes], _Placement | None] | None:
+        return None if scope["path"] == "/not-accepted" else lambda head: self._place(scope, length, head)
 
-    def __call__(self, scope: Any, length: int, head: bytes) -> _Placement | None:
+    def _place(self, scope: Any, length: int, head: bytes) -> _Placement | None:
         self.heads.append(head)
         if self.decline or scope["path"] == "/declined":
             return None

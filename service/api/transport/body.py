@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import mmap
 import threading
 import zlib
@@ -95,18 +96,21 @@ class BodyPlacement(Protocol):
         """The app did not take the body (it answered without it, or the connection ended): let go of its place."""
 
 
+#: Gives a body its place from its first bytes (``BodyPlacer.head_bytes`` of them); None to leave it to the app.
+PlaceBody = Callable[[bytes], BodyPlacement | None]
+
+
 class BodyPlacer(Protocol):
-    """Gives a large body of declared length its place, from the request's scope and the body's first bytes, before
-    the app is called; None to leave the body to the app."""
+    """Gives a large body of declared length its place before the app is called: decided from the request's head,
+    the place itself chosen from the body's first bytes."""
 
     #: The body's first bytes it looks at (fewer if the body is shorter), and the least length it places.
     head_bytes: int
     min_bytes: int
 
-    def accepts(self, scope: Mapping[str, Any], length: int) -> bool:
-        """Whether it may place this request's body, from its head alone (if not, the app is called at once)."""
-
-    def __call__(self, scope: Mapping[str, Any], length: int, head: bytes) -> BodyPlacement | None: ...
+    def __call__(self, scope: Mapping[str, Any], length: int) -> PlaceBody | None:
+        """What places this request's body once its first bytes are in; None to leave it to the app (which is then
+        called at once)."""
 
 
 class BodyWatcher(Protocol):
@@ -171,11 +175,7 @@ class Body:
         self.checks = []  # (they view the body)
         data, self.data = self.data, b""
         if isinstance(data, memoryview):
-            owner = data.obj
-            with contextlib.suppress(BufferError):  # something still views it: it goes when that does
-                data.release()
-            if isinstance(owner, mmap.mmap):
-                KEPT_MAPS.give_back(owner)
+            _let_go(data)
 
 
 def body_kind(content_type: str | None) -> BodyKind:
@@ -267,12 +267,12 @@ async def read_body(
     complete = False
     buffer: _BodyBuffer | None = None
     try:
-        # An archive read straight into its map goes where its first large array lies aligned (no copy to align
-        # it): its first bytes are waited for, as the headers often arrive alone.
         placed = direct.placement if direct is not None else None
         if isinstance(placed, _BodyBuffer) and placed.holds(mapped) and encoding == "identity":
             buffer = placed  # given its place (this process's placer) before the app was called: being read
         else:
+            # An archive read straight into its map goes where its first large array lies aligned (no copy to align
+            # it): its first bytes are waited for, as the headers often arrive alone.
             shift = 0
             if kind == "npz" and direct is not None and mapped is not None and mapped >= MAPPED_MIN_BYTES:
                 shift = aligning_shift(await direct.head(ALIGNING_PEEK_BYTES))
@@ -425,6 +425,16 @@ class _KeptMap:
 KEPT_MAPS = _KeptMap()
 
 
+def _let_go(view: memoryview) -> None:
+    """Release a view of a body: its memory map is kept for the next large body (``KEPT_MAPS``) if nothing else views
+    it, else unmapped when the last view goes."""
+    owner = view.obj
+    with contextlib.suppress(BufferError):  # something still views it: it goes when that does
+        view.release()
+    if isinstance(owner, mmap.mmap):
+        KEPT_MAPS.give_back(owner)
+
+
 class _BodyBuffer:
     """Where a body accumulates as it arrives.
 
@@ -506,11 +516,7 @@ class _BodyBuffer:
         if self.watcher is not None:
             self.watcher.close()
         if view is not None:
-            owner = view.obj
-            with contextlib.suppress(BufferError):  # something still views it: it goes when that does
-                view.release()
-            if isinstance(owner, mmap.mmap):
-                KEPT_MAPS.give_back(owner)
+            _let_go(view)
 
     def add(self, chunk: bytes) -> None:
         end = self._filled + len(chunk)
@@ -556,15 +562,17 @@ class KeptMapPlacer:
         #: The routes that read their body with ``read_body`` (by path), and what watches each kind of body there.
         self._routes = routes
 
-    def accepts(self, scope: Mapping[str, Any], length: int) -> bool:
-        return self._watchers(scope, length) is not None and KEPT_MAPS.kept() >= length + ALIGNMENT
-
-    def __call__(self, scope: Mapping[str, Any], length: int, head: bytes) -> _BodyBuffer | None:
+    def __call__(self, scope: Mapping[str, Any], length: int) -> Callable[[bytes], _BodyBuffer | None] | None:
         found = self._watchers(scope, length)
-        mapped = KEPT_MAPS.take_kept(length + ALIGNMENT) if found is not None else None
-        if found is None or mapped is None:
+        if found is None or KEPT_MAPS.kept() < length + ALIGNMENT:
             return None
-        kind, watchers = found
+        return functools.partial(self._place, length, *found)
+
+    @staticmethod
+    def _place(length: int, kind: BodyKind, watchers: Watchers, head: bytes) -> _BodyBuffer | None:
+        mapped = KEPT_MAPS.take_kept(length + ALIGNMENT)  # (another body may have taken it meanwhile)
+        if mapped is None:
+            return None
         shift = aligning_shift(head) if kind == "npz" else 0
         return _BodyBuffer(length, watchers.get(kind), shift=shift, into=mapped)
 
