@@ -489,8 +489,8 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-#: benchmarks/soak.py, benchmarks/uncertainty.py and benchmarks/sequences.py each write a section of RESULTS.md
-#: between markers of their own; render() output holds none, and benchmarks/run.py carries them over.
+#: benchmarks/soak.py, uncertainty.py, sequences.py, gradient.py, merge.py and first_send.py each write a section of
+#: RESULTS.md between markers of their own; render() output holds none, and benchmarks/run.py carries them over.
 SOAK_BEGIN = "<!-- soak: written by benchmarks/soak.py; benchmarks/run.py keeps it -->"
 SOAK_END = "<!-- /soak -->"
 UNCERTAINTY_BEGIN = "<!-- uncertainty: written by benchmarks/uncertainty.py; benchmarks/run.py keeps it -->"
@@ -501,12 +501,15 @@ GRADIENT_BEGIN = "<!-- gradient: written by benchmarks/gradient.py; benchmarks/r
 GRADIENT_END = "<!-- /gradient -->"
 MERGE_BEGIN = "<!-- merge: written by benchmarks/merge.py; benchmarks/run.py keeps it -->"
 MERGE_END = "<!-- /merge -->"
+FIRST_SEND_BEGIN = "<!-- first-send: written by benchmarks/first_send.py; benchmarks/run.py keeps it -->"
+FIRST_SEND_END = "<!-- /first-send -->"
 KEPT_SECTIONS = (
     (SOAK_BEGIN, SOAK_END),
     (UNCERTAINTY_BEGIN, UNCERTAINTY_END),
     (SEQUENCES_BEGIN, SEQUENCES_END),
     (GRADIENT_BEGIN, GRADIENT_END),
     (MERGE_BEGIN, MERGE_END),
+    (FIRST_SEND_BEGIN, FIRST_SEND_END),
 )
 
 

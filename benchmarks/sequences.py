@@ -369,6 +369,37 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
     return rows
 
 
+def judged(figures: dict[str, Any], form: str) -> tuple[float, bool]:
+    """A target's figure on the judged client (a speed-up over the baseline, or xent ÷ the in-process core for NPZ)
+    and whether it is met."""
+    e2e, client = figures["e2e"], figures["clients"][0]
+    bound, over_baseline = next((bound, over) for name, bound, over in TARGETS if name == form)
+    if over_baseline:
+        ratio = e2e[form, client, "baseline"] / e2e[form, client, "xent"]
+        return ratio, ratio >= bound
+    ratio = e2e[form, client, "xent"] / figures["in process"]["core npz"]
+    return ratio, ratio <= bound
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
+    """One row per run: each target's judged figure; then how many runs met it."""
+    rows = []
+    for number, figures in enumerate(runs, 1):
+        cells = []
+        for form, _, over_baseline in TARGETS:
+            ratio, met = judged(figures, form)
+            detail = ""
+            if not over_baseline:
+                client = figures["clients"][0]
+                xent, core = figures["e2e"][form, client, "xent"], figures["in process"]["core npz"]
+                detail = f" ({_ms(xent)} ÷ {_ms(core)})"
+            cells.append(f"{ratio:.2f}×{detail} {'met' if met else '**not met**'}")
+        rows.append(f"| {number} | " + " | ".join(cells) + " |")
+    counts = [sum(judged(figures, form)[1] for figures in runs) for form, _, _ in TARGETS]
+    rows.append("| met in | " + " | ".join(f"{count} of {len(runs)} runs" for count in counts) + " |")
+    return rows
+
+
 def _floor_rows(figures: dict[str, Any]) -> list[str]:
     """Per target (judged client): budget, transport only, fastest parse, core, least possible, reachable?"""
     e2e, local = figures["e2e"], figures["in process"]
@@ -403,8 +434,30 @@ def _floor_rows(figures: dict[str, Any]) -> list[str]:
     return rows
 
 
-def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> str:
-    """The RESULTS.md section, between report's markers."""
+def _runs_part(runs: list[dict[str, Any]]) -> list[str]:
+    """The run-to-run table, when the command made more than one run."""
+    if len(runs) < 2:
+        return []
+    return [
+        f"Run to run ({len(runs)} runs of the same command, one after the other; the judged client):",
+        "",
+        "| Run | `token_logprobs` (≥ 5×) | `completions` (≥ 3×) | `npz` (≤ 3×: xent ÷ in-process core) |",
+        "| --- | --- | --- | --- |",
+        *_run_rows(runs),
+        "",
+        "Why the NPZ figure moves from run to run, and what the server can and cannot do about it: the section "
+        "*The client's first send of a large body* below (`benchmarks/first_send.py`).",
+        "",
+    ]
+
+
+def section(
+    figures: dict[str, Any], seconds: float, rounds: int = ROUNDS, runs: list[dict[str, Any]] | None = None
+) -> str:
+    """The RESULTS.md section, between report's markers: ``figures`` in full, and each of ``runs`` (``figures``
+    the last of them) by its judged figures."""
+    runs = runs or [figures]
+    command = "--write" if len(runs) == 1 else f"--runs {len(runs)} --write"
     size = {name: value / 1e6 for name, value in figures["bytes"].items()}
     described = dict(machine.describe())
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -412,7 +465,7 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         report.SEQUENCES_BEGIN,
         "## Sequence log-probabilities (issue 16)",
         "",
-        f"- Command: `.venv/bin/python -m benchmarks.sequences --write` ({now}, took {seconds:.0f} s)",
+        f"- Command: `.venv/bin/python -m benchmarks.sequences {command}` ({now}, took {seconds:.0f} s)",
         f"- Machine: {described.get('CPU', '?')}; NumPy SIMD: {described.get('NumPy SIMD extensions', '?')}",
         "- `xent serve` as shipped (body limit raised), the plain FastAPI + Pydantic endpoint of "
         "`benchmarks/baseline_app.py` and the echo of `benchmarks/floor_app.py`; per target and client, "
@@ -430,10 +483,11 @@ def section(figures: dict[str, Any], seconds: float, rounds: int = ROUNDS) -> st
         "- Load average (1 min) {:.1f} before and {:.1f} after, on {} logical cores: the machine is shared, and the "
         "figures move with what else runs.".format(*figures["load"]),
         "",
-        "| Target, client | Required | Measured | Verdict |",
+        f"| Target, client{' (the last run)' if len(runs) > 1 else ''} | Required | Measured | Verdict |",
         "| --- | --- | --- | --- |",
         *_target_rows(figures),
         "",
+        *_runs_part(runs),
         "### The floors under the targets (same run)",
         "",
         "As for issue 13 (`benchmarks/floor_app.py`): each target leaves a *budget*, the baseline's latency "
@@ -480,9 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sequences", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite this section of benchmarks/RESULTS.md")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"timed rounds (default {ROUNDS})")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="whole runs, one after the other (the tables show the last; default 1)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    text = section(measure(args.rounds), time.monotonic() - started, args.rounds)
+    runs = [measure(args.rounds) for _ in range(max(1, args.runs))]
+    text = section(runs[-1], time.monotonic() - started, args.rounds, runs)
     print(text, end="")  # noqa: T201 - the command's output
     if args.write:
         existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
