@@ -257,7 +257,7 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         "",
         "What would make the NPZ figure hold in every run: a sender that does not stop early (not httpx's default: "
         "one `send` of the whole body on a non-blocking socket, then a copy of the rest; a sender that waits for "
-        "room instead, as `requests` and httpx given pieces do, takes about 45 ms to put 80 MB across here, the "
+        "room instead, as `requests` and httpx given pieces do, takes 45–50 ms to put 80 MB across here, the "
         "echo's rows in the section above), or a server with little left to do when the last byte comes: one "
         "that scores the log-probabilities as they arrive. That needs each sequence's length first, which "
         "`np.savez` writes after the log-probabilities when they are given first, as they usually are.",
