@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.servers import free_port
 from service.api.transport.body import DIRECT_READ_BYTES as XENT_READ_BYTES
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -138,9 +139,7 @@ class Rounds:
 
 
 def _rounds(body: bytes, read_bytes: int, gap: float, rounds: int) -> Rounds:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     reader = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.first_send", "--reader", str(port)],
         stdout=subprocess.PIPE,
@@ -160,7 +159,10 @@ def _rounds(body: bytes, read_bytes: int, gap: float, rounds: int) -> Rounds:
                 first = _send_as_httpcore(sock, body)
                 answer = b""
                 while len(answer) < _ANSWER.size:
-                    answer += sock.recv(_ANSWER.size - len(answer))
+                    piece = sock.recv(_ANSWER.size - len(answer))
+                    if not piece:
+                        raise ConnectionError("the reader closed the connection before it answered")
+                    answer += piece
                 elapsed = time.perf_counter() - started
                 if number:
                     result.seconds.append(elapsed)
