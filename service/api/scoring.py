@@ -1,6 +1,5 @@
 """Scoring routes: read the body, then decode → score → encode (in a worker thread unless the body is small)."""
 
-import asyncio
 import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -113,23 +112,8 @@ async def _score_in_threads(
             await charge.resize(charge.held + containers * BYTES_PER_JSON_CONTAINER)
     if request is None:
         request = await run_in_threadpool(_decode, model, body, query, state)
-    # What the decoder left to check runs on a second thread while the batch is scored; it has the first word.
-    checked = asyncio.ensure_future(run_in_threadpool(_run_checks, body.checks)) if body.checks else None
-    try:
-        await charge.charge_cells(batch_cells(request))
-        response = await run_in_threadpool(handler, request, answer)
-    except BaseException:
-        if checked is not None:
-            await checked  # a damaged archive is the answer, whatever else went wrong with what it held
-        raise
-    if checked is not None:
-        await checked
-    return response
-
-
-def _run_checks(checks: list[Callable[[], None]]) -> None:
-    for check in checks:
-        check()
+    await charge.charge_cells(batch_cells(request))
+    return await run_in_threadpool(handler, request, answer)
 
 
 async def _score(request: Request, model: type[BaseModel], handler: Handler) -> Response:

@@ -6,9 +6,10 @@ them (``service.core.sequence_forms``), naming the sequence and position of the 
 million log-probabilities are not validated one by one in Python.
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
 from service.api.schemas import Interval, UnitName, option_field
 from service.core.contract import SEQUENCE_OPTIONS
@@ -126,10 +127,17 @@ class SequenceCrossEntropyRequest(BaseModel):
     confidence: float = option_field(_OPTIONS["confidence"])
     per_document: bool = option_field(_OPTIONS["per_document"])
 
+    _extremes: dict[str, tuple[float, float]] = PrivateAttr(default_factory=dict)
+
+    def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
+        """The NPZ members' extremes, seen while the archive arrived (``npz_codec.SeesExtremes``)."""
+        self._extremes.update(extremes)
+
     def sequences(self) -> Sequences:
         """The sequences of the request's input form (the core reads and checks them)."""
         if self.sequence_lengths is not None:
-            return flat_sequences(self.token_logprobs, self.sequence_lengths)
+            extremes = self._extremes.get("token_logprobs")
+            return flat_sequences(self.token_logprobs, self.sequence_lengths, extremes=extremes)
         return read_form({name: getattr(self, name) for name in (*FORMS, PROMPT_TOKEN_IDS)})
 
     def cells(self) -> int:

@@ -61,6 +61,9 @@ class Sequences:
     bytes_source: str | None = None
     replacement: np.ndarray | None = None
     missing: np.ndarray | None = None
+    #: The least and greatest log-probability, when known already (none is NaN or infinite): the core then does
+    #: not look for them (an archive's are seen while it arrives: ``npz_archive.StreamedMembers``).
+    extremes: tuple[float, float] | None = None
 
     @property
     def n_sequences(self) -> int:
@@ -118,10 +121,12 @@ def read_form(fields: Mapping[str, Any]) -> Sequences:
     return _READERS[form](value)
 
 
-def flat_sequences(logprobs: Any, sequence_lengths: Any) -> Sequences:
+def flat_sequences(logprobs: Any, sequence_lengths: Any, *, extremes: tuple[float, float] | None = None) -> Sequences:
     """The ``token_logprobs`` form from NPZ members: a flat float array and the S sequence lengths.
 
     NaN and infinities are refused (naming the sequence and position, not the flat index); an NPZ has no null.
+    ``extremes``: the least and greatest of ``logprobs``, if known (``np.minimum`` / ``np.maximum``: NaN if one is
+    NaN); when both are finite, so is every value, and no pass looks for NaN or infinities.
     """
     if not isinstance(sequence_lengths, np.ndarray) and not isinstance(logprobs, np.ndarray):
         message = "goes with an NPZ body's flat token_logprobs array; a JSON body sends S lists, without it"
@@ -148,6 +153,8 @@ def flat_sequences(logprobs: Any, sequence_lengths: Any) -> Sequences:
     offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     values = np.asarray(logprobs, dtype=np.float64)
+    if extremes is not None and math.isfinite(extremes[0]) and math.isfinite(extremes[1]):
+        return Sequences("token_logprobs", values, offsets, missing=np.empty(0, dtype=np.intp), extremes=extremes)
     # One sum is finite when every value is (NaN or an infinity makes it not): the mask only when it is not.
     if not math.isfinite(float(np.add.reduce(values))):
         bad = ~np.isfinite(values)

@@ -105,8 +105,9 @@ def score_sequences(
     missing = _missing(sequences)
     # The positions without a log-probability that a window holds: skipped, and in forms but token_logprobs refused.
     unscored = missing if window is None else missing[window[missing]]
-    _check_values(sequences, values, unscored, window)
-    if window is None and not missing.size and (not values.size or np.fmax.reduce(values) <= 0.0):
+    extremes = _extremes(sequences)
+    _check_values(sequences, extremes, unscored, window)
+    if window is None and not missing.size and (extremes is None or extremes[1] <= 0.0):
         # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
         # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
         seq_nll = np.subtract(0.0, _per_sequence_sum(values, sequences.offsets))  # 0 − x: a zero stays +0.0
@@ -245,18 +246,32 @@ def _scored(size: int, window: np.ndarray | None, missing: np.ndarray) -> np.nda
     return scored
 
 
-def _check_values(sequences: Sequences, values: np.ndarray, nulls: np.ndarray, window: np.ndarray | None) -> None:
+def _extremes(sequences: Sequences) -> tuple[float, float] | None:
+    """The least and greatest log-probability (NaN ignored: a position without one), known or found; None for
+    none (no value, or only NaN)."""
+    if sequences.extremes is not None:
+        return sequences.extremes
+    values = sequences.logprobs
+    if not values.size:
+        return None
+    low, high = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))
+    return None if math.isnan(high) else (low, high)
+
+
+def _check_values(
+    sequences: Sequences, extremes: tuple[float, float] | None, nulls: np.ndarray, window: np.ndarray | None
+) -> None:
     """Refuse log-probabilities > 1e-9 anywhere, ≤ −1e4 (or −9999) at a scored position and, in forms other than
     ``token_logprobs``, a null at a scored position (but the prompt's first token's, which has no context); ``nulls``
     are the positions in a window without a log-probability."""
-    offsets, form = sequences.offsets, sequences.form
-    # The extremes first (reductions, NaN ignored): the masks are built only when a value may be refused,
-    # which spares two passes and their buffers on a valid batch of 10⁷ log-probabilities.
+    offsets, form, values = sequences.offsets, sequences.form, sequences.logprobs
+    # The extremes first: the masks are built only when a value may be refused, which spares two passes and their
+    # buffers on a valid batch of 10⁷ log-probabilities.
     masks: list[tuple[np.ndarray, str]] = []
     with np.errstate(invalid="ignore"):
-        if values.size and np.fmax.reduce(values) > ROUNDING:
+        if extremes is not None and extremes[1] > ROUNDING:
             masks.append((values > ROUNDING, "high"))
-        if values.size and np.fmin.reduce(values) <= max(FLOOR, _PLACEHOLDER):
+        if extremes is not None and extremes[0] <= max(FLOOR, _PLACEHOLDER):
             low = (values <= FLOOR) | (values == _PLACEHOLDER)
             masks.append((low if window is None else low & window, "low"))
     for mask, kind in masks:

@@ -4,6 +4,7 @@ The hand-computed answer is the core's test's (tests/core/test_sequences.py): tw
 3 tokens, 11 and 14 bytes. The bad inputs are rows of the catalogue (tests/hostile/test_bad_inputs_catalogue.py).
 """
 
+import asyncio
 import gzip
 import io
 import json
@@ -16,11 +17,17 @@ from in_process import started_client
 from npz_bodies import npz
 from whole_answers import SEQUENCE_ANSWER, SEQUENCE_BODY, close
 
+from service.api import sequence_schemas
+from service.api import transport as transport_package
 from service.api.app import create_app
 from service.api.examples import SEQUENCE_EXAMPLES
 from service.api.sequence_schemas import SequenceCrossEntropyRequest
+from service.api.transport.body import MAPPED_MIN_BYTES
 from service.api.transport.limits import json_containers
+from service.api.transport.npz_archive import StreamedMembers
 from service.core.contract import SEQUENCE_OPTIONS
+from service.core.sequence_forms import Sequences, flat_sequences
+from service.core.sequences import score_sequences, sequence_summary
 from service.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +92,89 @@ async def test_npz_flat_arrays_answer_as_the_json_lists(client: httpx.AsyncClien
     expected = await client.post(PATH, json={**json_body, "unit": "bits", "confidence": 0.9})
     assert response.json() == expected.json()
     assert response.json()["per_document"]["document_id"] == ["a", "b"]
+
+
+class _StartedMembers(StreamedMembers):
+    async def settled(self) -> None:
+        while self._work is not None and not (self._work.running() or self._work.done()):
+            await asyncio.sleep(0.001)
+        await super().settled()
+
+
+@pytest.fixture
+def started_members(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body comes in one piece in process, and a watcher's thread that has not started when the decoder wants
+    the body is called off (the decoder then does its work): here it is let start."""
+    monkeypatch.setitem(transport_package._ROWS_WATCHERS, "npz", _StartedMembers)
+
+
+def _large_flat(dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """300 sequences of 1,000 log-probabilities: an archive past MAPPED_MIN_BYTES, whose members are followed as it
+    arrives (``npz_archive.StreamedMembers``: checksummed, their extremes taken)."""
+    values = -np.random.default_rng(16).exponential(2.0, 300_000).astype(dtype)
+    return values, np.full(300, 1_000)
+
+
+@pytest.mark.usefixtures("started_members")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+async def test_a_large_npz_is_scored_with_the_extremes_seen_as_it_arrived(
+    client: httpx.AsyncClient, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values, lengths = _large_flat(dtype)
+    body = npz(token_logprobs=values, sequence_lengths=lengths)
+    assert len(body) >= MAPPED_MIN_BYTES
+    given: list[object] = []
+
+    def spy(logprobs: object, sequence_lengths: object, *, extremes: object = None) -> Sequences:
+        given.append(extremes)
+        return flat_sequences(logprobs, sequence_lengths, extremes=extremes)
+
+    monkeypatch.setattr(sequence_schemas, "flat_sequences", spy)
+    response = await client.post(PATH, content=body, headers={"content-type": NPZ, "accept": NPZ})
+    assert response.status_code == 200, response.text[:300]
+    assert given == [(float(values.min()), float(values.max()))]
+    with np.load(io.BytesIO(response.content)) as archive:
+        got = json.loads(str(archive["summary"]))
+    expected = sequence_summary(score_sequences(flat_sequences(values, lengths)))  # the core finding them itself
+    assert got == json.loads(json.dumps(expected))
+
+
+#: A bad value at sequence 123, position 45 of a large archive, and the problem that names it there.
+LARGE_REFUSALS = {
+    "NaN": (math.nan, "NaN is not allowed"),
+    "Infinity": (math.inf, "Infinity is not allowed"),
+    "-Infinity": (-math.inf, "-Infinity is not allowed"),
+    "above 0": (0.5, "log-probability 0.5 is above 0"),
+    "placeholder": (-9999.0, "-9999 is OpenAI's placeholder"),
+    "below the floor": (-2e4, "is at or below -10000"),
+}
+
+
+@pytest.mark.usefixtures("started_members")
+@pytest.mark.parametrize("name", LARGE_REFUSALS)
+async def test_a_large_npz_refuses_a_bad_value_naming_its_sequence_and_position(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    values, lengths = _large_flat(np.float64)
+    value, message = LARGE_REFUSALS[name]
+    values[123 * 1_000 + 45] = value
+    response = await client.post(
+        PATH, content=npz(token_logprobs=values, sequence_lengths=lengths), headers={"content-type": NPZ}
+    )
+    assert response.status_code == 422, response.text[:300]
+    (error,) = response.json()["errors"]
+    assert error["loc"] == ["body", "token_logprobs", 123, 45]
+    assert message in error["msg"]
+
+
+@pytest.mark.usefixtures("started_members")
+async def test_a_large_npz_scores_the_placeholder_left_out_of_the_window(client: httpx.AsyncClient) -> None:
+    values, lengths = _large_flat(np.float64)
+    values[123 * 1_000] = -9999.0  # a context position: not scored
+    body = npz(token_logprobs=values, sequence_lengths=lengths)
+    response = await client.post(PATH + "?score_from=1", content=body, headers={"content-type": NPZ})
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["n_skipped"] == 300
 
 
 async def test_npz_per_sequence_members_and_query_options(client: httpx.AsyncClient) -> None:

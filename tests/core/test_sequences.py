@@ -286,6 +286,39 @@ def test_npz_flat_arrays_give_the_answer_of_the_lists() -> None:
     assert sequence_summary(score_sequences(flat)) == sequence_summary(score_sequences(lists))
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(-2e4, 1e-6, allow_nan=False), min_size=1, max_size=30),
+    cut=st.integers(0, 30),
+    score_from=st.integers(0, 3),
+)
+def test_extremes_known_beforehand_give_the_answer_and_refusals_of_those_found(
+    values: list[float], cut: int, score_from: int
+) -> None:
+    # An archive's extremes are seen while it arrives (npz_archive.StreamedMembers): the core then does not look.
+    array = np.array(values)
+    lengths = np.array([min(cut, len(values)), len(values) - min(cut, len(values))])
+    extremes = (float(array.min()), float(array.max()))
+    outcomes = []
+    for known in (None, extremes):
+        try:
+            outcomes.append(
+                sequence_summary(score_sequences(flat_sequences(array, lengths, extremes=known), score_from=score_from))
+            )
+        except OutOfRange as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_extremes_that_are_not_finite_leave_the_core_to_find_the_bad_value(bad: float) -> None:
+    array = np.array([-1.0, -2.0, bad])
+    extremes = (float(np.minimum.reduce(array)), float(np.maximum.reduce(array)))
+    with pytest.raises(NotFinite) as raised:
+        flat_sequences(array, np.array([2, 1]), extremes=extremes)
+    assert raised.value.where == "token_logprobs sequence 1, position 0"
+
+
 # --- refusals: each names the sequence and the 0-based position ------------------------------------------
 
 

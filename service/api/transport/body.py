@@ -1,7 +1,7 @@
 """Reading a request body: its media type, a bounded buffer, a deadline; gzip inflation, off the event loop.
 
 Every size is checked by the request's :class:`~service.api.transport.limits.Limits`; a codec
-that wants to see a large body while it arrives (the NPZ checksums) passes a watcher.
+that wants to see a large body while it arrives (an archive's members, ``token_logprobs`` rows) passes a watcher.
 """
 
 from __future__ import annotations
@@ -143,9 +143,6 @@ class Body:
     watcher: BodyWatcher | None = None
     #: The Content-Encoding ``data`` is in: gzip until :meth:`inflate` (in the decode step) decodes it.
     encoding: Literal["identity", "gzip"] = "identity"
-    #: Checks of the body its decoder left to run beside the scoring, each raising the problem it finds (the CRC-32
-    #: of an archive's large members: ``npz_codec``); the answer goes out only once they have passed.
-    checks: list[Callable[[], None]] = field(default_factory=list)
     #: Its length in bytes (kept after ``release``).
     size: int = field(init=False)
 
@@ -172,7 +169,6 @@ class Body:
     def release(self) -> None:
         """Let go of the bytes once nothing else needs them: a large body's memory map is kept for the next large
         body (``KEPT_MAPS``) if nothing views it any more, else unmapped when the last view goes."""
-        self.checks = []  # (they view the body)
         data, self.data = self.data, b""
         if isinstance(data, memoryview):
             _let_go(data)

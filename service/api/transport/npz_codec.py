@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,16 @@ from service.core.contract import AUTO, JSON_MEDIA_TYPE
 from service.core.errors import capped, quoted
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+@runtime_checkable
+class SeesExtremes(Protocol):
+    """A request model told the least and greatest values of its float members, seen while the archive arrived
+    (``npz_archive.StreamedMembers``), so that its scoring need not look for them again."""
+
+    def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
+        """``extremes``: member name → (least, greatest), NaN when the array holds a NaN."""
+
 
 #: How a zip archive starts: a local file header, or the end record of an empty archive (np.savez()).
 #: A single .npy array (its own magic) gets a message of its own.
@@ -57,18 +67,6 @@ def inflated_size(body: Body) -> int:
 _ONE_INTEGER_FITS = frozenset({"score_from", "score_until"})
 
 
-def _naming(name: str, check: Callable[[], None]) -> Callable[[], None]:
-    """``check`` (a member's deferred CRC-32), its failure the 400 that names the member, as when read."""
-
-    def checked() -> None:
-        try:
-            check()
-        except UnreadableMember as error:
-            raise _malformed_npz(f"member {quoted(name)}: {error}") from None
-
-    return checked
-
-
 def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limits: Limits) -> RequestModel:
     """The request model from an NPZ body: arrays from the archive, options from the query.
 
@@ -76,7 +74,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     therefore stays until they are gone.
     """
     data = body.data
-    copies = body.watcher.copies if isinstance(body.watcher, StreamedMembers) else None
+    streamed = body.watcher if isinstance(body.watcher, StreamedMembers) else None
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
         raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(
@@ -92,9 +90,9 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     if head.startswith(NPY_MAGIC):
         raise _malformed_npz("it holds a single .npy array; send an .npz with named members (np.savez)")
     fields: dict[str, Any] = {}
+    extremes: dict[str, tuple[float, float]] = {}
     try:
-        deferred: list[Callable[[], None]] = []
-        archive = NpzArchive(data, copies, deferred)
+        archive = NpzArchive(data, streamed.seen if streamed else None)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
@@ -109,8 +107,9 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
                 )
             try:
                 fields[name] = archive.read(entry)
-                body.checks.extend(_naming(name, check) for check in deferred)
-                deferred.clear()
+                known = archive.extremes(entry)
+                if known is not None:
+                    extremes[name] = known
             except NotNpy:
                 raise _malformed_npz(f"member {quoted(name)} is not a .npy array (np.save format)") from None
             except PickledNpy:
@@ -141,6 +140,9 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
             misplaced[0], "is an array: send it as a member of the .npz archive, not in the query"
         )
     try:
-        return model.model_validate({**options, **fields}, strict=False)
+        request = model.model_validate({**options, **fields}, strict=False)
     except ValidationError as error:
         raise validation_error(error, model, from_query=True) from None
+    if extremes and isinstance(request, SeesExtremes):
+        request.seen_extremes(extremes)
+    return request

@@ -2,20 +2,20 @@
 
 ``np.savez`` streams each array through ``numpy.lib.format`` into ``zipfile`` in chunks, growing a BytesIO;
 on an 8 MB array (a 100,000 × 10 gradient) that costs several times what a zip needs: each member's CRC-32
-and its headers. ``npz_parts`` gives the archive as the headers and each large array's own buffer, which the
-answer sends one after the other (``answer.PartsResponse``) without copying the arrays into one body;
-``npz_bytes`` joins them. ``np.load`` and any zip reader read the result. A member of 4 GiB or more would need
-zip64: such an answer is left to ``np.savez``.
+(here ISA-L's, ten times as fast as zlib's) and its headers. ``npz_parts`` gives the archive as the headers and
+each large array's own buffer, which the answer sends one after the other (``answer.PartsResponse``) without
+copying the arrays into one body; ``npz_bytes`` joins them. ``np.load`` and any zip reader read the result. A
+member of 4 GiB or more would need zip64: such an answer is left to ``np.savez``.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
+from isal.isal_zlib import crc32
 
 #: The zip's local file header, central directory entry and end record (the layouts of ``zipfile``).
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
@@ -55,7 +55,7 @@ def npz_parts(arrays: Mapping[str, np.ndarray]) -> list[bytes | memoryview]:
     for name, array in members:
         header = _npy_header(array)
         data = array.data.cast("B") if array.nbytes else memoryview(b"")
-        crc = zlib.crc32(data, zlib.crc32(header))
+        crc = crc32(data, crc32(header))
         size = len(header) + array.nbytes
         filename = f"{name}.npy".encode()
         local = _LOCAL.pack(b"PK\x03\x04", _VERSION, 0, 0, 0, 0, _DATE, crc, size, size, len(filename), 0)
