@@ -71,6 +71,8 @@ class SequenceCrossEntropyRequest(BaseModel):
         PROMPT_TOKEN_IDS,
         "tgi_details",
     }
+    #: The NPZ members whose least and greatest values the codec takes beside their CRC-32 (``seen_extremes``).
+    extremes_fields: ClassVar[frozenset[str]] = frozenset({"token_logprobs"})
     #: JSON bodies are charged by their containers too: objects nest deeper than numbers do (``scoring``).
     charge_json_containers: ClassVar[bool] = True
 
@@ -130,7 +132,7 @@ class SequenceCrossEntropyRequest(BaseModel):
     _extremes: dict[str, tuple[float, float]] = PrivateAttr(default_factory=dict)
 
     def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
-        """The NPZ members' extremes, seen while the archive arrived (``npz_codec.SeesExtremes``)."""
+        """The NPZ members' extremes, taken beside their CRC-32 (``npz_codec.SeesExtremes``)."""
         self._extremes.update(extremes)
 
     def sequences(self) -> Sequences:

@@ -62,7 +62,7 @@ class Sequences:
     replacement: np.ndarray | None = None
     missing: np.ndarray | None = None
     #: The least and greatest log-probability, when known already (none is NaN or infinite): the core then does
-    #: not look for them (an archive's are seen while it arrives: ``npz_archive.StreamedMembers``).
+    #: not look for them (an archive's are taken beside its CRC-32: ``npz_archive.NpzArchive.read``).
     extremes: tuple[float, float] | None = None
 
     @property

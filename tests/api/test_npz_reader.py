@@ -4,10 +4,10 @@ import ast
 import gzip
 import io
 import json
+import math
 import struct
 import time
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -247,112 +247,43 @@ def _run_to_the_end(streamed: StreamedMembers) -> None:
     streamed.finish()
 
 
-def _data_start(body: bytes, member: str) -> tuple[int, int]:
-    """Where ``member``'s data starts in ``body``, and its length."""
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        info = archive.getinfo(member)
-    name_length, extra_length = struct.unpack_from("<2H", body, info.header_offset + 26)  # the local header's
-    return info.header_offset + 30 + name_length + extra_length, info.compress_size
-
-
 @pytest.mark.parametrize("sizes", [[1 << 20], [4093, 60_001]], ids=["whole", "odd"])
 def test_a_large_member_unaligned_in_the_body_is_copied_aligned_as_it_arrives(sizes: list[int]) -> None:
     values = np.random.default_rng(3).random(100_000)
     body = npz(predictions=values, labels=np.arange(3))
-    start, size = _data_start(body, "predictions.npy")
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        info = archive.getinfo("predictions.npy")
+    name_length, extra_length = struct.unpack_from("<2H", body, info.header_offset + 26)  # the local header's
+    start = info.header_offset + 30 + name_length + extra_length
     assert (start + 128) % 8 != 0  # np.savez's layout: the array is not 8-aligned in the body
     streamed = _feed_in_chunks(body, sizes)
-    assert set(streamed.seen) == {(start, size)}  # the small member is left to the reader
-    seen = streamed.seen[start, size]
-    assert seen.copy is not None
-    assert bytes(seen.copy) == body[start : start + size]
-    assert seen.crc == zlib.crc32(body[start : start + size])
-    assert seen.extremes == (values.min(), values.max())
-    with NpzArchive(body, streamed.seen) as archive:
-        info = archive.zip.getinfo("predictions.npy")
-        array = archive.read(info)
-        assert archive.extremes(info) == (values.min(), values.max())
+    key = (start, info.compress_size)
+    assert set(streamed.copies) == {key}  # the small member is left where it is
+    copy = streamed.copies[key]
+    assert bytes(copy) == body[start : start + info.compress_size]
+    with NpzArchive(body, streamed.copies) as archive:
+        array = archive.read(archive.zip.getinfo("predictions.npy"))
     assert array.flags.aligned
     assert np.array_equal(array, values)
-    assert np.shares_memory(array, np.frombuffer(seen.copy, dtype=np.uint8))  # the copy itself: no second one
+    assert np.shares_memory(array, np.frombuffer(copy, dtype=np.uint8))  # the copy itself: no second one
     assert array.ctypes.data % 64 == 0
 
 
 @pytest.mark.parametrize("sizes", [[1], [7, 3, 64], [4096], [10**9]], ids=["bytewise", "odd", "4k", "whole"])
 def test_members_followed_as_they_arrive_whatever_the_reads(sizes: list[int]) -> None:
     rng = np.random.default_rng(5)
-    values = rng.random(20_000)  # 160 kB: past STREAMED_MIN_BYTES
+    values = rng.random(20_000)  # 160 kB: past ALIGN_MIN_BYTES
     body = npz(labels=rng.integers(0, 3, 500), predictions=values, sample_weights=rng.random(500))
     streamed = _feed_in_chunks(body, sizes)
-    (seen,) = streamed.seen.values()  # the one large member, unaligned in the body
-    with NpzArchive(body, streamed.seen) as archive:
+    (copy,) = streamed.copies.values()  # the one large member, unaligned in the body
+    with NpzArchive(body, streamed.copies) as archive:
         assert np.array_equal(archive.read(archive.zip.getinfo("predictions.npy")), values)
-    assert seen.copy is not None
-    assert bytes(seen.copy).endswith(values.tobytes())
-    assert seen.extremes == (values.min(), values.max())
-
-
-ODD_ARRAYS = {
-    "float32, Fortran order": np.asfortranarray(np.linspace(-3, 2, 40_000, dtype=np.float32).reshape(200, 200)),
-    "int64": np.arange(-20_000, 20_000, dtype=np.int64),
-    "big-endian float64": np.linspace(-1, 1, 20_000).astype(">f8"),
-    "float16": np.linspace(-1, 1, 40_000).astype(np.float16),
-}
-
-
-@pytest.mark.parametrize("name", ODD_ARRAYS)
-def test_only_native_float32_and_float64_members_have_their_extremes_taken(name: str) -> None:
-    array = ODD_ARRAYS[name]
-    body = npz(values=array, lengths=np.array([array.size]))
-    streamed = _feed_in_chunks(body, [5000])
-    ((key, seen),) = streamed.seen.items()
-    assert seen.crc == zlib.crc32(body[key[0] : key[0] + key[1]])
-    native_float = array.dtype.kind == "f" and array.dtype.isnative and array.dtype.itemsize >= 4
-    assert seen.extremes == ((float(array.min()), float(array.max())) if native_float else None)
-    with NpzArchive(body, streamed.seen) as archive:
-        assert np.array_equal(archive.read(archive.zip.getinfo("values.npy")), array)
-
-
-SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -1e30]
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    size=st.integers(16_400, 40_000),  # past STREAMED_MIN_BYTES as float32
-    dtype=st.sampled_from([np.float64, np.float32]),
-    specials=st.lists(st.tuples(st.integers(0, 39_999), st.sampled_from(SPECIALS)), max_size=3),
-    reads=st.lists(st.integers(1_000, 300_000), min_size=1, max_size=4),
-)
-def test_the_extremes_seen_are_numpys_whatever_the_values_and_reads(
-    size: int, dtype: type, specials: list[tuple[int, float]], reads: list[int]
-) -> None:
-    values = -np.random.default_rng(size).exponential(2.0, size).astype(dtype)
-    for at, special in specials:
-        values[at % size] = special
-    body = npz(token_logprobs=values, sequence_lengths=np.array([size]))
-    (seen,) = _feed_in_chunks(body, reads).seen.values()
-    expected = (float(np.minimum.reduce(values)), float(np.maximum.reduce(values)))
-    assert seen.extremes is not None
-    assert np.array_equal(seen.extremes, expected, equal_nan=True)
-    assert seen.crc == zlib.crc32(values.tobytes(), zlib.crc32(body[body.index(b"\x93NUMPY") :][:128]))
+    assert bytes(copy).endswith(values.tobytes())
 
 
 def test_members_are_not_followed_past_a_compressed_one() -> None:
     body = npz(True, labels=np.arange(100), predictions=np.ones((100_000, 2)))
-    assert _feed_in_chunks(body, [1000]).seen == {}
-
-
-def test_a_damaged_large_member_fails_the_checksum_taken_as_it_arrived() -> None:
-    labels, predictions = _large_batch(20_000)
-    body = _flip_last_data_byte(npz(labels=labels, predictions=predictions), "predictions.npy")
-    streamed = _feed_in_chunks(body, [65_536])
-    assert len(streamed.seen) == 2
-    with NpzArchive(body, streamed.seen) as archive:
-        archive.read(archive.zip.getinfo("labels.npy"))  # its checksum is right
-        with pytest.raises(UnreadableMember, match="bad CRC-32"):
-            archive.read(archive.zip.getinfo("predictions.npy"))
-    with NpzArchive(body) as archive, pytest.raises(UnreadableMember, match="bad CRC-32"):
-        archive.read(archive.zip.getinfo("predictions.npy"))  # not seen arriving: checked as read
+    assert _feed_in_chunks(body, [1000]).copies == {}
 
 
 @pytest.mark.parametrize("placed", [0, 1, 5])
@@ -371,6 +302,69 @@ def test_an_archive_placed_by_its_aligning_shift_has_its_first_array_64_aligned(
     assert aligning_shift(npz(labels=np.arange(3), predictions=values)[:ALIGNING_PEEK_BYTES]) == 0  # a small first
 
 
+@pytest.mark.parametrize("extremes", [False, True], ids=["alone", "beside the extremes"])
+@pytest.mark.parametrize("rows", [100, 20_000], ids=["small", "large"])
+def test_a_damaged_member_fails_its_checksum_as_it_is_read(extremes: bool, rows: int) -> None:
+    labels, predictions = _large_batch(rows)
+    body = _flip_last_data_byte(npz(labels=labels, predictions=predictions), "predictions.npy")
+    with NpzArchive(body) as archive:
+        archive.read(archive.zip.getinfo("labels.npy"), extremes=extremes)  # its checksum is right
+        with pytest.raises(UnreadableMember, match="bad CRC-32"):
+            archive.read(archive.zip.getinfo("predictions.npy"), extremes=extremes)
+
+
+def test_a_damaged_npy_header_is_a_bad_checksum_first() -> None:
+    body = bytearray(npz(predictions=np.ones((20_000, 5))))
+    at = body.index(b"'descr'")
+    body[at : at + 7] = b"'dexcr'"
+    with NpzArchive(bytes(body)) as archive, pytest.raises(UnreadableMember, match="bad CRC-32"):
+        archive.read(archive.zip.getinfo("predictions.npy"), extremes=True)
+
+
+ODD_ARRAYS = {
+    "float32, Fortran order": np.asfortranarray(np.linspace(-3, 2, 400_000, dtype=np.float32).reshape(800, 500)),
+    "big-endian float64": np.linspace(-1, 1, 200_000).astype(">f8"),
+    "float16": np.linspace(-1, 1, 10).astype(np.float16),
+    "empty": np.zeros(0),
+}
+
+
+@pytest.mark.parametrize("name", ODD_ARRAYS)
+def test_the_extremes_of_any_float_member(name: str) -> None:
+    array = ODD_ARRAYS[name]
+    with NpzArchive(npz(values=array, lengths=np.arange(3))) as archive:
+        info = archive.zip.getinfo("values.npy")
+        assert np.array_equal(archive.read(info, extremes=True), array)
+        expected = (float(array.min()), float(array.max())) if array.size else (math.nan, math.nan)
+        assert np.array_equal(archive.extremes(info), expected, equal_nan=True)
+        lengths = archive.zip.getinfo("lengths.npy")
+        archive.read(lengths, extremes=True)
+        assert archive.extremes(lengths) is None  # an integer array has none taken
+        archive.read(lengths)
+
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -1e30]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(1, 300_000),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    specials=st.lists(st.tuples(st.integers(0, 299_999), st.sampled_from(SPECIALS)), max_size=3),
+)
+def test_the_extremes_taken_beside_the_checksum_are_numpys(
+    size: int, dtype: type, specials: list[tuple[int, float]]
+) -> None:
+    values = -np.random.default_rng(size).exponential(2.0, size).astype(dtype)
+    for at, special in specials:
+        values[at % size] = special
+    with NpzArchive(npz(token_logprobs=values)) as archive:
+        info = archive.zip.getinfo("token_logprobs.npy")
+        assert np.array_equal(archive.read(info, extremes=True), values, equal_nan=True)
+        expected = (float(np.minimum.reduce(values)), float(np.maximum.reduce(values)))
+        assert np.array_equal(archive.extremes(info), expected, equal_nan=True)
+
+
 def test_a_damaged_large_archive_is_a_400_naming_the_member() -> None:
     labels, predictions = _large_batch(20_000)
     body = npz(labels=labels, predictions=predictions)
@@ -386,5 +380,5 @@ def test_a_damaged_large_archive_is_a_400_even_when_what_it_holds_is_refused_too
     body = npz(labels=labels, predictions=predictions)
     assert post("/v1/cross-entropy", body, NPZ).status_code == 422
     response = post("/v1/cross-entropy", _flip_last_data_byte(body, "predictions.npy"), NPZ)
-    assert response.status_code == 400  # checked as it arrived: the first word
+    assert response.status_code == 400  # checked as it is read: the first word
     assert response.json()["detail"].endswith("member 'predictions': bad CRC-32: the archive is damaged")

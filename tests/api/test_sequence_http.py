@@ -4,7 +4,6 @@ The hand-computed answer is the core's test's (tests/core/test_sequences.py): tw
 3 tokens, 11 and 14 bytes. The bad inputs are rows of the catalogue (tests/hostile/test_bad_inputs_catalogue.py).
 """
 
-import asyncio
 import gzip
 import io
 import json
@@ -18,13 +17,11 @@ from npz_bodies import npz
 from whole_answers import SEQUENCE_ANSWER, SEQUENCE_BODY, close
 
 from service.api import sequence_schemas
-from service.api import transport as transport_package
 from service.api.app import create_app
 from service.api.examples import SEQUENCE_EXAMPLES
 from service.api.sequence_schemas import SequenceCrossEntropyRequest
 from service.api.transport.body import MAPPED_MIN_BYTES
 from service.api.transport.limits import json_containers
-from service.api.transport.npz_archive import StreamedMembers
 from service.core.contract import SEQUENCE_OPTIONS
 from service.core.sequence_forms import Sequences, flat_sequences
 from service.core.sequences import score_sequences, sequence_summary
@@ -94,30 +91,15 @@ async def test_npz_flat_arrays_answer_as_the_json_lists(client: httpx.AsyncClien
     assert response.json()["per_document"]["document_id"] == ["a", "b"]
 
 
-class _StartedMembers(StreamedMembers):
-    async def settled(self) -> None:
-        while self._work is not None and not (self._work.running() or self._work.done()):
-            await asyncio.sleep(0.001)
-        await super().settled()
-
-
-@pytest.fixture
-def started_members(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The body comes in one piece in process, and a watcher's thread that has not started when the decoder wants
-    the body is called off (the decoder then does its work): here it is let start."""
-    monkeypatch.setitem(transport_package._ROWS_WATCHERS, "npz", _StartedMembers)
-
-
 def _large_flat(dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """300 sequences of 1,000 log-probabilities: an archive past MAPPED_MIN_BYTES, whose members are followed as it
-    arrives (``npz_archive.StreamedMembers``: checksummed, their extremes taken)."""
+    """300 sequences of 1,000 log-probabilities: an archive past MAPPED_MIN_BYTES, read into its own memory map, its
+    log-probabilities' extremes taken beside their CRC-32 (``NpzArchive.read``)."""
     values = -np.random.default_rng(16).exponential(2.0, 300_000).astype(dtype)
     return values, np.full(300, 1_000)
 
 
-@pytest.mark.usefixtures("started_members")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-async def test_a_large_npz_is_scored_with_the_extremes_seen_as_it_arrived(
+async def test_a_large_npz_is_scored_with_the_extremes_taken_beside_its_checksum(
     client: httpx.AsyncClient, dtype: type, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values, lengths = _large_flat(dtype)
@@ -150,7 +132,6 @@ LARGE_REFUSALS = {
 }
 
 
-@pytest.mark.usefixtures("started_members")
 @pytest.mark.parametrize("name", LARGE_REFUSALS)
 async def test_a_large_npz_refuses_a_bad_value_naming_its_sequence_and_position(
     client: httpx.AsyncClient, name: str
@@ -167,7 +148,6 @@ async def test_a_large_npz_refuses_a_bad_value_naming_its_sequence_and_position(
     assert message in error["msg"]
 
 
-@pytest.mark.usefixtures("started_members")
 async def test_a_large_npz_scores_the_placeholder_left_out_of_the_window(client: httpx.AsyncClient) -> None:
     values, lengths = _large_flat(np.float64)
     values[123 * 1_000] = -9999.0  # a context position: not scored

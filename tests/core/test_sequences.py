@@ -295,7 +295,7 @@ def test_npz_flat_arrays_give_the_answer_of_the_lists() -> None:
 def test_extremes_known_beforehand_give_the_answer_and_refusals_of_those_found(
     values: list[float], cut: int, score_from: int
 ) -> None:
-    # An archive's extremes are seen while it arrives (npz_archive.StreamedMembers): the core then does not look.
+    # An archive's extremes are taken beside its CRC-32 (npz_archive.NpzArchive.read): the core then does not look.
     array = np.array(values)
     lengths = np.array([min(cut, len(values)), len(values) - min(cut, len(values))])
     extremes = (float(array.min()), float(array.max()))

@@ -21,6 +21,7 @@ Encrypted members and other methods are refused; object arrays are never unpickl
 from __future__ import annotations
 
 import bz2
+import concurrent.futures
 import io
 import lzma
 import math
@@ -28,7 +29,6 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,9 +41,11 @@ __all__ = ["BadNpyHeader", "NotNpy", "NpzArchive", "PickledNpy", "StreamedMember
 
 #: Where an archive's large arrays are placed: on a boundary of this many bytes (a cache line; NumPy needs 8).
 ALIGNMENT = 64
-#: A stored member at least this large is followed while it arrives (``StreamedMembers``): checksummed, its array's
-#: extremes taken, and copied if its array is unaligned in the body.
-STREAMED_MIN_BYTES = 1 << 16
+#: A stored member at least this large whose array is unaligned in the body is copied while it arrives.
+ALIGN_MIN_BYTES = 1 << 16
+#: A stored member at least this large has its CRC-32 taken on a second thread while its array's extremes are taken
+#: on this one, when they are asked for (``NpzArchive.read``): 3.4 ms and 5.6 ms for 80 MB, side by side.
+PARALLEL_MIN_BYTES = 1 << 20
 #: The bytes of a ``.npy`` member that say where its array starts: the magic, the version, the header's length.
 _NPY_PREFIX = 12
 #: How much of an archive's start ``aligning_shift`` looks at: the first member's local header, name and extra.
@@ -82,114 +84,36 @@ class _ViewReader(io.RawIOBase):
         return size
 
 
-@dataclass(frozen=True)
-class MemberSeen:
-    """What was seen of a large stored member while it arrived: its CRC-32; for a native float32 or float64 array,
-    the least and greatest of its values (``np.minimum`` / ``np.maximum``: NaN when any value is NaN; None for any
-    other array); and its bytes copied where its array is aligned, if it was not in the body (None: it was)."""
-
-    crc: int
-    extremes: tuple[float, float] | None
-    copy: memoryview | None = None
-
-
-class _Member:
-    """A large stored member being followed: its bytes [start, end) of the body, ``position`` of them seen."""
-
-    def __init__(self, start: int, end: int, copy: np.ndarray | None) -> None:
-        self.start, self.end, self.position = start, end, start
-        self.copy = copy  # where it is copied to, if it is (its array unaligned in the body)
-        self.crc = 0
-        self.data = -1  # where its array's bytes start in the body, once its .npy header is read (-1: not yet)
-        self.dtype: np.dtype | None = None  # the array's, when its extremes are taken
-        self.count = 0
-        self.items = 0  # items whose extremes are taken
-        self.low, self.high = math.inf, -math.inf
-
-    def take(self, view: memoryview, upto: int) -> None:
-        """``view[position:upto]``, arrived: copied if the member is, checksummed, its whole items' extremes taken."""
-        chunk = view[self.position : upto]
-        if self.copy is not None:
-            at = self.position - self.start
-            np.copyto(self.copy[at : at + len(chunk)], np.frombuffer(chunk, np.uint8))
-        self.crc = crc32(chunk, self.crc)
-        self.position = upto
-        if self.data < 0 and not self._read_header(view):
-            return
-        if self.dtype is None:
-            return
-        items = min(self.count, (upto - self.data) // self.dtype.itemsize)
-        if items > self.items:
-            source, base = (view, self.data) if self.copy is None else (self.copy, self.data - self.start)
-            values = np.frombuffer(
-                source, self.dtype, count=items - self.items, offset=base + self.items * self.dtype.itemsize
-            )
-            # np.minimum and np.maximum, as over the whole array: a NaN in any piece is the answer (min() drops it).
-            self.low = float(np.minimum(self.low, np.minimum.reduce(values)))
-            self.high = float(np.maximum(self.high, np.maximum.reduce(values)))
-            self.items = items
-
-    def _read_header(self, view: memoryview) -> bool:
-        """Read the member's ``.npy`` header once it has arrived (False to wait); extremes only of a native float
-        array that fills the member (anything else is left to the reader, which refuses what it must)."""
-        if self.position < self.start + _NPY_PREFIX:
-            return False
-        offset = _npy_data_offset(bytes(view[self.start : self.start + _NPY_PREFIX]))
-        if self.position < self.start + offset:
-            return False
-        self.data = self.start + offset
-        try:
-            header = read_header(view[self.start : self.data]) if offset else None
-        except (NotNpy, BadNpyHeader, PickledNpy):
-            header = None
-        if (
-            header is not None
-            and header.dtype.kind == "f"
-            and header.dtype.itemsize in (4, 8)
-            and header.dtype.isnative
-            and header.nbytes == self.end - self.data
-        ):
-            self.dtype, self.count = header.dtype, header.count
-        return True
-
-    def seen(self) -> MemberSeen:
-        extremes = None
-        if self.dtype is not None and self.items == self.count:
-            extremes = (self.low, self.high) if self.count else (math.nan, math.nan)
-        return MemberSeen(self.crc, extremes, None if self.copy is None else self.copy.data)
-
-
 class StreamedMembers(ThreadedWatcher):
-    """What a large archive's stored members hold, seen while it is still arriving: each large member's CRC-32,
-    its array's extremes, and an aligned copy of one whose array would not be aligned where it lies in the body.
+    """An aligned copy of each large stored member whose array would not be aligned where it lies in the body,
+    made while the archive is still arriving.
 
-    Fed the body so far as it arrives, this follows the local file headers in order (on the event loop, until the
-    first large member: they cost it next to nothing); the bytes of each stored member of ``STREAMED_MIN_BYTES`` or
-    more are checksummed as they arrive on a worker thread (``_watching``; ISA-L's CRC-32 and NumPy's reductions
-    let go of the GIL), its whole float items' least and greatest values taken (the scoring then need not look for
-    NaN, infinities or values out of range: ``seen``), and, if its array is not 8-aligned in the body, copied to
-    where it is 64-aligned (``copies``). ``np.savez`` lays a member's array out wherever its headers end: a float64
-    array 3 bytes past a multiple of 8 would be copied when read (every NumPy loop over an unaligned array is about
-    three times slower); the body's first member is placed aligned in its map from the start (``aligning_shift``).
-    It stops quietly at anything it does not follow (a compressed member, sizes only in a trailing data descriptor,
-    the central directory): the reader checks what was not seen.
+    ``np.savez`` lays a member's array out wherever its headers end: a float64 array 3 bytes past a multiple of 8
+    would be copied when read (every NumPy loop over an unaligned array is about three times slower). The body's
+    first member is placed aligned in its map from the start (``aligning_shift``); fed the body so far as it
+    arrives, this follows the local file headers in order (on the event loop: they cost it next to nothing) and
+    copies any other member of ``ALIGN_MIN_BYTES`` or more whose array is not 8-aligned, as it arrives, to where
+    it is 64-aligned (``copies``), on a worker thread (``_watching``; NumPy's copy lets go of the GIL). It stops
+    quietly at anything it does not follow (a compressed member, sizes only in a trailing data descriptor, the
+    central directory). Checksums are not its business: a large member's CRC-32 is checked beside the scoring
+    (``NpzArchive``'s ``deferred``).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        #: (start of the data, its length) → what was seen of the member.
-        self.seen: dict[tuple[int, int], MemberSeen] = {}
+        #: (start of the data, its length) → the member's bytes, placed so that its array is aligned.
+        self.copies: dict[tuple[int, int], memoryview] = {}
         self._next_header = 0  # offset of the next local header; -1 once lost
-        self._member: _Member | None = None  # the large member being followed
-        self._skip = -1  # the end of a small member being passed over
+        self._start = self._end = self._position = -1  # the member being followed
+        self._copy: np.ndarray | None = None  # where it is copied to, if it is
 
     def feed(self, view: memoryview, filled: int) -> None:
-        """Follow the members on the event loop until a large one (their headers cost it next to nothing); the
-        thread from there."""
-        if self._work is None and self._member is None and not self._stopped:
-            if not self._headers(view, filled):
+        """Follow the members on the event loop while none needs copying (their headers cost it next to nothing,
+        where waking a thread every megabyte cost an 80 MB upload 30 ms); the thread only once one does."""
+        if self._work is None and self._copy is None and not self._stopped:
+            if not self._advance(view, filled):
                 self._stopped = True
-            if self._member is None or self._stopped:
+            if self._copy is None or self._stopped:
                 return
         super().feed(view, filled)
 
@@ -200,34 +124,23 @@ class StreamedMembers(ThreadedWatcher):
         return address
 
     def _advance(self, view: memoryview, filled: int) -> bool:
-        """On the thread: take what has arrived of the large members, ``view[:filled]``; False once lost."""
+        """Advance over ``view[:filled]``, everything received so far; False once lost."""
         while True:
-            member = self._member
-            if member is not None:
-                upto = min(filled, member.end)
-                if upto > member.position:
-                    member.take(view, upto)
-                if member.position < member.end:
+            if self._start >= 0:
+                upto = min(filled, self._end)
+                if upto > self._position and self._copy is not None:
+                    at = self._position - self._start
+                    np.copyto(self._copy[at : upto - self._start], np.frombuffer(view[self._position : upto], np.uint8))
+                self._position = max(self._position, upto)
+                if self._position < self._end:
                     return True
-                self.seen[member.start, member.end - member.start] = member.seen()
-                self._next_header, self._member = member.end, None
-            if not self._headers(view, filled):
-                return False
-            if self._member is None:
-                return True  # waiting for the next header
-
-    def _headers(self, view: memoryview, filled: int) -> bool:
-        """Pass over the small members in ``view[:filled]`` to the next large one (``_member``); False once lost."""
-        while self._member is None:
-            if self._skip >= 0:
-                if filled < self._skip:
-                    return True
-                self._next_header, self._skip = self._skip, -1
+                if self._copy is not None:
+                    self.copies[(self._start, self._end - self._start)] = self._copy.data
+                self._next_header, self._start, self._copy = self._end, -1, None
             if self._next_header < 0:
                 return False
             if not self._enter_member(view, filled):
                 return self._next_header >= 0
-        return True
 
     def _enter_member(self, view: memoryview, filled: int) -> bool:
         """Read the local header at ``_next_header`` if it has arrived; False to wait (or when lost)."""
@@ -247,25 +160,22 @@ class StreamedMembers(ThreadedWatcher):
             if size is None:
                 self._next_header = -1
                 return False
-        if size < STREAMED_MIN_BYTES:
-            self._skip = start + size
-            return True
-        if filled < start + _NPY_PREFIX:
-            return False
-        copy = None
-        data = start + _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
-        if (self._address(view) + data) % 8:  # the array would be unaligned: copied to where it is 64-aligned
-            room = np.empty(size + ALIGNMENT, dtype=np.uint8)
-            pad = (-(room.ctypes.data + data - start)) % ALIGNMENT
-            copy = room[pad : pad + size]
-        self._member = _Member(start, start + size, copy)
+        if size >= ALIGN_MIN_BYTES:
+            if filled < start + _NPY_PREFIX:
+                return False
+            data = start + _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
+            if (self._address(view) + data) % 8:  # the array would be unaligned: copied to where it is 64-aligned
+                room = np.empty(size + ALIGNMENT, dtype=np.uint8)
+                pad = (-(room.ctypes.data + data - start)) % ALIGNMENT
+                self._copy = room[pad : pad + size]
+        self._start, self._end, self._position = start, start + size, start
         return True
 
 
 def aligning_shift(head: bytes) -> int:
     """How far past a 64-byte boundary to place an archive whose first bytes are ``head`` for its first member's
     array to start on one: 0 unless ``head`` holds that member's local header and ``.npy`` prefix and the member
-    is stored and at least ``STREAMED_MIN_BYTES`` (``np.savez`` writes the arrays in the order given: the large one
+    is stored and at least ``ALIGN_MIN_BYTES`` (``np.savez`` writes the arrays in the order given: the large one
     is often first). Any other member unaligned in the body is copied as it arrives (``StreamedMembers``)."""
     if len(head) < _LOCAL_HEADER.size:
         return 0
@@ -276,7 +186,7 @@ def aligning_shift(head: bytes) -> int:
         return 0
     if size == 0xFFFFFFFF:
         size = _zip64_compressed_size(head[start - extra_length : start], fields[8] == 0xFFFFFFFF) or 0
-    if size < STREAMED_MIN_BYTES:
+    if size < ALIGN_MIN_BYTES:
         return 0
     offset = _npy_data_offset(head[start : start + _NPY_PREFIX])
     return (-(start + offset)) % ALIGNMENT if offset else 0
@@ -339,21 +249,17 @@ def _directory_size(view: memoryview) -> int:
 class NpzArchive:
     """The members of an ``.npz`` held in ``data`` (bytes, bytearray or a memoryview).
 
-    ``seen``: what ``StreamedMembers`` saw of the large stored members while the body arrived, by (start of the
-    data, length): their CRC-32 (compared, not taken again), their arrays' extremes (``extremes``) and an aligned
-    copy of any whose array is unaligned in the body (the same bytes, read instead). Every other member is
-    checksummed as it is read.
+    ``copies``: members placed while the body arrived for their arrays to be aligned (``StreamedMembers``; the same
+    bytes). Every member's CRC-32 is checked as it is read (``read``).
     Raises ``zipfile.BadZipFile`` (or OSError / EOFError / ValueError) for something
     that is not a readable zip archive, as ``np.load`` would.
     """
 
     def __init__(
-        self,
-        data: bytes | bytearray | memoryview,
-        seen: Mapping[tuple[int, int], MemberSeen] | None = None,
+        self, data: bytes | bytearray | memoryview, copies: Mapping[tuple[int, int], memoryview] | None = None
     ) -> None:
         self._view = memoryview(data).cast("B")
-        self._seen = seen or {}
+        self._copies = copies or {}
         self._extremes: dict[str, tuple[float, float]] = {}
         directory = _directory_size(self._view)
         if directory > MAX_DIRECTORY_BYTES:
@@ -379,31 +285,52 @@ class NpzArchive:
             name = info.filename
             yield (name[:-4] if name.endswith(".npy") else name), info
 
-    def read(self, info: zipfile.ZipInfo) -> np.ndarray:
+    def read(self, info: zipfile.ZipInfo, *, extremes: bool = False) -> np.ndarray:
         """The array in ``info``: NotNpy if it is not a .npy member, UnreadableMember or PickledNpy if refused.
 
         Nothing is allocated from what the member's .npy header declares: the header must declare
-        exactly the bytes that follow it, and the array is a view of them.
+        exactly the bytes that follow it, and the array is a view of them. ``extremes``: take the least and
+        greatest value of a float array too (``np.minimum`` / ``np.maximum``: NaN if one is NaN), for
+        ``extremes(info)``; a large member's CRC-32 is then taken on a second thread meanwhile.
         """
-        content = self._content(info)
-        header = read_header(content)
-        held = len(content) - header.data_offset
-        if held != header.nbytes:
-            raise UnreadableMember(
-                f"its .npy header declares {header.describe()}: {header.nbytes:,} bytes of data; "
-                f"the member holds {held:,}"
-            )
+        content, checked = self._content(info)
+        try:
+            header = read_header(content)
+            held = len(content) - header.data_offset
+            if held != header.nbytes:
+                raise UnreadableMember(
+                    f"its .npy header declares {header.describe()}: {header.nbytes:,} bytes of data; "
+                    f"the member holds {held:,}"
+                )
+        except (NotNpy, BadNpyHeader, PickledNpy, UnreadableMember):
+            if not checked:
+                _check_crc(content, info.CRC)  # a damaged archive says so first
+            raise
         array = np.frombuffer(content, dtype=header.dtype, count=header.count, offset=header.data_offset)
         if not array.flags.aligned:
             array = array.copy()  # unaligned float64 would slow every NumPy loop that reads it
+        if extremes and array.dtype.kind == "f":
+            # Both let go of the GIL: side by side on two cores for a large member (5.6 ms rather than 9 for 80 MB).
+            large = not checked and len(content) >= PARALLEL_MIN_BYTES
+            pending = CHECKSUM_THREADS.submit(crc32, content) if large else None
+            found = _extremes(array)
+            if pending is not None:
+                crc = crc32(content) if pending.cancel() else pending.result()  # (not started: taken here)
+                if crc != info.CRC:
+                    raise UnreadableMember(_BAD_CRC)
+                checked = True
+            self._extremes[info.filename] = found
+        if not checked:
+            _check_crc(content, info.CRC)
         return array.reshape(header.shape, order="F" if header.fortran_order else "C")
 
     def extremes(self, info: zipfile.ZipInfo) -> tuple[float, float] | None:
-        """The least and greatest values of the array in ``info`` (read), if they were seen while it arrived."""
+        """The least and greatest value of the float array in ``info``, if ``read`` was asked for them."""
         return self._extremes.get(info.filename)
 
-    def _content(self, info: zipfile.ZipInfo) -> memoryview:
-        """The member's bytes, uncompressed and CRC-checked: a view into the body when it is stored."""
+    def _content(self, info: zipfile.ZipInfo) -> tuple[memoryview, bool]:
+        """The member's bytes, uncompressed (a view into the body when it is stored), and whether their CRC-32 was
+        checked (a stored member's is left to ``read``)."""
         if info.flag_bits & 0x1:
             raise UnreadableMember("it is encrypted; send the arrays unencrypted, as np.savez writes them")
         method = info.compress_type
@@ -423,25 +350,29 @@ class NpzArchive:
         if method == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size:
                 raise UnreadableMember(f"it is stored in {info.compress_size:,} bytes but declares {info.file_size:,}")
-            seen = self._seen.get((start, info.compress_size))
-            if seen is not None:
-                content = data if seen.copy is None else seen.copy
-                if seen.crc != info.CRC:
-                    raise UnreadableMember("bad CRC-32: the archive is damaged")
-                if seen.extremes is not None:
-                    self._extremes[info.filename] = seen.extremes
-                return content
-            content = data
-        else:
-            content = _inflate(method, data, info.file_size)
+            return self._copies.get((start, info.compress_size), data), False
+        content = _inflate(method, data, info.file_size)
         _check_crc(content, info.CRC)
-        return content
+        return content, True
+
+
+#: The threads that take a large member's CRC-32 while its extremes are taken (``NpzArchive.read``). A member that
+#: finds both busy has its CRC-32 taken by its reader.
+CHECKSUM_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="xent-crc")
+_BAD_CRC = "bad CRC-32: the archive is damaged"
+
+
+def _extremes(array: np.ndarray) -> tuple[float, float]:
+    """The least and greatest value of a float array, NaN if one is (NaN, NaN for none)."""
+    if not array.size:
+        return math.nan, math.nan
+    return float(np.minimum.reduce(array, axis=None)), float(np.maximum.reduce(array, axis=None))
 
 
 def _check_crc(content: bytes | bytearray | memoryview, expected: int) -> None:
     """UnreadableMember unless ``content``'s CRC-32 is ``expected``."""
     if crc32(content) != expected:
-        raise UnreadableMember("bad CRC-32: the archive is damaged")
+        raise UnreadableMember(_BAD_CRC)
 
 
 class UnreadableMember(Exception):

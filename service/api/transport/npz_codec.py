@@ -31,8 +31,8 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 @runtime_checkable
 class SeesExtremes(Protocol):
-    """A request model told the least and greatest values of its float members, seen while the archive arrived
-    (``npz_archive.StreamedMembers``), so that its scoring need not look for them again."""
+    """A request model told the least and greatest values of its float members named in its ``extremes_fields``
+    (taken while their CRC-32 is: ``NpzArchive.read``), so that its scoring need not look for them again."""
 
     def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
         """``extremes``: member name → (least, greatest), NaN when the array holds a NaN."""
@@ -74,7 +74,8 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     therefore stays until they are gone.
     """
     data = body.data
-    streamed = body.watcher if isinstance(body.watcher, StreamedMembers) else None
+    copies = body.watcher.copies if isinstance(body.watcher, StreamedMembers) else None
+    wanted: frozenset[str] = getattr(model, "extremes_fields", frozenset())
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
         raise ProblemKind.UNSUPPORTED_MEDIA_TYPE.error(
@@ -92,7 +93,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     fields: dict[str, Any] = {}
     extremes: dict[str, tuple[float, float]] = {}
     try:
-        archive = NpzArchive(data, streamed.seen if streamed else None)
+        archive = NpzArchive(data, copies)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
@@ -106,7 +107,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
                     capped(name), f"unexpected member {quoted(name)} in the archive; members are: {allowed}"
                 )
             try:
-                fields[name] = archive.read(entry)
+                fields[name] = archive.read(entry, extremes=name in wanted)
                 known = archive.extremes(entry)
                 if known is not None:
                     extremes[name] = known
