@@ -8,10 +8,11 @@ flat ``token_logprobs`` with its ``sequence_lengths`` (and window) as members pr
 come in the query.
 """
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from service.api.schemas import Interval, UnitName, option_field
 from service.api.sequence_schemas import (
@@ -57,10 +58,13 @@ class SequenceSide(BaseModel):
     score_from: IntegerOrList = option_field(_OPTIONS["score_from"])
     score_until: IntegerOrList | None = option_field(_OPTIONS["score_until"])
 
+    #: Its NPZ log-probabilities' least and greatest value, taken beside their CRC-32 (``seen_extremes``).
+    _extremes: tuple[float, float] | None = PrivateAttr(default=None)
+
     def sequences(self) -> Sequences:
         """The sequences of this side's input form (the core reads and checks them)."""
         if self.sequence_lengths is not None:
-            return flat_sequences(self.token_logprobs, self.sequence_lengths)
+            return flat_sequences(self.token_logprobs, self.sequence_lengths, extremes=self._extremes)
         return read_form({name: getattr(self, name) for name in (*FORMS, PROMPT_TOKEN_IDS)})
 
     def cells(self) -> int:
@@ -81,6 +85,8 @@ class SequenceCompareRequest(BaseModel):
     array_fields: ClassVar[frozenset[str]] = frozenset(
         {f"{side}_{name}" for side in SIDES for name in NPZ_SIDE_MEMBERS} | {"document_ids", "num_bytes", "num_words"}
     )
+    #: The NPZ members whose least and greatest values the codec takes beside their CRC-32 (``seen_extremes``).
+    extremes_fields: ClassVar[frozenset[str]] = frozenset(f"{side}_token_logprobs" for side in SIDES)
     #: JSON bodies are charged by their containers too: objects nest deeper than numbers do (``scoring``).
     charge_json_containers: ClassVar[bool] = True
 
@@ -104,6 +110,11 @@ class SequenceCompareRequest(BaseModel):
     def cells(self) -> int:
         """Both sides' positions: what the size limit and the memory budget count."""
         return self.model.cells() + self.baseline.cells()
+
+    def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
+        """Each side's NPZ log-probabilities' extremes, taken beside their CRC-32 (``npz_codec.SeesExtremes``)."""
+        self.model._extremes = extremes.get("model_token_logprobs")
+        self.baseline._extremes = extremes.get("baseline_token_logprobs")
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,9 @@ import pytest
 import statsmodels.api as sm
 from whole_answers import Z95
 
+from service.api import sequence_compare_schemas
 from service.api.sequence_compare_schemas import SequenceCompareResponse
+from service.core.sequence_forms import Sequences, flat_sequences
 
 pytestmark = pytest.mark.anyio
 
@@ -262,6 +264,47 @@ async def test_npz_with_prefixed_members_gives_the_json_answer(client: httpx.Asy
     assert npz_answer["difference"] == json_answer["difference"]
     assert npz_answer["model"]["token"] == json_answer["model"]["token"]
     assert npz_answer["baseline"]["byte"] == json_answer["baseline"]["byte"]
+
+
+def _npz_sides(baseline: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        model_token_logprobs=np.array([-1.0, -2.0, -0.1, -0.5]),
+        model_sequence_lengths=np.array([2, 2]),
+        baseline_token_logprobs=baseline,
+        baseline_sequence_lengths=np.array([2, 2]),
+    )
+    return buffer.getvalue()
+
+
+async def test_npz_sides_are_scored_with_the_extremes_taken_beside_their_checksums(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[object] = []
+
+    def spy(logprobs: object, sequence_lengths: object, *, extremes: object = None) -> Sequences:
+        given.append(extremes)
+        return flat_sequences(logprobs, sequence_lengths, extremes=extremes)
+
+    monkeypatch.setattr(sequence_compare_schemas, "flat_sequences", spy)
+    body = _npz_sides(np.array([-1.5, -2.5, -1.0, -0.25]))
+    response = await client.post(ROUTE, content=body, headers={"content-type": "application/x-npz"})
+    assert response.status_code == 200, response.text
+    assert given == [(-2.0, -0.1), (-2.5, -0.25)]  # the model's, then the baseline's
+
+
+@pytest.mark.parametrize(("value", "message"), [(0.5, "is above 0"), (math.nan, "NaN is not allowed")])
+async def test_an_npz_side_refuses_a_bad_value_at_its_sequence_and_position(
+    client: httpx.AsyncClient, value: float, message: str
+) -> None:
+    body = _npz_sides(np.array([-1.5, -2.5, value, -0.25]))
+    response = await client.post(ROUTE, content=body, headers={"content-type": "application/x-npz"})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["loc"][-2:] == [1, 0]
+    assert "baseline" in error["loc"][1]
+    assert message in error["msg"]
 
 
 async def test_windows_of_a_document_compare_as_the_whole_document(client: httpx.AsyncClient) -> None:
