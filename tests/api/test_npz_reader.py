@@ -6,6 +6,7 @@ import io
 import json
 import math
 import struct
+import threading
 import time
 import zipfile
 
@@ -19,6 +20,7 @@ from npz_bodies import NPZ, ZipMember, deflated, hand_zip, npy, npz, stored_zip
 from service.api.transport.body import MAPPED_MIN_BYTES
 from service.api.transport.npz_archive import (
     ALIGNING_PEEK_BYTES,
+    CHECKSUM_THREADS,
     NotNpy,
     NpzArchive,
     StreamedMembers,
@@ -335,12 +337,36 @@ def test_the_extremes_of_any_float_member(name: str) -> None:
     with NpzArchive(npz(values=array, lengths=np.arange(3))) as archive:
         info = archive.zip.getinfo("values.npy")
         assert np.array_equal(archive.read(info, extremes=True), array)
-        expected = (float(array.min()), float(array.max())) if array.size else (math.nan, math.nan)
+        expected = (float(array.min()), float(array.max())) if array.size else (math.inf, -math.inf)
         assert np.array_equal(archive.extremes(info), expected, equal_nan=True)
         lengths = archive.zip.getinfo("lengths.npy")
         archive.read(lengths, extremes=True)
         assert archive.extremes(lengths) is None  # an integer array has none taken
         archive.read(lengths)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["threads free", "threads busy"])
+@pytest.mark.parametrize("at", [0, 299_999, 300_000, 399_999])  # the CRC-32's thread takes the last quarter
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf, 0.0, -1e30])
+def test_a_large_members_extremes_split_between_two_threads_are_numpys(busy: bool, at: int, special: float) -> None:
+    values = -np.random.default_rng(at).exponential(2.0, 400_000)
+    values[at] = special
+    body = npz(token_logprobs=values)
+    release = threading.Event()
+    blockers = [CHECKSUM_THREADS.submit(release.wait, 10) for _ in range(2)] if busy else []
+    try:
+        with NpzArchive(body) as archive:
+            info = archive.zip.getinfo("token_logprobs.npy")
+            archive.read(info, extremes=True)
+            expected = (float(np.minimum.reduce(values)), float(np.maximum.reduce(values)))
+            assert np.array_equal(archive.extremes(info), expected, equal_nan=True)
+        damaged = _flip_last_data_byte(body, "token_logprobs.npy")
+        with NpzArchive(damaged) as archive, pytest.raises(UnreadableMember, match="bad CRC-32"):
+            archive.read(archive.zip.getinfo("token_logprobs.npy"), extremes=True)
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.result()
 
 
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -1e30]
