@@ -240,7 +240,7 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         *_reading(sets),
         "",
         "xent reads a large body this way (16 KiB reads into its kept map, begun before the app is called), so its "
-        "NPZ latency is the time across plus 20–25 ms after the last byte (the CRC-32 beside the "
+        "NPZ latency is the time across plus 16–25 ms after the last byte (the CRC-32 beside the "
         "log-probabilities' extremes, the per-sequence sums, the answer; 33–44 ms before 2026-12-01, when the "
         "CRC-32 was zlib's): within 3× the core when the first send goes through whole, not when it stops early "
         "(then httpcore's copy of the rest comes first). The judged figure is the median of five rounds: a run "
