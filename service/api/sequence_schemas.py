@@ -129,17 +129,17 @@ class SequenceCrossEntropyRequest(BaseModel):
     confidence: float = option_field(_OPTIONS["confidence"])
     per_document: bool = option_field(_OPTIONS["per_document"])
 
-    _extremes: dict[str, tuple[float, float]] = PrivateAttr(default_factory=dict)
+    #: Its NPZ log-probabilities' least and greatest value, taken beside their CRC-32 (``seen_extremes``).
+    _extremes: tuple[float, float] | None = PrivateAttr(default=None)
 
     def seen_extremes(self, extremes: Mapping[str, tuple[float, float]]) -> None:
-        """The NPZ members' extremes, taken beside their CRC-32 (``npz_codec.SeesExtremes``)."""
-        self._extremes.update(extremes)
+        """The NPZ log-probabilities' extremes, taken beside their CRC-32 (``npz_codec.SeesExtremes``)."""
+        self._extremes = extremes.get("token_logprobs")
 
     def sequences(self) -> Sequences:
         """The sequences of the request's input form (the core reads and checks them)."""
         if self.sequence_lengths is not None:
-            extremes = self._extremes.get("token_logprobs")
-            return flat_sequences(self.token_logprobs, self.sequence_lengths, extremes=extremes)
+            return flat_sequences(self.token_logprobs, self.sequence_lengths, extremes=self._extremes)
         return read_form({name: getattr(self, name) for name in (*FORMS, PROMPT_TOKEN_IDS)})
 
     def cells(self) -> int:

@@ -1,4 +1,4 @@
-"""The rows of a large ``token_logprobs`` body parsed while it arrives (issue 16), as an archive's checksums are.
+"""The rows of a large ``token_logprobs`` body parsed while it arrives (issue 16), on a body watcher's thread.
 
 A body watcher (``body.BodyWatcher``) of the JSON bodies of the routes that read ``token_logprobs`` rows
 (``watches_rows``). When the body opens with that field's array (``{"token_logprobs": [``, as a request built that

@@ -1,11 +1,11 @@
 """Body watchers that work on a worker thread while a large body arrives (``body.BodyWatcher``).
 
-A watcher is fed the body after every read, on the event loop; the work (parsing rows; checksumming an archive's
-members, taking their extremes, aligning them) runs on one of ``WATCH_THREADS`` so that the event loop only
-receives. ``feed`` records how much has arrived and wakes the thread; the thread works on what is there, then waits
-for more, until the body is complete, its read failed (``close``), or the watcher stops. Whoever reads the body next
-waits for the thread first (``settled``, or ``finish`` from a thread); a thread that has not started by then (both
-busy with other bodies) is called off, and the reader does the work itself.
+A watcher is fed the body after every read, on the event loop; the work (parsing rows, copying an archive's
+unaligned members to where they are aligned) runs on one of ``WATCH_THREADS`` so that the event loop only receives.
+``feed`` records how much has arrived and wakes the thread; the thread works on what is there, then waits for more,
+until the body is complete, its read failed (``close``), or the watcher stops. Whoever reads the body next waits for
+the thread first (``settled``, or ``finish`` from a thread); a thread that has not started by then (both busy with
+other bodies) is called off, and the reader does the work itself.
 """
 
 from __future__ import annotations

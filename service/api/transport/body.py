@@ -1,7 +1,8 @@
 """Reading a request body: its media type, a bounded buffer, a deadline; gzip inflation, off the event loop.
 
 Every size is checked by the request's :class:`~service.api.transport.limits.Limits`; a codec
-that wants to see a large body while it arrives (an archive's members, ``token_logprobs`` rows) passes a watcher.
+that wants to see a large body while it arrives (an archive's unaligned members, ``token_logprobs`` rows) passes a
+watcher.
 """
 
 from __future__ import annotations

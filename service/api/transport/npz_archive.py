@@ -1,16 +1,16 @@
 """An ``.npz`` archive's members as arrays: zero-copy when stored, decompressed in bounded pieces otherwise.
 
 Long because the zip reading the NPZ codec needs is all here, and nowhere else: the members
-followed while the body arrives (checksummed, their extremes taken, placed aligned), the walk
-from the zip directory to each member's data, and the bounded decompression. The ``.npy``
-header grammar is in ``npy_header``.
+placed aligned while the body arrives, the walk from the zip directory to each member's
+data, the checksums (and a float array's extremes, when asked for) taken as a member is
+read, and the bounded decompression. The ``.npy`` header grammar is in ``npy_header``.
 
 ``np.load`` on a body copies every member at least twice (the body into a ``BytesIO``,
 then each member out of the zip stream in 256 KiB pieces). An uncompressed member
 (``np.savez``) is already laid out as a ``.npy`` header followed by the raw array, so
 here the array is a view into the body itself: the zip directory is read, the member's
 CRC-32 is checked (a damaged archive is refused, as by ``np.load``; ISA-L's, ten times as
-fast as zlib's, and taken while a large body arrives), its ``.npy`` header
+fast as zlib's), its ``.npy`` header
 is parsed strictly, and ``np.frombuffer`` does the rest. A compressed member
 (``np.savez_compressed``: deflate; bzip2 and lzma too) is decompressed in bounded pieces
 into one buffer of the size the archive declares for it, and no further (``zipfile``
@@ -98,8 +98,9 @@ class StreamedMembers(ThreadedWatcher):
     copies any other member of ``ALIGN_MIN_BYTES`` or more whose array is not 8-aligned, as it arrives, to where
     it is 64-aligned (``copies``), on a worker thread (``_watching``; NumPy's copy lets go of the GIL). It stops
     quietly at anything it does not follow (a compressed member, sizes only in a trailing data descriptor, the
-    central directory). Checksums are not its business: a large member's CRC-32 is checked beside the scoring
-    (``NpzArchive``'s ``deferred``).
+    central directory). Checksums are not its business: every member's CRC-32 is taken as it is read
+    (``NpzArchive.read``; taken on a thread while the body arrived, they slowed the reads, and httpx's first send
+    stopped early more often: ``benchmarks/first_send.py``).
     """
 
     def __init__(self) -> None:
