@@ -121,9 +121,8 @@ class AsyncClient(
         attempts = self._attempts()
         while True:
             try:
-                response = await self._http.post(
-                    request.path, content=request.content, headers=request.headers, params=request.params
-                )
+                content, headers = request.async_pieces()  # afresh for every attempt
+                response = await self._http.post(request.path, content=content, headers=headers, params=request.params)
             except httpx.TransportError as error:
                 await anyio.sleep(attempts.failed(error))
                 continue

@@ -447,3 +447,65 @@ def test_sync_client_sends_a_large_body_in_pieces_and_gets_the_whole_answer(
     expected = -np.log(predictions[np.arange(60_000), labels]).mean()
     assert scores.n == 60_000
     assert scores.mean.cross_entropy == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.anyio
+async def test_a_large_body_is_handed_to_an_async_connection_in_pieces_with_its_whole_length() -> None:
+    from service.client.wire import SEND_PIECE_BYTES, Request
+
+    content = bytes(range(256)) * (2 * SEND_PIECE_BYTES // 256 + 3)
+    request = Request("/v1/cross-entropy", content, {"content-type": "application/x-npz"}, {})
+    pieces, headers = request.async_pieces()
+    assert not isinstance(pieces, bytes)
+    received = [piece async for piece in pieces]
+    assert [len(piece) for piece in received] == [SEND_PIECE_BYTES, SEND_PIECE_BYTES, 768]
+    assert b"".join(received) == content
+    assert headers == {"content-type": "application/x-npz", "content-length": str(len(content))}
+    again, _ = request.async_pieces()  # afresh for a retry
+    assert not isinstance(again, bytes)
+    assert b"".join([piece async for piece in again]) == content
+    small = Request("/v1/cross-entropy", b"{}", {"content-type": "application/json"}, {})
+    assert small.async_pieces() == (b"{}", {"content-type": "application/json"})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("npz_min_values", [10**12, 0], ids=["json", "npz"])
+async def test_async_client_sends_a_large_body_in_pieces_and_gets_the_whole_answer(
+    server_url: str, npz_min_values: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.client.wire import Request
+
+    sent: list[bool] = []  # whether each body went in pieces
+    async_pieces = Request.async_pieces
+
+    def spied(request: Request) -> Any:
+        content, headers = async_pieces(request)
+        sent.append(not isinstance(content, bytes))
+        return content, headers
+
+    monkeypatch.setattr(Request, "async_pieces", spied)
+    rng = np.random.default_rng(12)
+    predictions = rng.dirichlet(np.ones(8), size=60_000)  # 3.8 MB as NPZ, more as JSON: sent in pieces
+    labels = rng.integers(0, 8, size=60_000)
+    async with AsyncClient(server_url, npz_min_values=npz_min_values) as xent:
+        scores = await xent.cross_entropy(labels, predictions, per_sample=False)
+    assert sent == [True]
+    expected = -np.log(predictions[np.arange(60_000), labels]).mean()
+    assert scores.n == 60_000
+    assert scores.mean.cross_entropy == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.anyio
+async def test_a_retried_large_body_is_sent_in_pieces_again_with_its_length(flaky_server: tuple[str, Flaky]) -> None:
+    url, flaky = flaky_server
+    rng = np.random.default_rng(13)
+    predictions = rng.dirichlet(np.ones(8), size=60_000)
+    labels = rng.integers(0, 8, size=60_000)
+    async with AsyncClient(url, npz_min_values=0, backoff=0.01) as xent:
+        scores = await xent.cross_entropy(labels, predictions, per_sample=False)
+    assert flaky.requests == 3
+    lengths = [int(headers["content-length"]) for headers in flaky.headers]
+    assert lengths == [lengths[0]] * 3  # the whole length every time, sent in pieces
+    assert lengths[0] >= 2 << 20
+    assert not any("transfer-encoding" in headers for headers in flaky.headers)
+    assert scores.mean.cross_entropy == pytest.approx(-np.log(predictions[np.arange(60_000), labels]).mean(), rel=1e-12)
