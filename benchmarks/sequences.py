@@ -13,21 +13,22 @@
   ``sequence_lengths``, end to end, within 3× of the in-process core scoring the same arrays.
 
 Bodies are full precision (``json.dumps`` of float64). The figure each target is judged on is
-``httpx.Client().post(url, content=body)`` with default headers, as users run it; ``requests.Session().post``
-and httpx fed the body in 1 MiB pieces (dodging httpcore's copy of the unsent rest after every send) are extra
-rows. Every answer's token cross-entropy is checked against a direct sum. In the same rounds the floors of
-``benchmarks/floor_app.py`` are measured, as for issue 13: *transport only* (``/echo``: the body read, an
-answer of xent's size sent back), and, in process, the fastest parse of each body in this stack (simdjson into
-float64 buffers; for completions, of each object the log-probabilities into float64 and the tokens as
-simdjson writes them; ``np.load``) and xent's core (for completions, what xent does beyond that parse: the
-tokens' UTF-8 byte counts from their text): a target whose budget (baseline ÷ required) is below transport +
-parse + core cannot be met by any server in this stack. Over ~300 lines: one benchmark, its floors and its
-section, read together.
+``httpx.Client().post(url, content=body)`` with default headers, as users run it; ``requests.Session().post`` and
+httpx fed the body in 1 MiB pieces (dodging httpcore's copy of the unsent rest after every send) are extra rows, and
+for NPZ so are ``httpx.AsyncClient`` given one ``bytes`` and given 1 MiB pieces (as xent's own ``AsyncClient`` sends
+a large body). Every answer's token cross-entropy is checked against a direct sum. In the same rounds the floors of
+``benchmarks/floor_app.py`` are measured, as for issue 13: *transport only* (``/echo``: the body read, an answer of
+xent's size sent back), and, in process, the fastest parse of each body in this stack (simdjson into float64
+buffers; for completions, of each object the log-probabilities into float64 and the tokens as simdjson writes them;
+``np.load``) and xent's core (for completions, what xent does beyond that parse: the tokens' UTF-8 byte counts from
+their text): a target whose budget (baseline ÷ required) is below transport + parse + core cannot be met by any
+server in this stack. Over ~300 lines: one benchmark, its floors and its section, read together.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import io
@@ -38,12 +39,13 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import simdjson
 
@@ -148,6 +150,45 @@ class HttpxPieces(HttpxClient):
         response = self.client.post(url, content=pieces, headers={**headers, "content-length": str(len(body))})
         content = response.content
         return Reply(response.status_code, content, len(content), "", time.perf_counter() - started)
+
+
+class AsyncHttpx:
+    """``httpx.AsyncClient()`` (on an event loop of its own), given the body as one ``bytes``: asyncio's transport
+    keeps a copy of what the first ``send`` left. ``pieces``: in 1 MiB pieces with the whole Content-Length, as
+    xent's ``AsyncClient`` sends a large body."""
+
+    def __init__(self, pieces: bool = False) -> None:
+        self.pieces = pieces
+        self.name = "httpx AsyncClient, 1 MiB pieces" if pieces else "httpx AsyncClient"
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(timeout=600.0)
+        self.accept_encoding = self.client.headers["accept-encoding"]
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        async def pieces() -> AsyncIterator[bytes]:
+            view = memoryview(body)
+            for start in range(0, len(body), PIECE_BYTES):
+                yield bytes(view[start : start + PIECE_BYTES])
+
+        started = time.perf_counter()
+        if self.pieces:
+            whole = {**headers, "content-length": str(len(body))}
+            response = await self.client.post(url, content=pieces(), headers=whole)
+        else:
+            response = await self.client.post(url, content=body, headers=headers)
+        content = response.content
+        return Reply(response.status_code, content, len(content), "", time.perf_counter() - started)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        return self.loop.run_until_complete(self._post(url, body, headers))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
+#: Clients measured on the NPZ target only (extra rows): what an asynchronous pipeline sees.
+NPZ_ONLY = frozenset({"httpx AsyncClient", "httpx AsyncClient, 1 MiB pieces"})
 
 
 def _post(client: Client, request: Request) -> tuple[float, int]:
@@ -314,6 +355,7 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
     clients: list[Client] = [HttpxClient(), HttpxPieces()]
     with contextlib.suppress(ImportError):  # requests is a benchmark extra (benchmarks/requirements.txt)
         clients.append(RequestsClient())
+    clients += [AsyncHttpx(), AsyncHttpx(pieces=True)]
     servers = [xent, baseline, floor]
     for server in servers:
         server.start()
@@ -323,6 +365,8 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
         for form, _, over_baseline in TARGETS:
             headers = npz_headers if form == "npz" else json_headers
             for client in clients:
+                if form != "npz" and client.name in NPZ_ONLY:
+                    continue
                 xent_request = Request("xent", xent, bodies[form], headers, expected[form])
                 _, answer_bytes = _post(client, xent_request)  # warm-up, checked
                 group = [
@@ -372,6 +416,8 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
     rows = []
     for form, bound, over_baseline in TARGETS:
         for index, client in enumerate(figures["clients"]):
+            if (form, client, "xent") not in e2e:  # (a client measured on NPZ only)
+                continue
             xent = e2e[form, client, "xent"]
             label = f"`{form}`, {client}" + (" — **judged**" if index == 0 else " (extra row)")
             ratio, met = target_ratio(figures, form, client)
@@ -534,7 +580,9 @@ def section(
         "it has answered, which would otherwise run into the next measurement). The target is judged on "
         "`httpx.Client().post(url, content=body)` with default headers; `httpx, 1 MiB pieces` (the body handed "
         "over in pieces, dodging httpcore's copy of the unsent rest after every send) and `requests` are extra "
-        "rows; *xent back to back* is the judged client's xent requests again, after the rounds, one after the "
+        "rows, and for NPZ `httpx AsyncClient` (one `bytes`: asyncio's transport keeps a copy of the unsent rest) "
+        "and `httpx AsyncClient, 1 MiB pieces` (as xent's `AsyncClient` sends a large body); *xent back to back* "
+        "is the judged client's xent requests again, after the rounds, one after the "
         "other with no baseline request in between (the baseline builds and frees gigabytes of Python objects, "
         "after which the fresh memory of the next request faults in slowly). Bodies at full precision "
         "(`json.dumps` of float64): 1,000 sequences × 1,000 scored tokens (each "

@@ -176,8 +176,8 @@ class Request:
 
     def async_pieces(self) -> tuple[bytes | AsyncIterator[bytes], dict[str, str]]:
         """``pieces`` for an asynchronous send: asyncio's transport keeps a copy of the unsent rest of what it is
-        given, 80 MB of fresh memory for an 80 MB archive (185 ms against 69 ms in pieces, to ``xent serve`` on
-        loopback)."""
+        given, up to 80 MB of fresh memory for an 80 MB archive (``benchmarks/RESULTS.md``, issue 16: 192 ms against
+        72 ms in pieces, to ``xent serve`` on loopback)."""
         if not self._in_pieces:
             return self.content, self.headers
 
