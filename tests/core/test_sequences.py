@@ -139,6 +139,18 @@ def test_score_from_past_the_end_and_an_empty_sequence_score_nothing() -> None:
     assert (got["n_tokens"], got["n_skipped"]) == (1, 2)
 
 
+def test_per_document_values_that_are_not_finite_are_null_and_the_rest_exact() -> None:
+    # Document 0: 2 tokens, NLL 3, 4 bytes. Document 1: NLL 2 over 0 bytes (no bits per byte). Document 2: a
+    # per-token NLL of 9,000 nats, whose perplexity overflows a float64.
+    rows = [[-1.0, -2.0], [-2.0], [-9000.0]]
+    got = answer({"token_logprobs": rows}, num_bytes=[4, 0, 1])["per_document"]
+    assert got["perplexity"] == [close(math.exp(1.5)), close(math.exp(2.0)), None]
+    assert got["bits_per_byte"] == [3.0 / 4 / math.log(2.0), None, 9000.0 / math.log(2.0)]
+    assert all(type(value) is float for value in got["perplexity"][:2] + got["bits_per_byte"][::2])
+    finite = answer({"token_logprobs": rows[:1]}, num_bytes=[4])["per_document"]
+    assert (finite["perplexity"], finite["bits_per_byte"]) == ([close(math.exp(1.5))], [3.0 / 4 / math.log(2.0)])
+
+
 def test_values_up_to_1e_9_above_zero_count_as_zero() -> None:
     assert answer({"token_logprobs": [[1e-9, -1.0]]})["per_document"]["nll"] == [1.0]
 
