@@ -303,10 +303,9 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         "every row, whatever the reader; the rest is the sender copying its unsent rest, a fresh `bytes` of up to "
         "76 MB each time, whose pages this host faults in at 0.4–1 ms a megabyte. That time is the client's, spent "
         "before its last byte leaves: no reader, and so no server, takes it back. `benchmarks/sequences.py` "
-        "therefore sets its NPZ floor (transport only: an echo under xent's protocol, answering at once, + the "
-        "in-process core, as if scoring took no time after the last byte) beside the budget in every run; a run "
-        "whose floor exceeds 3 × the core is one no server in this stack that scores once the body is in could have "
-        "met, and one whose echo alone exceeds it is one no server at all could have.",
+        "therefore sets its NPZ floor (transport only: an echo under xent's protocol, reading the body as xent does "
+        "and answering at once) beside the budget in every run: a run whose echo exceeds 3 × the core is one no "
+        "server in this stack could have met (a median of five rounds, each as noisy as xent's own).",
         "",
         "What would meet the NPZ target in every run: nothing on the server's side; in the runs whose echo alone "
         "exceeds the budget, not even a server that scored the log-probabilities while they arrived (the copies "

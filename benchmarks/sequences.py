@@ -465,12 +465,11 @@ def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
         cells.append(_faults(figures))
         rows.append(f"| {number} | " + " | ".join(cells) + " |")
     counts = [sum(target_ratio(figures, form)[1] for figures in runs) for form, _, _ in TARGETS]
-    out_of_reach = sum(_npz_least(figures) > _npz_budget(figures) for figures in runs)
-    echo_over = sum(figures["e2e"]["npz", figures["clients"][0], "echo"] > _npz_budget(figures) for figures in runs)
+    out_of_reach = sum(_npz_out_of_reach(figures) for figures in runs)
     rows.append(
         "| met in | "
         + " | ".join(f"{count} of {len(runs)} runs" for count in counts)
-        + f" | out of reach in {out_of_reach} of {len(runs)} runs (the echo alone: {echo_over}) | |"
+        + f" | out of reach in {out_of_reach} of {len(runs)} runs | |"
     )
     return rows
 
@@ -482,21 +481,28 @@ def _npz_budget(figures: dict[str, Any]) -> float:
 
 
 def _npz_least(figures: dict[str, Any]) -> float:
-    """The least an NPZ request can take in this stack (judged client): transport only (the echo) + the core."""
-    return float(figures["e2e"]["npz", figures["clients"][0], "echo"] + figures["in process"]["core npz"])
+    """The least an NPZ request can take in this stack (judged client): transport only, the echo. Not + the core: a
+    server can check and sum an archive's members as they arrive, and xent's own work after the last byte (the
+    CRC-32 beside the extremes, on two cores, then the sums) is less than the in-process core's, which looks for
+    NaN and the extremes in passes of its own."""
+    return float(figures["e2e"]["npz", figures["clients"][0], "echo"])
+
+
+def _npz_out_of_reach(figures: dict[str, Any]) -> bool:
+    """Whether no server in this stack could have met the NPZ target in this run: xent did not, and the echo alone
+    (medians of 5 rounds, each as noisy as xent's) took longer than the budget."""
+    return not target_ratio(figures, "npz")[1] and _npz_least(figures) > _npz_budget(figures)
 
 
 def _npz_floor(figures: dict[str, Any]) -> str:
-    """The NPZ floor of a run beside its budget: whether any server in this stack could have met the target."""
-    least, budget = _npz_least(figures), _npz_budget(figures)
-    echo = figures["e2e"]["npz", figures["clients"][0], "echo"]
-    if echo > budget:
-        verdict = "**out of reach**: the echo alone exceeds it"
-    elif least > budget:
-        verdict = "**out of reach** scoring once the body is in"
+    """The NPZ floor of a run (the echo) beside its budget: whether any server in this stack could have met it."""
+    if target_ratio(figures, "npz")[1]:
+        verdict = "met"
+    elif _npz_out_of_reach(figures):
+        verdict = "**out of reach**"
     else:
         verdict = "within reach"
-    return f"{_ms(echo)} + {_ms(figures['in process']['core npz'])} = {_ms(least)} vs {_ms(budget)}: {verdict}"
+    return f"{_ms(_npz_least(figures))} vs {_ms(_npz_budget(figures))}: {verdict}"
 
 
 def _faults(figures: dict[str, Any]) -> str:
@@ -514,7 +520,8 @@ def _floor_rows(figures: dict[str, Any]) -> list[str]:
         base = e2e[form, client, "baseline"] if over_baseline else local["core npz"]
         budget = base / bound if over_baseline else base * bound
         echo, read, core = e2e[form, client, "echo"], local[f"read {form}"], local[f"core {form}"]
-        # An archive's members are read as views of the body (no parse to speak of): its floor leaves the parse out.
+        # An archive's members are read as views of the body and can be checked and summed as they arrive (no parse
+        # to speak of, and a core that need not wait for the last byte): its floor is the transport alone.
         least = _npz_least(figures) if form == "npz" else echo + read + core
         servers = {
             query: e2e[form, client, f"least {query}"]
@@ -547,7 +554,7 @@ def _runs_part(runs: list[dict[str, Any]]) -> list[str]:
         f"Run to run ({len(runs)} runs of the same command, one after the other; the judged client):",
         "",
         "| Run | `token_logprobs` (≥ 5×) | `completions` (≥ 3×) | `npz` (≤ 3×: xent ÷ in-process core) | "
-        "`npz` least possible (transport only + core) vs budget (3 × core) | Fresh 80 MB faulted in (before, after) |",
+        "`npz` transport only vs budget (3 × core) | Fresh 80 MB faulted in (before, after) |",
         "| --- | --- | --- | --- | --- | --- |",
         *_run_rows(runs),
         "",
@@ -616,8 +623,9 @@ def section(
         "(`_json_sequences.completion_sequences`), then `read_form` / `flat_sequences`, `score_sequences` "
         "and `sequence_summary` on what it holds. *Least "
         "possible* = transport only + fastest parse + core: what no server in this stack that reads this body "
-        "and answers it can go under if it parses after the body is in (for NPZ transport only + core: xent reads "
-        "an archive's members as views of the body, so the parse is left out in the floor's favour).",
+        "and answers it can go under if it parses after the body is in (for NPZ transport only: xent reads an "
+        "archive's members as views of the body, with no parse to speak of, and a server could check and sum them "
+        "as they arrive).",
         "",
         "A server could instead parse while the body arrives. *Least server* measures that for `token_logprobs`: "
         "`/token-logprobs` of `benchmarks/floor_app.py`, the least an ASGI app in this stack does for that body (the "
