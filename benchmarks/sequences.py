@@ -39,7 +39,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +52,7 @@ import simdjson
 from benchmarks import machine, report
 from benchmarks.real_clients import Client, HttpxClient, Reply, RequestsClient
 from benchmarks.servers import Server, baseline_server, floor_server, xent_server
+from service.client.wire import Request as WireRequest
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ROUTE = "/v1/sequence-cross-entropy"
@@ -133,21 +134,17 @@ class Request:
     path: str = ROUTE
 
 
-#: The extra httpx row hands the body over in pieces of this size: httpcore's sync write sends a bytes body
-#: with ``buffer = buffer[n:]`` after every ``send()``, copying the unsent rest each time (quadratic in the body).
-PIECE_BYTES = 1 << 20
-
-
 class HttpxPieces(HttpxClient):
-    """httpx with the body in 1 MiB pieces and the Content-Length of the whole: the same request on the wire."""
+    """httpx with the body in 1 MiB pieces and the Content-Length of the whole, as xent's ``Client`` sends a large
+    body (``service.client.wire.Request.pieces``): the same request on the wire, without httpcore's copy of the
+    unsent rest after every ``send``."""
 
     name = "httpx, 1 MiB pieces"
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
-        view = memoryview(body)
-        pieces = (bytes(view[start : start + PIECE_BYTES]) for start in range(0, len(body), PIECE_BYTES))
+        pieces, whole = WireRequest(url, body, headers, {}).pieces()
         started = time.perf_counter()
-        response = self.client.post(url, content=pieces, headers={**headers, "content-length": str(len(body))})
+        response = self.client.post(url, content=pieces, headers=whole)
         content = response.content
         return Reply(response.status_code, content, len(content), "", time.perf_counter() - started)
 
@@ -155,7 +152,7 @@ class HttpxPieces(HttpxClient):
 class AsyncHttpx:
     """``httpx.AsyncClient()`` (on an event loop of its own), given the body as one ``bytes``: asyncio's transport
     keeps a copy of what the first ``send`` left. ``pieces``: in 1 MiB pieces with the whole Content-Length, as
-    xent's ``AsyncClient`` sends a large body."""
+    xent's ``AsyncClient`` sends a large body (``service.client.wire.Request.async_pieces``)."""
 
     def __init__(self, pieces: bool = False) -> None:
         self.pieces = pieces
@@ -165,17 +162,9 @@ class AsyncHttpx:
         self.accept_encoding = self.client.headers["accept-encoding"]
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
-        async def pieces() -> AsyncIterator[bytes]:
-            view = memoryview(body)
-            for start in range(0, len(body), PIECE_BYTES):
-                yield bytes(view[start : start + PIECE_BYTES])
-
+        sent, sent_headers = WireRequest(url, body, headers, {}).async_pieces() if self.pieces else (body, headers)
         started = time.perf_counter()
-        if self.pieces:
-            whole = {**headers, "content-length": str(len(body))}
-            response = await self.client.post(url, content=pieces(), headers=whole)
-        else:
-            response = await self.client.post(url, content=body, headers=headers)
+        response = await self.client.post(url, content=sent, headers=sent_headers)
         content = response.content
         return Reply(response.status_code, content, len(content), "", time.perf_counter() - started)
 
