@@ -232,6 +232,7 @@ def _reading(sets: list[list[Rounds]]) -> list[str]:
 def section(sets: list[list[Rounds]], seconds: float) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rounds = len(sets[0][0].seconds)
+    sending = [statistics.median(sent.sending for sent in row.sent) * 1e3 for rows in sets for row in rows]
     lines = [
         report.FIRST_SEND_BEGIN,
         "## The client's first send of a large body (issue 16's NPZ figure, run to run)",
@@ -299,8 +300,9 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         "segments reordered and retransmitted on loopback (5–24 MB a 12 rounds) and zero windows advertised: the "
         "sender runs ahead of any reader by more than its 4 MB send buffer, and `send` returns.",
         "",
-        "The profile columns say where a round's time goes when it does: inside `send`, 14–20 ms for 80 MB in "
-        "every row, whatever the reader; the rest is the sender copying its unsent rest, a fresh `bytes` of up to "
+        "The profile columns say where a round's time goes when it does: inside `send`, "
+        f"{min(sending):.0f}–{max(sending):.0f} ms for 80 MB in this run's rows (medians), whatever the reader; the "
+        "rest is the sender copying its unsent rest, a fresh `bytes` of up to "
         "76 MB each time, whose pages this host faults in at 0.4–1 ms a megabyte. That time is the client's, spent "
         "before its last byte leaves: no reader, and so no server, takes it back. `benchmarks/sequences.py` "
         "therefore sets its NPZ floor (transport only: an echo under xent's protocol, reading the body as xent does "
