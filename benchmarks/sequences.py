@@ -180,9 +180,9 @@ class AsyncHttpx:
 NPZ_ONLY = frozenset({"httpx AsyncClient", "httpx AsyncClient, 1 MiB pieces"})
 
 
-def _post(client: Client, request: Request) -> tuple[float, int]:
-    """Send the request, check the answer, and return its seconds and the answer's size; then wait until the
-    server is idle (``Server.settle``: the baseline frees gigabytes of Python objects after it answers)."""
+def _post(client: Client, request: Request) -> Reply:
+    """Send the request, check the answer, and return it; then wait until the server is idle (``Server.settle``: the
+    baseline frees gigabytes of Python objects after it answers)."""
     reply = client.post(request.server.url + request.path, request.body, request.headers)
     request.server.settle()
     if reply.status != 200:
@@ -191,7 +191,23 @@ def _post(client: Client, request: Request) -> tuple[float, int]:
         got = _cross_entropy(reply.content, request.server.name)
         if not math.isclose(got, request.expected, rel_tol=1e-9):
             raise RuntimeError(f"{request.name}: token cross-entropy {got!r}, expected {request.expected!r}")
-    return reply.seconds, len(reply.content)
+    return reply
+
+
+def _note(times: dict[tuple[str, str, str], list[float]], key: tuple[str, str, str], reply: Reply) -> None:
+    """Add a timed reply to ``times``; and, when its client traced it (the judged one), the parts of its latency:
+    until the client had sent the last byte (``SENT``), the client thread's CPU until then (``SENDING_CPU``), and the
+    server's answer after it (``AFTER``)."""
+    form, client, name = key
+    times.setdefault(key, []).append(reply.seconds)
+    if reply.sent_seconds is not None and reply.sending_cpu_seconds is not None:
+        times.setdefault((form, client, f"{name} {SENT}"), []).append(reply.sent_seconds)
+        times.setdefault((form, client, f"{name} {SENDING_CPU}"), []).append(reply.sending_cpu_seconds)
+        times.setdefault((form, client, f"{name} {AFTER}"), []).append(reply.seconds - reply.sent_seconds)
+
+
+#: The parts of a traced latency (``_note``), by the names they are kept under after the server's.
+SENT, SENDING_CPU, AFTER = "sent", "sending CPU", "after the last byte"
 
 
 def _median_seconds(function: Callable[[], object], repeat: int) -> float:
@@ -341,7 +357,8 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
     times: dict[tuple[str, str, str], list[float]] = {}
     load_before = os.getloadavg()[0]
     faults_before = fault_seconds()
-    clients: list[Client] = [HttpxClient(), HttpxPieces()]
+    # The judged client notes when it has sent the last byte, and its own CPU until then (``HttpxClient(trace=True)``).
+    clients: list[Client] = [HttpxClient(trace=True), HttpxPieces()]
     with contextlib.suppress(ImportError):  # requests is a benchmark extra (benchmarks/requirements.txt)
         clients.append(RequestsClient())
     clients += [AsyncHttpx(), AsyncHttpx(pieces=True)]
@@ -357,7 +374,7 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
                 if form != "npz" and client.name in NPZ_ONLY:
                     continue
                 xent_request = Request("xent", xent, bodies[form], headers, expected[form])
-                _, answer_bytes = _post(client, xent_request)  # warm-up, checked
+                answer_bytes = len(_post(client, xent_request).content)  # warm-up, checked
                 group = [
                     xent_request,
                     Request("echo", floor, bodies[form], headers, None, f"/echo?answer_bytes={answer_bytes}"),
@@ -375,12 +392,12 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
                     _post(client, request)
                 for _ in range(rounds):
                     for request in group:
-                        times.setdefault((form, client.name, request.name), []).append(_post(client, request)[0])
+                        _note(times, (form, client.name, request.name), _post(client, request))
                 if over_baseline and client is clients[0]:
                     # xent's requests back to back, with no baseline request in between: the baseline builds and
                     # frees gigabytes of Python objects, after which the next request's fresh pages fault in slowly.
                     for _ in range(rounds):
-                        times.setdefault((form, client.name, ALONE), []).append(_post(client, xent_request)[0])
+                        times.setdefault((form, client.name, ALONE), []).append(_post(client, xent_request).seconds)
     finally:
         for client in clients:
             client.close()
@@ -416,6 +433,13 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
             else:
                 required, measured = f"≤ {bound:g}×", f"xent {_ms(xent)} ÷ core {_ms(local['core npz'])} = {ratio:.2f}×"
             measured += f" (transport only: {_ms(e2e[form, client, 'echo'])})"
+            share = _npz_client_share(figures) if form == "npz" and index == 0 else None
+            if share is not None:
+                sent, cpu, after = share
+                measured += (
+                    f"; the client sent its last byte after {_ms(sent)} (its own CPU: {_ms(cpu)}), xent answered "
+                    f"{_ms(after)} later"
+                )
             verdict = ("met" if met else "**not met**") if index == 0 else "—"
             rows.append(f"| {label} | {required} | {measured} | {verdict} |")
             if (form, client, ALONE) in e2e:
@@ -470,28 +494,49 @@ def _npz_budget(figures: dict[str, Any]) -> float:
 
 
 def _npz_least(figures: dict[str, Any]) -> float:
-    """The least an NPZ request can take in this stack (judged client): transport only, the echo. Not + the core: a
-    server can check and sum an archive's members as they arrive, and xent's own work after the last byte (the
-    CRC-32 beside the extremes, on two cores, then the sums) is less than the in-process core's, which looks for
-    NaN and the extremes in passes of its own."""
-    return float(figures["e2e"]["npz", figures["clients"][0], "echo"])
+    """The least the judged NPZ requests could have taken in this stack: the judged client's own CPU until its last
+    byte left, in xent's rounds themselves (a server answers after that byte, and the client's CPU does not count
+    the time it waited for the server to read). Runs made before the client traced its requests: transport only, the
+    echo, in rounds of its own. Not + the core: a server can check and sum an archive's members as they arrive."""
+    share = _npz_client_share(figures)
+    return float(figures["e2e"]["npz", figures["clients"][0], "echo"]) if share is None else share[1]
+
+
+def _npz_client_share(figures: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The judged NPZ requests to xent, split where the client sent the last byte (medians over the same rounds as
+    the judged figure): until then, the client thread's CPU until then, and xent's answer after it. None for a run
+    made before the judged client traced its requests."""
+    e2e, client = figures["e2e"], figures["clients"][0]
+    parts = [("npz", client, f"xent {part}") for part in (SENT, SENDING_CPU, AFTER)]
+    if any(part not in e2e for part in parts):
+        return None
+    sent, cpu, after = (float(e2e[part]) for part in parts)
+    return sent, cpu, after
 
 
 def _npz_out_of_reach(figures: dict[str, Any]) -> bool:
-    """Whether no server in this stack could have met the NPZ target in this run: xent did not, and the echo alone
-    (medians of 5 rounds, each as noisy as xent's) took longer than the budget."""
+    """Whether no server in this stack could have met the NPZ target in this run: xent did not, and the least the
+    judged requests could have taken (``_npz_least``) is over the budget."""
     return not target_ratio(figures, "npz")[1] and _npz_least(figures) > _npz_budget(figures)
 
 
 def _npz_floor(figures: dict[str, Any]) -> str:
-    """The NPZ floor of a run (the echo) beside its budget: whether any server in this stack could have met it."""
+    """Where a run's judged NPZ time went, beside its budget: whether any server in this stack could have met it."""
     if target_ratio(figures, "npz")[1]:
         verdict = "met"
     elif _npz_out_of_reach(figures):
         verdict = "**out of reach**"
     else:
         verdict = "within reach"
-    return f"{_ms(_npz_least(figures))} vs {_ms(_npz_budget(figures))}: {verdict}"
+    share = _npz_client_share(figures)
+    echo = figures["e2e"]["npz", figures["clients"][0], "echo"]
+    if share is None:  # a run from before the trace
+        return f"echo {_ms(echo)} vs {_ms(_npz_budget(figures))}: {verdict}"
+    sent, cpu, after = share
+    return (
+        f"client {_ms(sent)} (its CPU {_ms(cpu)}) + xent {_ms(after)}; echo {_ms(echo)}; "
+        f"budget {_ms(_npz_budget(figures))}: {verdict}"
+    )
 
 
 def _faults(figures: dict[str, Any]) -> str:
@@ -510,7 +555,7 @@ def _floor_rows(figures: dict[str, Any]) -> list[str]:
         budget = base / bound if over_baseline else base * bound
         echo, read, core = e2e[form, client, "echo"], local[f"read {form}"], local[f"core {form}"]
         # An archive's members are read as views of the body and can be checked and summed as they arrive (no parse
-        # to speak of, and a core that need not wait for the last byte): its floor is the transport alone.
+        # to speak of, and a core that need not wait for the last byte): its floor is the client's own send.
         least = _npz_least(figures) if form == "npz" else echo + read + core
         servers = {
             query: e2e[form, client, f"least {query}"]
@@ -543,7 +588,8 @@ def _runs_part(runs: list[dict[str, Any]]) -> list[str]:
         f"Run to run ({len(runs)} runs of the same command, one after the other; the judged client):",
         "",
         "| Run | `token_logprobs` (≥ 5×) | `completions` (≥ 3×) | `npz` (≤ 3×: xent ÷ in-process core) | "
-        "`npz` transport only vs budget (3 × core) | Fresh 80 MB faulted in (before, after) |",
+        "`npz`: the client until its last byte left (its own CPU) + xent after it; the echo; the budget (3 × core) | "
+        "Fresh 80 MB faulted in (before, after) |",
         "| --- | --- | --- | --- | --- | --- |",
         *_run_rows(runs),
         "",
@@ -612,9 +658,11 @@ def section(
         "(`_json_sequences.completion_sequences`), then `read_form` / `flat_sequences`, `score_sequences` "
         "and `sequence_summary` on what it holds. *Least "
         "possible* = transport only + fastest parse + core: what no server in this stack that reads this body "
-        "and answers it can go under if it parses after the body is in (for NPZ transport only: xent reads an "
-        "archive's members as views of the body, with no parse to speak of, and a server could check and sum them "
-        "as they arrive).",
+        "and answers it can go under if it parses after the body is in. For NPZ it is the judged client's own CPU "
+        "until its last byte left, in xent's rounds themselves (httpx's `trace` extension marks the moment, "
+        "`time.thread_time` the client thread's CPU: user and system, not the time it waited for the server to "
+        "read): any server answers after that byte, and xent reads an archive's members as views of the body, "
+        "with no parse to speak of, and a server could check and sum them as they arrive.",
         "",
         "A server could instead parse while the body arrives. *Least server* measures that for `token_logprobs`: "
         "`/token-logprobs` of `benchmarks/floor_app.py`, the least an ASGI app in this stack does for that body (the "
