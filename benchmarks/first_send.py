@@ -305,13 +305,17 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         "rest is the sender copying its unsent rest, a fresh `bytes` of up to "
         "76 MB each time, whose pages this host faults in at 0.4–1 ms a megabyte. That time is the client's, spent "
         "before its last byte leaves: no reader, and so no server, takes it back. `benchmarks/sequences.py` "
-        "therefore sets its NPZ floor (transport only: an echo under xent's protocol, reading the body as xent does "
-        "and answering at once) beside the budget in every run: a run whose echo exceeds 3 × the core is one no "
-        "server in this stack could have met (a median of five rounds, each as noisy as xent's own).",
+        "therefore splits every judged NPZ request where httpx sent the last byte (httpx's `trace` extension), "
+        "with the client thread's CPU until then (`time.thread_time`: its copies and the kernel's send, not the "
+        "time it waited for a reader): a run in which that CPU alone, the median over the judged rounds "
+        "themselves, exceeds 3 × the core is one no server in this stack could have met. The echo (transport "
+        "only: a server that reads the body as xent does and answers at once) stays beside it, in rounds of its "
+        "own.",
         "",
-        "What would meet the NPZ target in every run: nothing on the server's side; in the runs whose echo alone "
-        "exceeds the budget, not even a server that scored the log-probabilities while they arrived (the copies "
-        "come before the last byte). On the client's side, a sender that never copies the rest (`requests`, or "
+        "What would meet the NPZ target in every run: nothing on the server's side; in the runs whose client "
+        "spends more than the budget on its own before its last byte leaves, not even a server that scored the "
+        "log-probabilities while they arrived (the copies come before the last byte). On the client's side, a "
+        "sender that never copies the rest (`requests`, or "
         "httpx given the body in pieces, as xent's own clients send a large body) met it in every run from "
         "09:00 UTC on 2026-12-01 (1.6–2.8×: the extra rows of the section above), when no single send went "
         "through whole; but in the runs of 05:51 that day, when most did, those senders took 74–75 ms (3.57× a "

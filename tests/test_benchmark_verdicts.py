@@ -107,3 +107,11 @@ def test_an_untraced_client_says_nothing_of_its_send(slow_server: str) -> None:
         client.close()
     assert reply.content == b"1"
     assert (reply.sent_seconds, reply.sending_cpu_seconds) == (None, None)
+
+
+def test_the_core_timed_in_the_judged_rounds_is_the_divisor_when_there_is_one() -> None:
+    figures = _figures(0.160, echo=0.100, traced=(0.135, 0.121))
+    figures["e2e"]["npz", "httpx", sequences.CORE] = 0.055  # a slower moment than the runs after the rounds (40 ms)
+    assert sequences.npz_core(figures) == 0.055
+    assert sequences.target_ratio(figures, "npz") == (pytest.approx(160 / 55), True)
+    assert sequences._npz_budget(figures) == pytest.approx(0.165)
