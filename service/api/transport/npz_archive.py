@@ -2,8 +2,8 @@
 
 Long because the zip reading the NPZ codec needs is all here, and nowhere else: the members
 placed aligned while the body arrives, the walk from the zip directory to each member's
-data, the checksums (and a float array's extremes, when asked for) taken as a member is
-read, and the bounded decompression. The ``.npy`` header grammar is in ``npy_header``.
+data, the checksums (and a float array's extremes, when asked for) taken in the upload's
+pauses and as a member is read, and the bounded decompression. The ``.npy`` header grammar is in ``npy_header``.
 
 ``np.load`` on a body copies every member at least twice (the body into a ``BytesIO``,
 then each member out of the zip stream in 256 KiB pieces). An uncompressed member
@@ -20,8 +20,10 @@ Encrypted members and other methods are refused; object arrays are never unpickl
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import concurrent.futures
+import contextlib
 import io
 import lzma
 import math
@@ -29,6 +31,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,7 +40,15 @@ from isal.isal_zlib import crc32
 from service.api.transport._watching import ThreadedWatcher
 from service.api.transport.npy_header import BadNpyHeader, NotNpy, PickledNpy, read_header
 
-__all__ = ["BadNpyHeader", "NotNpy", "NpzArchive", "PickledNpy", "StreamedMembers", "UnreadableMember"]
+__all__ = [
+    "BadNpyHeader",
+    "CheckedPrefix",
+    "NotNpy",
+    "NpzArchive",
+    "PickledNpy",
+    "StreamedMembers",
+    "UnreadableMember",
+]
 
 #: Where an archive's large arrays are placed: on a boundary of this many bytes (a cache line; NumPy needs 8).
 ALIGNMENT = 64
@@ -49,6 +60,18 @@ PARALLEL_MIN_BYTES = 1 << 20
 #: The part of those extremes that the CRC-32's thread takes too, after the CRC-32 (which runs about twice as fast as
 #: the extremes' two passes): the two threads then end together (5.2 ms for 80 MB, not 6.8, in a microbenchmark).
 CHECKSUM_THREAD_SHARE = 0.25
+#: A stored member at least this large, lying where it arrives (not copied), has its CRC-32, and a float array's
+#: extremes, taken in the pauses of the upload as far as it has come (``StreamedMembers``), and its reader goes on from
+#: there (``NpzArchive.read``). A client that sends a large body in one ``send`` (httpx) stops when the kernel's
+#: buffers are full and copies the unsent rest before it sends again: for 20–70 ms nothing arrives, and the event loop,
+#: which only waits, takes the checks of what has. Taken on a thread while the bytes flow, they slowed the reads and the
+#: client's sends stopped earlier (``benchmarks/first_send.py``).
+PAUSE_CHECK_MIN_BYTES = PARALLEL_MIN_BYTES
+#: The upload has paused when nothing more has arrived for this long.
+PAUSE_SECONDS = 0.001
+#: Bytes checked at a time in a pause (about 0.2 ms); then the event loop reads whatever has come before it goes on: a
+#: client that sends again finds the reader waiting, not its window shut for a whole member's checks.
+PAUSE_SLICE_BYTES = 1 << 20
 #: The bytes of a ``.npy`` member that say where its array starts: the magic, the version, the header's length.
 _NPY_PREFIX = 12
 #: How much of an archive's start ``aligning_shift`` looks at: the first member's local header, name and extra.
@@ -87,6 +110,40 @@ class _ViewReader(io.RawIOBase):
         return size
 
 
+@dataclass
+class CheckedPrefix:
+    """What was checked of one stored member while the body arrived (``StreamedMembers``): the CRC-32 of its first
+    ``crc_bytes`` bytes and, when it holds a float array, the extremes (as ``_extremes`` takes them: NaN if one is) of
+    the array's first ``elements`` items, which start ``data_offset`` bytes into the member."""
+
+    data_offset: int  # where the array starts in the member (0: not a .npy member; its CRC-32 alone is taken)
+    crc_bytes: int = 0
+    crc: int = 0
+    dtype: np.dtype | None = None  # a float array's, once its .npy header has come; else None (no extremes)
+    elements: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+
+    def advance(self, member: memoryview, most: int) -> None:
+        """Check up to ``most`` more of ``member``: the member's bytes that have arrived (a prefix of it)."""
+        end = min(len(member), self.crc_bytes + most)
+        if end <= self.crc_bytes:
+            return
+        if self.crc_bytes < self.data_offset <= end:  # its .npy header is in: the array's type
+            with contextlib.suppress(NotNpy, BadNpyHeader, PickledNpy):
+                header = read_header(member[: self.data_offset])
+                if header.dtype.kind == "f" and header.data_offset == self.data_offset:
+                    self.dtype = header.dtype
+        self.crc, self.crc_bytes = crc32(member[self.crc_bytes : end], self.crc), end
+        if self.dtype is not None:
+            count = (end - self.data_offset) // self.dtype.itemsize
+            if count > self.elements:
+                offset = self.data_offset + self.elements * self.dtype.itemsize
+                part = np.frombuffer(member, self.dtype, count - self.elements, offset)
+                self.low, self.high = _combined((self.low, self.high), _extremes(part))
+                self.elements = count
+
+
 class StreamedMembers(ThreadedWatcher):
     """An aligned copy of each large stored member whose array would not be aligned where it lies in the body,
     made while the archive is still arriving.
@@ -98,15 +155,21 @@ class StreamedMembers(ThreadedWatcher):
     copies any other member of ``ALIGN_MIN_BYTES`` or more whose array is not 8-aligned, as it arrives, to where
     it is 64-aligned (``copies``), on a worker thread (``_watching``; NumPy's copy lets go of the GIL). It stops
     quietly at anything it does not follow (a compressed member, sizes only in a trailing data descriptor, the
-    central directory). Checksums are not its business: every member's CRC-32 is taken as it is read
-    (``NpzArchive.read``; taken on a thread while the body arrived, they slowed the reads, and httpx's first send
-    stopped early more often: ``benchmarks/first_send.py``).
+    central directory). A large member that lies where it arrives has its CRC-32 (and a float array's extremes) taken
+    in the upload's pauses, on the event loop (``checked``, ``PAUSE_CHECK_MIN_BYTES``); its reader checks the rest
+    (``NpzArchive.read``).
     """
 
     def __init__(self) -> None:
         super().__init__()
         #: (start of the data, its length) → the member's bytes, placed so that its array is aligned.
         self.copies: dict[tuple[int, int], memoryview] = {}
+        #: (start of the data, its length) → what of the member was checked in the upload's pauses.
+        self.checked: dict[tuple[int, int], CheckedPrefix] = {}
+        self._body: memoryview | None = None  # the body, while the pauses are watched
+        self._arrived = 0  # how much of it had arrived at the last feed, and when (the event loop's clock)
+        self._arrived_at = 0.0
+        self._pause: asyncio.TimerHandle | asyncio.Handle | None = None  # the next look for a pause, or check in one
         self._next_header = 0  # offset of the next local header; -1 once lost
         self._start = self._end = self._position = -1  # the member being followed
         self._copy: np.ndarray | None = None  # where it is copied to, if it is
@@ -118,8 +181,63 @@ class StreamedMembers(ThreadedWatcher):
             if not self._advance(view, filled):
                 self._stopped = True
             if self._copy is None or self._stopped:
+                self._watch_pauses(view, filled)
                 return
         super().feed(view, filled)
+        self._watch_pauses(view, filled)
+
+    def close(self) -> None:
+        self._end_pauses()
+        super().close()
+
+    # --- the upload's pauses, on the event loop ---
+
+    def _watch_pauses(self, view: memoryview, filled: int) -> None:
+        """Note what has arrived, and when; look for a pause a little later. A complete body's rest is its reader's."""
+        if filled >= len(view):
+            self._end_pauses()
+            return
+        if not self.checked:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # fed outside an event loop: no pauses to use
+            return
+        self._body, self._arrived, self._arrived_at = view, filled, loop.time()
+        if self._pause is None:
+            self._pause = loop.call_later(PAUSE_SECONDS, self._look_for_pause, loop)
+
+    def _look_for_pause(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._pause = None
+        if self._body is None:
+            return
+        quiet = loop.time() - self._arrived_at
+        if quiet < PAUSE_SECONDS:
+            self._pause = loop.call_later(PAUSE_SECONDS - quiet, self._look_for_pause, loop)
+        else:
+            self._check_in_pause(loop, self._arrived)
+
+    def _check_in_pause(self, loop: asyncio.AbstractEventLoop, arrived: int) -> None:
+        """Check one slice of what has arrived, then (the event loop having read whatever came meanwhile) the next,
+        while nothing more arrives; once something does, wait for the next pause."""
+        self._pause = None
+        body = self._body
+        if body is None:
+            return
+        if self._arrived != arrived:
+            self._pause = loop.call_later(PAUSE_SECONDS, self._look_for_pause, loop)
+            return
+        for (start, size), prefix in list(self.checked.items()):
+            upto = min(arrived, start + size) - start
+            if prefix.crc_bytes < upto:
+                prefix.advance(body[start : start + upto], PAUSE_SLICE_BYTES)
+                self._pause = loop.call_soon(self._check_in_pause, loop, arrived)
+                return
+
+    def _end_pauses(self) -> None:
+        if self._pause is not None:
+            self._pause.cancel()
+        self._pause = self._body = None
 
     @staticmethod
     def _address(view: memoryview) -> int:
@@ -167,11 +285,13 @@ class StreamedMembers(ThreadedWatcher):
         if size >= ALIGN_MIN_BYTES:
             if filled < start + _NPY_PREFIX:
                 return False
-            data = start + _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
-            if (self._address(view) + data) % 8:  # the array would be unaligned: copied to where it is 64-aligned
+            offset = _npy_data_offset(bytes(view[start : start + _NPY_PREFIX]))
+            if (self._address(view) + start + offset) % 8:  # the array would be unaligned: copied where it is aligned
                 room = np.empty(size + ALIGNMENT, dtype=np.uint8)
-                pad = (-(room.ctypes.data + data - start)) % ALIGNMENT
+                pad = (-(room.ctypes.data + offset)) % ALIGNMENT
                 self._copy = room[pad : pad + size]
+            elif size >= PAUSE_CHECK_MIN_BYTES:  # read where it lies: checked in the upload's pauses
+                self.checked[(start, size)] = CheckedPrefix(offset)
         self._start, self._end, self._position = start, start + size, start
         return True
 
@@ -260,10 +380,14 @@ class NpzArchive:
     """
 
     def __init__(
-        self, data: bytes | bytearray | memoryview, copies: Mapping[tuple[int, int], memoryview] | None = None
+        self,
+        data: bytes | bytearray | memoryview,
+        copies: Mapping[tuple[int, int], memoryview] | None = None,
+        checked: Mapping[tuple[int, int], CheckedPrefix] | None = None,
     ) -> None:
         self._view = memoryview(data).cast("B")
         self._copies = copies or {}
+        self._checked = checked or {}
         self._extremes: dict[str, tuple[float, float]] = {}
         directory = _directory_size(self._view)
         if directory > MAX_DIRECTORY_BYTES:
@@ -296,9 +420,10 @@ class NpzArchive:
         exactly the bytes that follow it, and the array is a view of them. ``extremes``: take the least and
         greatest value of a float array too (``np.minimum`` / ``np.maximum``: NaN if one is NaN; +inf and -inf
         for an empty one), for ``extremes(info)``; a large member's CRC-32 is then taken on a second thread
-        meanwhile, which takes a share of the extremes too.
+        meanwhile, which takes a share of the extremes too. What was checked while the body arrived (``checked``)
+        is not checked again: the CRC-32 goes on from there, and so do the extremes.
         """
-        content, checked = self._content(info)
+        content, checked, prefix = self._content(info)
         try:
             header = read_header(content)
             held = len(content) - header.data_offset
@@ -314,31 +439,38 @@ class NpzArchive:
         array = np.frombuffer(content, dtype=header.dtype, count=header.count, offset=header.data_offset)
         if not array.flags.aligned:
             array = array.copy()  # unaligned float64 would slow every NumPy loop that reads it
+        crc_bytes, crc = (0, 0) if prefix is None else (prefix.crc_bytes, prefix.crc)
         if extremes and array.dtype.kind == "f":
+            known = 0
+            found = (math.inf, -math.inf)
+            if prefix is not None and prefix.dtype == header.dtype and prefix.data_offset == header.data_offset:
+                known, found = prefix.elements, (prefix.low, prefix.high)
+            rest = array[known:]
             # Both let go of the GIL: side by side on two cores for a large member (5.2 ms rather than 9 for 80 MB).
-            large = not checked and len(content) >= PARALLEL_MIN_BYTES
-            cut = array.size - int(array.size * CHECKSUM_THREAD_SHARE) if large else array.size
-            pending = CHECKSUM_THREADS.submit(_checksum_and_extremes, content, array[cut:]) if large else None
-            found = _extremes(array[:cut])
+            large = not checked and len(content) - crc_bytes >= PARALLEL_MIN_BYTES
+            cut = rest.size - int(rest.size * CHECKSUM_THREAD_SHARE) if large else rest.size
+            unchecked = content[crc_bytes:]
+            pending = CHECKSUM_THREADS.submit(_checksum_and_extremes, unchecked, crc, rest[cut:]) if large else None
+            found = _combined(found, _extremes(rest[:cut]))
             if pending is not None:
                 # (not started, both threads busy with other bodies: taken here)
-                crc, rest = _checksum_and_extremes(content, array[cut:]) if pending.cancel() else pending.result()
+                crc, more = _checksum_and_extremes(unchecked, crc, rest[cut:]) if pending.cancel() else pending.result()
                 if crc != info.CRC:
                     raise UnreadableMember(_BAD_CRC)
                 checked = True
-                found = (float(np.minimum(found[0], rest[0])), float(np.maximum(found[1], rest[1])))
+                found = _combined(found, more)
             self._extremes[info.filename] = found
-        if not checked:
-            _check_crc(content, info.CRC)
+        if not checked and crc32(content[crc_bytes:], crc) != info.CRC:
+            raise UnreadableMember(_BAD_CRC)
         return array.reshape(header.shape, order="F" if header.fortran_order else "C")
 
     def extremes(self, info: zipfile.ZipInfo) -> tuple[float, float] | None:
         """The least and greatest value of the float array in ``info``, if ``read`` was asked for them."""
         return self._extremes.get(info.filename)
 
-    def _content(self, info: zipfile.ZipInfo) -> tuple[memoryview, bool]:
-        """The member's bytes, uncompressed (a view into the body when it is stored), and whether their CRC-32 was
-        checked (a stored member's is left to ``read``)."""
+    def _content(self, info: zipfile.ZipInfo) -> tuple[memoryview, bool, CheckedPrefix | None]:
+        """The member's bytes, uncompressed (a view into the body when it is stored), whether their CRC-32 was
+        checked (a stored member's is left to ``read``), and what of them was checked while the body arrived."""
         if info.flag_bits & 0x1:
             raise UnreadableMember("it is encrypted; send the arrays unencrypted, as np.savez writes them")
         method = info.compress_type
@@ -358,10 +490,12 @@ class NpzArchive:
         if method == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size:
                 raise UnreadableMember(f"it is stored in {info.compress_size:,} bytes but declares {info.file_size:,}")
-            return self._copies.get((start, info.compress_size), data), False
+            key = (start, info.compress_size)
+            copy = self._copies.get(key)
+            return (data, False, self._checked.get(key)) if copy is None else (copy, False, None)
         content = _inflate(method, data, info.file_size)
         _check_crc(content, info.CRC)
-        return content, True
+        return content, True, None
 
 
 #: The threads that take a large member's CRC-32 while its extremes are taken (``NpzArchive.read``). A member that
@@ -378,9 +512,15 @@ def _extremes(array: np.ndarray) -> tuple[float, float]:
     return float(np.minimum.reduce(array, axis=None)), float(np.maximum.reduce(array, axis=None))
 
 
-def _checksum_and_extremes(content: memoryview, array: np.ndarray) -> tuple[int, tuple[float, float]]:
-    """``content``'s CRC-32, and the extremes of ``array`` (a part of the array it holds)."""
-    return crc32(content), _extremes(array)
+def _checksum_and_extremes(content: memoryview, crc: int, array: np.ndarray) -> tuple[int, tuple[float, float]]:
+    """The CRC-32 of ``content`` going on from ``crc`` (that of the bytes before it), and the extremes of ``array``
+    (a part of the array it holds)."""
+    return crc32(content, crc), _extremes(array)
+
+
+def _combined(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    """The extremes of two parts of an array, from each one's: NaN if either has it (Python's ``min`` would drop it)."""
+    return float(np.minimum(first[0], second[0])), float(np.maximum(first[1], second[1]))
 
 
 def _check_crc(content: bytes | bytearray | memoryview, expected: int) -> None:

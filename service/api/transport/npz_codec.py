@@ -74,7 +74,8 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     therefore stays until they are gone.
     """
     data = body.data
-    copies = body.watcher.copies if isinstance(body.watcher, StreamedMembers) else None
+    streamed = body.watcher if isinstance(body.watcher, StreamedMembers) else None
+    copies, checked = (streamed.copies, streamed.checked) if streamed is not None else (None, None)
     wanted: frozenset[str] = getattr(model, "extremes_fields", frozenset())
     members: frozenset[str] = getattr(model, "array_fields", frozenset())
     if not members:  # a request of objects alone (POST /v1/merge's states) has nothing an archive could hold
@@ -93,7 +94,7 @@ def decode(model: type[RequestModel], body: Body, query: Mapping[str, str], limi
     fields: dict[str, Any] = {}
     extremes: dict[str, tuple[float, float]] = {}
     try:
-        archive = NpzArchive(data, copies)
+        archive = NpzArchive(data, copies, checked)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _malformed_npz(str(error) or type(error).__name__) from None
     with archive:
