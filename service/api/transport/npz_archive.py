@@ -3,7 +3,8 @@
 Long because the zip reading the NPZ codec needs is all here, and nowhere else: the members
 placed aligned while the body arrives, the walk from the zip directory to each member's
 data, the checksums (and a float array's extremes, when asked for) taken in the upload's
-pauses and as a member is read, and the bounded decompression. The ``.npy`` header grammar is in ``npy_header``.
+pauses and as a member is read, and the bounded decompression. The ``.npy`` header grammar
+is in ``npy_header``.
 
 ``np.load`` on a body copies every member at least twice (the body into a ``BytesIO``,
 then each member out of the zip stream in 256 KiB pieces). An uncompressed member
