@@ -450,9 +450,8 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
                 core = npz_core(figures, client)
                 required, measured = f"≤ {bound:g}×", f"xent {_ms(xent)} ÷ core {_ms(core)} = {ratio:.2f}×"
             measured += f" (transport only: {_ms(e2e[form, client, 'echo'])})"
-            share = _npz_client_share(figures) if form == "npz" and index == 0 else None
-            if share is not None:
-                sent, cpu, after = share
+            if form == "npz" and index == 0:
+                sent, cpu, after = _npz_client_share(figures)
                 measured += (
                     f"; the client sent its last byte after {_ms(sent)} (its own CPU: {_ms(cpu)}), xent answered "
                     f"{_ms(after)} later"
@@ -468,10 +467,8 @@ def _target_rows(figures: dict[str, Any]) -> list[str]:
 
 def npz_core(figures: dict[str, Any], client: str | None = None) -> float:
     """The in-process core the NPZ target divides by: its median over the same rounds as ``client``'s requests (the
-    judged one by default; timed warm after each round), or, for a run made before it was, over five runs after all
-    the rounds."""
-    client = client or figures["clients"][0]
-    return float(figures["e2e"].get(("npz", client, CORE), figures["in process"]["core npz"]))
+    judged one by default), timed warm after each round (``measure``)."""
+    return float(figures["e2e"]["npz", client or figures["clients"][0], CORE])
 
 
 def target_ratio(figures: dict[str, Any], form: str, client: str | None = None) -> tuple[float, bool]:
@@ -521,21 +518,16 @@ def _npz_budget(figures: dict[str, Any]) -> float:
 def _npz_least(figures: dict[str, Any]) -> float:
     """The least the judged NPZ requests could have taken in this stack: the judged client's own CPU until its last
     byte left, in xent's rounds themselves (a server answers after that byte, and the client's CPU does not count
-    the time it waited for the server to read). Runs made before the client traced its requests: transport only, the
-    echo, in rounds of its own. Not + the core: a server can check and sum an archive's members as they arrive."""
-    share = _npz_client_share(figures)
-    return float(figures["e2e"]["npz", figures["clients"][0], "echo"]) if share is None else share[1]
+    the time it waited for the server to read). Not + the core: a server can check and sum an archive's members as
+    they arrive."""
+    return _npz_client_share(figures)[1]
 
 
-def _npz_client_share(figures: dict[str, Any]) -> tuple[float, float, float] | None:
-    """The judged NPZ requests to xent, split where the client sent the last byte (medians over the same rounds as
-    the judged figure): until then, the client thread's CPU until then, and xent's answer after it. None for a run
-    made before the judged client traced its requests."""
+def _npz_client_share(figures: dict[str, Any]) -> tuple[float, float, float]:
+    """The judged NPZ requests to xent split where the client sent the last byte (medians over the same rounds as the
+    judged figure): the time until then, the client thread's CPU until then, and xent's answer after it."""
     e2e, client = figures["e2e"], figures["clients"][0]
-    parts = [("npz", client, f"xent {part}") for part in (SENT, SENDING_CPU, AFTER)]
-    if any(part not in e2e for part in parts):
-        return None
-    sent, cpu, after = (float(e2e[part]) for part in parts)
+    sent, cpu, after = (float(e2e["npz", client, f"xent {part}"]) for part in (SENT, SENDING_CPU, AFTER))
     return sent, cpu, after
 
 
@@ -553,11 +545,8 @@ def _npz_floor(figures: dict[str, Any]) -> str:
         verdict = "**out of reach**"
     else:
         verdict = "within reach"
-    share = _npz_client_share(figures)
+    sent, cpu, after = _npz_client_share(figures)
     echo = figures["e2e"]["npz", figures["clients"][0], "echo"]
-    if share is None:  # a run from before the trace
-        return f"echo {_ms(echo)} vs {_ms(_npz_budget(figures))}: {verdict}"
-    sent, cpu, after = share
     return (
         f"client {_ms(sent)} (its CPU {_ms(cpu)}) + xent {_ms(after)}; echo {_ms(echo)}; "
         f"budget {_ms(_npz_budget(figures))}: {verdict}"
