@@ -210,12 +210,6 @@ def _note(times: dict[tuple[str, str, str], list[float]], key: tuple[str, str, s
 SENT, SENDING_CPU, AFTER = "sent", "sending CPU", "after the last byte"
 
 
-def _seconds(function: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
-
-
 def _core_of(npz_body: bytes) -> Callable[[], object]:
     """The in-process core on the arrays of ``npz_body`` (read once, outside the time): what the service does to them
     between decoding and encoding, and what the NPZ target divides by."""
@@ -407,8 +401,8 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
                     for request in group:
                         _note(times, (form, client.name, request.name), _post(client, request))
                     if form == "npz":  # the core beside xent's requests, in the same rounds: the target's divisor
-                        npz_core()  # (once to warm it, as repeated runs are)
-                        times.setdefault((form, client.name, CORE), []).append(_seconds(npz_core))
+                        # (once to warm it, as repeated runs are, then timed once)
+                        times.setdefault((form, client.name, CORE), []).append(_median_seconds(npz_core, 1))
                 if over_baseline and client is clients[0]:
                     # xent's requests back to back, with no baseline request in between: the baseline builds and
                     # frees gigabytes of Python objects, after which the next request's fresh pages fault in slowly.

@@ -461,8 +461,8 @@ class NpzArchive:
                 checked = True
                 found = _combined(found, more)
             self._extremes[info.filename] = found
-        if not checked and crc32(content[crc_bytes:], crc) != info.CRC:
-            raise UnreadableMember(_BAD_CRC)
+        if not checked:
+            _check_crc(content[crc_bytes:], info.CRC, crc)
         return array.reshape(header.shape, order="F" if header.fortran_order else "C")
 
     def extremes(self, info: zipfile.ZipInfo) -> tuple[float, float] | None:
@@ -524,9 +524,10 @@ def _combined(first: tuple[float, float], second: tuple[float, float]) -> tuple[
     return float(np.minimum(first[0], second[0])), float(np.maximum(first[1], second[1]))
 
 
-def _check_crc(content: bytes | bytearray | memoryview, expected: int) -> None:
-    """UnreadableMember unless ``content``'s CRC-32 is ``expected``."""
-    if crc32(content) != expected:
+def _check_crc(content: bytes | bytearray | memoryview, expected: int, crc: int = 0) -> None:
+    """UnreadableMember unless ``content``'s CRC-32, going on from ``crc`` (that of the bytes before it), is
+    ``expected``."""
+    if crc32(content, crc) != expected:
         raise UnreadableMember(_BAD_CRC)
 
 
