@@ -6,7 +6,7 @@ from fastapi import Response
 from service.api.examples import SEQUENCE_COMPARE_EXAMPLES
 from service.api.scoring import scoring_route
 from service.api.sequence_compare_schemas import SequenceCompareRequest, SequenceCompareResponse, SequenceSide
-from service.api.transport import Answer, encode
+from service.api.transport import HELPER_THREADS, Answer, encode
 from service.core.sequence_compare import check_paired, scoring_side, sequence_comparison
 from service.core.sequence_forms import Sequences
 from service.core.sequences import SequenceResult, score_sequences
@@ -24,7 +24,7 @@ def _score_side(request: SequenceCompareRequest, side: SequenceSide, name: str, 
     """One side's result, with its window and the shared document ids and units; errors name the side."""
     options = {field: getattr(request, field) for field in SHARED} | {field: getattr(side, field) for field in WINDOW}
     with scoring_side(name):
-        return score_sequences(sequences, **options)
+        return score_sequences(sequences, **options, helper=HELPER_THREADS)
 
 
 def _read_side(side: SequenceSide, name: str) -> Sequences:

@@ -9,7 +9,7 @@ from fastapi import Response
 from service.api.examples import SEQUENCE_EXAMPLES
 from service.api.scoring import scoring_route
 from service.api.sequence_schemas import SequenceCrossEntropyRequest, SequenceCrossEntropyResponse
-from service.api.transport import Answer, encode
+from service.api.transport import HELPER_THREADS, Answer, encode
 from service.core.sequences import score_sequences, sequence_summary
 
 #: What an NPZ answer holds: the JSON answer alone, per-document arrays included.
@@ -32,6 +32,7 @@ def sequence_cross_entropy(request: SequenceCrossEntropyRequest, answer: Answer)
         num_bytes=request.num_bytes,
         num_words=request.num_words,
         unit=request.unit,
+        helper=HELPER_THREADS,  # half of a large batch's sums on a second core
     )
     summary = sequence_summary(result, request.confidence, per_document=request.per_document)
     return encode(summary, None, None, answer)

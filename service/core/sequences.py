@@ -15,6 +15,7 @@ and ``bits_per_byte`` over the same (loglikelihood, units) documents.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,6 +41,9 @@ from service.core.sequence_totals import (
 #: Log-probabilities above 0 by at most this much are rounding, and count as 0; above it they are refused.
 ROUNDING: Final = 1e-9
 _PLACEHOLDER = -9999.0
+#: Sequences holding at least this many positions in all have their NLLs summed in two parts when ``score_sequences``
+#: is given a ``helper``: the part after the sequence boundary nearest the middle on the helper, the first here.
+SPLIT_MIN_POSITIONS: Final = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,16 @@ def score_sequences(
     num_bytes: Any = None,
     num_words: Any = None,
     unit: Unit | str = Unit.NATS,
+    helper: Executor | None = None,
 ) -> SequenceResult:
     """Score ``sequences`` (from ``sequence_forms.read_form`` or ``flat_sequences``): documents and totals.
 
     ``score_from``: an integer or S integers ≥ 0; ``score_until``: an integer or S integers, exclusive,
     negative counting from the end; ``document_ids``: S strings or integers (compared as given);
     ``num_bytes`` / ``num_words``: S integers ≥ 0 (without ``num_bytes``, bytes come from the form's texts).
+    ``helper``: an executor that may sum the NLLs of the second half of a large batch's sequences while this thread
+    sums the first (``SPLIT_MIN_POSITIONS``); every sequence lies whole in one half, so the sums are the same bit for
+    bit. None (the default): all on this thread.
 
     Examples
     --------
@@ -107,18 +115,9 @@ def score_sequences(
     unscored = missing if window is None else missing[window[missing]]
     extremes = _extremes(sequences)
     _check_values(sequences, extremes, unscored, window)
-    if window is None and not missing.size and (extremes is None or extremes[1] <= 0.0):
-        # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
-        # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
-        seq_nll = np.subtract(0.0, _per_sequence_sum(values, sequences.offsets))  # 0 − x: a zero stays +0.0
-    else:
-        # min(log p, 0) on the scored positions, 0 elsewhere, in one float64 array (10⁷ tokens: one 80 MB buffer,
-        # where np.where over temporaries took three), summed and negated as above. fmin reads a NaN (a position
-        # without a log-probability) as the 0 it is given: only a window needs a mask.
-        kept = np.fmin(values, 0.0)
-        if window is not None:
-            kept[~window] = 0.0
-        seq_nll = np.subtract(0.0, _per_sequence_sum(kept, sequences.offsets))
+    # Every position scored, none above 0: no clipping (see _sequence_nll).
+    clip = window is not None or bool(missing.size) or (extremes is not None and extremes[1] > 0.0)
+    seq_nll = _sequence_nll(values, sequences.offsets, window, clip, helper)
     # A sequence's scored tokens: its window, less the positions there without a log-probability (by index).
     seq_tokens = (end - start) - np.diff(np.searchsorted(unscored, sequences.offsets))
     # Which positions are scored, as a mask: only the token texts' bytes need one.
@@ -307,6 +306,40 @@ def _check_values(
             "(set score_from past it, or send token_logprobs, whose nulls are skipped)"
         )
         raise sequence_error(InvalidInput, form, sequence, position, message)
+
+
+def _sequence_nll(
+    values: np.ndarray, offsets: np.ndarray, window: np.ndarray | None, clip: bool, helper: Executor | None
+) -> np.ndarray:
+    """Each sequence's NLL: −Σ of its scored log-probabilities, in two parts when ``helper`` can take one (see
+    ``score_sequences``); ``clip``: some position is not scored, or above 0 (else the sum needs no NLL array)."""
+    count = offsets.shape[0] - 1
+    middle = int(np.searchsorted(offsets, offsets[-1] // 2)) if count > 1 else 0
+    if helper is None or offsets[-1] < SPLIT_MIN_POSITIONS or not 0 < middle < count:
+        return _nll_part(values, offsets, window, clip)
+    cut = int(offsets[middle])
+    later = window[cut:] if window is not None else None
+    pending = helper.submit(_nll_part, values[cut:], offsets[middle:] - cut, later, clip)
+    first = _nll_part(values[:cut], offsets[: middle + 1], None if window is None else window[:cut], clip)
+    # (not started, the helper busy with other work: summed here)
+    second = _nll_part(values[cut:], offsets[middle:] - cut, later, clip) if pending.cancel() else pending.result()
+    return np.concatenate([first, second])
+
+
+def _nll_part(values: np.ndarray, offsets: np.ndarray, window: np.ndarray | None, clip: bool) -> np.ndarray:
+    """The NLLs of the sequences at ``offsets`` into ``values`` (``window``: which positions of them are in their
+    sequence's window; ``clip``: see ``_sequence_nll``)."""
+    if not clip:
+        # Every position scored, none above 0: a sequence's NLL is its log-probabilities' sum, negated (bit for
+        # bit −Σ of the negated values: negation is exact), and no NLL array is needed.
+        return np.subtract(0.0, _per_sequence_sum(values, offsets))  # 0 − x: a zero stays +0.0
+    # min(log p, 0) on the scored positions, 0 elsewhere, in one float64 array (10⁷ tokens: one 80 MB buffer,
+    # where np.where over temporaries took three), summed and negated as above. fmin reads a NaN (a position
+    # without a log-probability) as the 0 it is given: only a window needs a mask.
+    kept = np.fmin(values, 0.0)
+    if window is not None:
+        kept[~window] = 0.0
+    return np.subtract(0.0, _per_sequence_sum(kept, offsets))
 
 
 def _per_sequence_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -18,9 +18,9 @@ from in_process import post
 from npz_bodies import NPZ, ZipMember, deflated, hand_zip, npy, npz, stored_zip
 
 from service.api.transport.body import MAPPED_MIN_BYTES
+from service.api.transport.helper_threads import HELPER_THREADS
 from service.api.transport.npz_archive import (
     ALIGNING_PEEK_BYTES,
-    CHECKSUM_THREADS,
     NotNpy,
     NpzArchive,
     StreamedMembers,
@@ -352,7 +352,7 @@ def test_a_large_members_extremes_split_between_two_threads_are_numpys(busy: boo
     values[at] = special
     body = npz(token_logprobs=values)
     release = threading.Event()
-    blockers = [CHECKSUM_THREADS.submit(release.wait, 10) for _ in range(2)] if busy else []
+    blockers = [HELPER_THREADS.submit(release.wait, 10) for _ in range(2)] if busy else []
     try:
         with NpzArchive(body) as archive:
             info = archive.zip.getinfo("token_logprobs.npy")

@@ -8,6 +8,8 @@ import gzip
 import io
 import json
 import math
+from concurrent.futures import Executor, Future
+from typing import Any
 
 import httpx
 import numpy as np
@@ -16,12 +18,14 @@ from in_process import started_client
 from npz_bodies import npz
 from whole_answers import SEQUENCE_ANSWER, SEQUENCE_BODY, close
 
-from service.api import sequence_schemas
+from service.api import sequence_routes, sequence_schemas
 from service.api.app import create_app
 from service.api.examples import SEQUENCE_EXAMPLES
 from service.api.sequence_schemas import SequenceCrossEntropyRequest
 from service.api.transport.body import MAPPED_MIN_BYTES
+from service.api.transport.helper_threads import HELPER_THREADS
 from service.api.transport.limits import json_containers
+from service.core import sequences as core_sequences
 from service.core.contract import SEQUENCE_OPTIONS
 from service.core.sequence_forms import Sequences, flat_sequences
 from service.core.sequences import score_sequences, sequence_summary
@@ -112,9 +116,20 @@ async def test_a_large_npz_is_scored_with_the_extremes_taken_beside_its_checksum
         return flat_sequences(logprobs, sequence_lengths, extremes=extremes)
 
     monkeypatch.setattr(sequence_schemas, "flat_sequences", spy)
+    # Half of the per-sequence sums on a helper thread (past a threshold lowered for 300,000 positions).
+    shares: list[int] = []
+
+    class Helper(Executor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            shares.append(len(args[0]))
+            return HELPER_THREADS.submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(sequence_routes, "HELPER_THREADS", Helper())
+    monkeypatch.setattr(core_sequences, "SPLIT_MIN_POSITIONS", 100_000)
     response = await client.post(PATH, content=body, headers={"content-type": NPZ, "accept": NPZ})
     assert response.status_code == 200, response.text[:300]
     assert given == [(float(values.min()), float(values.max()))]
+    assert shares == [150_000]  # sequences 150 to 299
     with np.load(io.BytesIO(response.content)) as archive:
         got = json.loads(str(archive["summary"]))
     expected = sequence_summary(score_sequences(flat_sequences(values, lengths)))  # the core finding them itself

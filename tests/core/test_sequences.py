@@ -7,6 +7,7 @@ the union of their documents.
 """
 
 import math
+from concurrent.futures import Executor, Future
 from itertools import pairwise
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from whole_answers import EMPTY_WARNING, SEQUENCE_ANSWER, SEQUENCE_BODY, close
 
+from service.core import sequences as sequences_module
 from service.core.errors import BadShape, InvalidInput, NotANumber, NotFinite, OutOfRange
 from service.core.sequence_forms import FORMS, PROMPT_TOKEN_IDS, flat_sequences, read_form
 from service.core.sequences import score_sequences, sequence_summary
@@ -320,6 +322,69 @@ def test_extremes_known_beforehand_give_the_answer_and_refusals_of_those_found(
         except OutOfRange as error:
             outcomes.append(str(error))
     assert outcomes[0] == outcomes[1]
+
+
+class _Recording(Executor):
+    """Runs what it is given at once, noting the arguments (a helper that is never busy); ``busy``: never starts
+    it, so that the caller calls it off and does it itself."""
+
+    def __init__(self, busy: bool = False) -> None:
+        self.busy = busy
+        self.calls: list[tuple[Any, ...]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.calls.append(args)
+        future: Future[Any] = Future()
+        if not self.busy:
+            future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _bits(values: np.ndarray) -> list[int]:
+    return np.ascontiguousarray(values, dtype=np.float64).view(np.int64).tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.one_of(st.floats(-50.0, 1e-9), st.none()), max_size=12), min_size=0, max_size=12),
+    score_from=st.integers(0, 3),
+    score_until=st.one_of(st.none(), st.integers(-3, 12)),
+    busy=st.booleans(),
+)
+def test_sums_split_for_a_helper_are_the_single_thread_sums_bit_for_bit(
+    rows: list[list[float | None]], score_from: int, score_until: int | None, busy: bool
+) -> None:
+    # Every sequence lies whole in one half, and reduceat sums each sequence on its own: no rounding moves.
+    sequences = read_form({"token_logprobs": rows})
+    alone = score_sequences(sequences, score_from=score_from, score_until=score_until)
+    helper = _Recording(busy)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sequences_module, "SPLIT_MIN_POSITIONS", 0)
+        helped = score_sequences(sequences, score_from=score_from, score_until=score_until, helper=helper)
+    assert _bits(helped.document_nll) == _bits(alone.document_nll)
+    assert helped.document_tokens.tolist() == alone.document_tokens.tolist()
+    splittable = len(rows) > 1 and 0 < int(np.searchsorted(sequences.offsets, sequences.offsets[-1] // 2)) < len(rows)
+    assert len(helper.calls) == int(splittable)
+
+
+def test_a_large_batch_gives_the_second_half_of_its_sequences_to_the_helper() -> None:
+    # 2,200 sequences of 1,000 log-probabilities (past SPLIT_MIN_POSITIONS, 2²¹), with a window: the helper sums
+    # sequences 1,100 on (from position 1,100,000, the sequence boundary at the middle), each NLL as alone.
+    values = -np.random.default_rng(5).exponential(2.5, 2_200_000)
+    sequences = flat_sequences(values, np.full(2_200, 1_000))
+    helper = _Recording()
+    helped = score_sequences(sequences, score_from=1, helper=helper)
+    alone = score_sequences(sequences, score_from=1)
+    assert _bits(helped.document_nll) == _bits(alone.document_nll)
+    (arguments,) = helper.calls
+    part, offsets = arguments[0], arguments[1]
+    assert part.shape == (1_100_000,)
+    assert np.shares_memory(part, values)  # a view: no copy of the half
+    assert offsets.tolist() == list(range(0, 1_100_001, 1_000))
+    # Below the threshold the helper is not asked.
+    small = _Recording()
+    score_sequences(flat_sequences(values[:10_000], np.full(10, 1_000)), helper=small)
+    assert small.calls == []
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

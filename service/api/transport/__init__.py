@@ -13,6 +13,7 @@ from service.api.transport import json_codec, npz_archive, npz_codec
 from service.api.transport._json_streamed import StreamedRows, watches_rows
 from service.api.transport.answer import Answer, encode
 from service.api.transport.body import Body, Watchers, read_body
+from service.api.transport.helper_threads import HELPER_THREADS
 from service.api.transport.limits import Limits, predictions_of
 from service.core.contract import JSON_MEDIA_TYPE, NPZ_MEDIA_TYPE
 
@@ -69,6 +70,7 @@ def _checked(request: RequestModel, limits: Limits) -> RequestModel:
 
 
 __all__ = [
+    "HELPER_THREADS",
     "JSON_MEDIA_TYPE",
     "NPZ_MEDIA_TYPE",
     "WATCHERS",

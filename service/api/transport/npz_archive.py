@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import bz2
-import concurrent.futures
 import contextlib
 import io
 import lzma
@@ -39,6 +38,7 @@ import numpy as np
 from isal.isal_zlib import crc32
 
 from service.api.transport._watching import ThreadedWatcher
+from service.api.transport.helper_threads import HELPER_THREADS
 from service.api.transport.npy_header import BadNpyHeader, NotNpy, PickledNpy, read_header
 
 __all__ = [
@@ -451,7 +451,7 @@ class NpzArchive:
             large = not checked and len(content) - crc_bytes >= PARALLEL_MIN_BYTES
             cut = rest.size - int(rest.size * CHECKSUM_THREAD_SHARE) if large else rest.size
             unchecked = content[crc_bytes:]
-            pending = CHECKSUM_THREADS.submit(_checksum_and_extremes, unchecked, crc, rest[cut:]) if large else None
+            pending = HELPER_THREADS.submit(_checksum_and_extremes, unchecked, crc, rest[cut:]) if large else None
             found = _combined(found, _extremes(rest[:cut]))
             if pending is not None:
                 # (not started, both threads busy with other bodies: taken here)
@@ -499,9 +499,6 @@ class NpzArchive:
         return content, True, None
 
 
-#: The threads that take a large member's CRC-32 while its extremes are taken (``NpzArchive.read``). A member that
-#: finds both busy has its CRC-32 taken by its reader.
-CHECKSUM_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="xent-crc")
 _BAD_CRC = "bad CRC-32: the archive is damaged"
 
 
