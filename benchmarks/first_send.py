@@ -266,10 +266,11 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         *_reading(sets),
         "",
         "xent reads a large body this way (16 KiB reads into its kept map, begun before the app is called), so its "
-        "NPZ latency is the time across plus 16–26 ms after the last byte (the CRC-32 beside the "
-        "log-probabilities' extremes of what came after the upload's last pause, the per-sequence sums, the "
-        "answer; 22–28 ms before the checks moved into the pauses, 33–44 ms before 2026-12-01, when the "
-        "CRC-32 was zlib's): within 3× the core when the first send goes through whole, not when it stops early "
+        "NPZ latency is the time across plus what it does after the last byte (the CRC-32 beside the "
+        "log-probabilities' extremes of what came after the upload's last pause, the per-sequence sums on two "
+        "cores, the answer: the judged rows of the section above measure it in every run; 22–28 ms before the "
+        "checks moved into the pauses, 33–44 ms before 2026-12-01, when the CRC-32 was zlib's): within 3× the "
+        "core when the first send goes through whole, not when it stops early "
         "(then httpcore's copy of the rest comes first). The judged figure is the median of five rounds: a run "
         "misses when three of them stop early.",
         "",
