@@ -126,7 +126,8 @@ def flat_sequences(logprobs: Any, sequence_lengths: Any, *, extremes: tuple[floa
 
     NaN and infinities are refused (naming the sequence and position, not the flat index); an NPZ has no null.
     ``extremes``: the least and greatest of ``logprobs``, if known (``np.minimum`` / ``np.maximum``: NaN if one is
-    NaN); when both are finite, so is every value, and no pass looks for NaN or infinities.
+    NaN), else found here; when both are finite, so is every value, and the core looks neither for NaN nor for
+    the extremes again.
     """
     if not isinstance(sequence_lengths, np.ndarray) and not isinstance(logprobs, np.ndarray):
         message = "goes with an NPZ body's flat token_logprobs array; a JSON body sends S lists, without it"
@@ -153,14 +154,16 @@ def flat_sequences(logprobs: Any, sequence_lengths: Any, *, extremes: tuple[floa
     offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     values = np.asarray(logprobs, dtype=np.float64)
-    if extremes is not None and math.isfinite(extremes[0]) and math.isfinite(extremes[1]):
+    if extremes is None and values.size:
+        # Found here, two passes: the core then looks neither for NaN nor for them (three passes it would make).
+        extremes = float(np.minimum.reduce(values)), float(np.maximum.reduce(values))
+    if extremes is None or (math.isfinite(extremes[0]) and math.isfinite(extremes[1])):
         return Sequences("token_logprobs", values, offsets, missing=np.empty(0, dtype=np.intp), extremes=extremes)
-    # One sum is finite when every value is (NaN or an infinity makes it not): the mask only when it is not.
-    if not math.isfinite(float(np.add.reduce(values))):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            _raise_not_finite("token_logprobs", offsets, values, int(np.flatnonzero(bad)[0]))
-    return Sequences("token_logprobs", values, offsets)
+    # NaN or an infinity: the first, named by its sequence and position.
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        _raise_not_finite("token_logprobs", offsets, values, int(bad[0]))
+    return Sequences("token_logprobs", values, offsets)  # (extremes given wrong: the core looks itself)
 
 
 def token_logprob_lists(value: Any) -> Sequences:

@@ -324,6 +324,23 @@ def test_extremes_known_beforehand_give_the_answer_and_refusals_of_those_found(
     assert outcomes[0] == outcomes[1]
 
 
+def test_flat_arrays_have_their_extremes_found_once_and_the_core_looks_no_more() -> None:
+    # Two values whose sum overflows float64 are finite each: found by their extremes, not by a sum; out of the
+    # window they are no error, and the core scores the last position alone.
+    flat = flat_sequences(np.array([-1e308, -1e308, -1.0]), np.array([3]))
+    assert flat.extremes == (-1e308, -1.0)
+    assert flat.missing is not None
+    assert flat.missing.tolist() == []
+    assert sequence_summary(score_sequences(flat, score_from=2))["token"]["cross_entropy"] == 1.0
+    # Extremes given wrong (NaN, with every value finite): the core finds them itself, and the answer is the same.
+    values, lengths = np.array([-1.0, -2.0, -0.5]), np.array([2, 1])
+    wrong = flat_sequences(values, lengths, extremes=(math.nan, math.nan))
+    assert wrong.extremes is None
+    assert sequence_summary(score_sequences(wrong)) == sequence_summary(
+        score_sequences(flat_sequences(values, lengths))
+    )
+
+
 class _Recording(Executor):
     """Runs what it is given at once, noting the arguments (a helper that is never busy); ``busy``: never starts
     it, so that the caller calls it off and does it itself."""
