@@ -176,8 +176,32 @@ class AsyncHttpx:
         self.loop.close()
 
 
-#: Clients measured on the NPZ target only (extra rows): what an asynchronous pipeline sees.
-NPZ_ONLY = frozenset({"httpx AsyncClient", "httpx AsyncClient, 1 MiB pieces"})
+class Httpx2:
+    """``httpx2.Client()`` (a benchmark extra: pydantic's fork of httpx, the same API), given the body as one
+    ``bytes`` as the judged client is: its ``httpcore2`` goes on after a partial ``send`` with a ``memoryview`` of
+    the unsent rest, where httpcore 1.0.9 copies it (encode/httpcore#1029, fixed in pydantic/httpx2#954)."""
+
+    name = "httpx2"
+
+    def __init__(self) -> None:
+        import httpx2
+
+        self.client = httpx2.Client(timeout=600.0)
+        self.accept_encoding = self.client.headers["accept-encoding"]
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        started = time.perf_counter()
+        response = self.client.post(url, content=body, headers=headers)
+        content = response.content
+        return Reply(response.status_code, content, len(content), "", time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+#: Clients measured on the NPZ target only (extra rows): what an asynchronous pipeline sees, and httpx's API with
+#: httpcore's copy of the unsent rest fixed.
+NPZ_ONLY = frozenset({"httpx AsyncClient", "httpx AsyncClient, 1 MiB pieces", "httpx2"})
 
 
 def _post(client: Client, request: Request) -> Reply:
@@ -368,6 +392,8 @@ def measure(rounds: int = ROUNDS) -> dict[str, Any]:
     with contextlib.suppress(ImportError):  # requests is a benchmark extra (benchmarks/requirements.txt)
         clients.append(RequestsClient())
     clients += [AsyncHttpx(), AsyncHttpx(pieces=True)]
+    with contextlib.suppress(ImportError):  # httpx2 too
+        clients.append(Httpx2())
     npz_core = _core_of(bodies["npz"])
     servers = [xent, baseline, floor]
     for server in servers:
@@ -634,7 +660,9 @@ def section(
         "`httpx.Client().post(url, content=body)` with default headers; `httpx, 1 MiB pieces` (the body handed "
         "over in pieces, dodging httpcore's copy of the unsent rest after every send) and `requests` are extra "
         "rows, and for NPZ `httpx AsyncClient` (one `bytes`: asyncio's transport keeps a copy of the unsent rest) "
-        "and `httpx AsyncClient, 1 MiB pieces` (as xent's `AsyncClient` sends a large body); *xent back to back* "
+        "and `httpx AsyncClient, 1 MiB pieces` (as xent's `AsyncClient` sends a large body), and `httpx2` "
+        "(pydantic's fork of httpx, the same call with one `bytes`, whose httpcore2 does not copy the unsent rest: "
+        "encode/httpcore#1029, fixed in pydantic/httpx2#954); *xent back to back* "
         "is the judged client's xent requests again, after the rounds, one after the "
         "other with no baseline request in between (the baseline builds and frees gigabytes of Python objects, "
         "after which the fresh memory of the next request faults in slowly). Bodies at full precision "
