@@ -319,14 +319,18 @@ def section(sets: list[list[Rounds]], seconds: float) -> str:
         "",
         "What would meet the NPZ target in every run: nothing on the server's side; in the runs whose client "
         "spends more than the budget on its own before its last byte leaves, not even a server that scored the "
-        "log-probabilities while they arrived (the copies come before the last byte). On the client's side, a "
-        "sender that never copies the rest (`requests`, or "
-        "httpx given the body in pieces, as xent's own clients send a large body) met it in every run from "
-        "09:00 UTC on 2026-12-01 (1.6–2.8×: the extra rows of the section above), when no single send went "
-        "through whole; but in the runs of 05:51 that day, when most did, those senders took 74–75 ms (3.57× a "
-        "21 ms core) while the single send met it (2.0–2.4×). Putting 80 MB across loopback takes this host 24–50 "
-        "ms at best and a core of 17–44 ms allows 51–133 ms: the target holds in every run only on a host whose "
-        "transfer of the body stays well under twice the core's time, whatever the client does.",
+        "log-probabilities while they arrived (the copies come before the last byte). The copies are httpcore's: "
+        "its `SyncStream.write` slices the unsent rest, a new `bytes`, after every partial `send` "
+        "(encode/httpcore#1029; so in httpcore 1.0.9, its latest release). A sender that never copies the rest "
+        "(`httpx2`, pydantic's fork of httpx, the same call with one `bytes`, whose httpcore2 goes on with a "
+        "`memoryview` since pydantic/httpx2#954; `requests`; or httpx given the body in pieces, as xent's own "
+        "clients send a large body) leaves the body's transfer and xent's work after the last byte, against "
+        "three times a core that takes three passes over the log-probabilities since 2026-12-01 (five before): "
+        "the extra rows and the run-to-run table of the section above say how often that is within the target. "
+        "In the runs of 05:51 that day, when most of httpx's first sends went through whole, the single send met "
+        "it (2.0–2.4× a 21 ms core) while those senders took 74–75 ms (3.57×). Putting 80 MB across loopback takes "
+        "this host 24–50 ms at best: the target holds in every run only on a host whose transfer of the body "
+        "stays well under twice the core's time, whatever the client does.",
         report.FIRST_SEND_END,
     ]
     return "\n".join(lines) + "\n"

@@ -517,16 +517,33 @@ def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
                 detail = f" ({_ms(xent)} ÷ {_ms(core)})"
             cells.append(f"{ratio:.2f}×{detail} {'met' if met else '**not met**'}")
         cells.append(_npz_floor(figures))
+        cells.append("; ".join(f"{client} {ratio:.2f}×" for client, ratio, _ in _npz_others(figures)))
         cells.append(_faults(figures))
         rows.append(f"| {number} | " + " | ".join(cells) + " |")
     counts = [sum(target_ratio(figures, form)[1] for figures in runs) for form, _, _ in TARGETS]
     out_of_reach = sum(_npz_out_of_reach(figures) for figures in runs)
+    others: dict[str, int] = {}
+    for figures in runs:
+        for client, _, met in _npz_others(figures):
+            others[client] = others.get(client, 0) + met
     rows.append(
         "| met in | "
         + " | ".join(f"{count} of {len(runs)} runs" for count in counts)
-        + f" | out of reach in {out_of_reach} of {len(runs)} runs | |"
+        + f" | out of reach in {out_of_reach} of {len(runs)} runs | "
+        + "; ".join(f"{client} {count} of {len(runs)}" for client, count in others.items())
+        + " | |"
     )
     return rows
+
+
+def _npz_others(figures: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    """The NPZ figure of each client of a run but the judged one (the extra rows), each over the core timed beside its
+    own requests: (client, xent ÷ core, whether within the target)."""
+    return [
+        (client, *target_ratio(figures, "npz", client))
+        for client in figures["clients"][1:]
+        if ("npz", client, "xent") in figures["e2e"]
+    ]
 
 
 def _npz_budget(figures: dict[str, Any]) -> float:
@@ -623,8 +640,9 @@ def _runs_part(runs: list[dict[str, Any]]) -> list[str]:
         "",
         "| Run | `token_logprobs` (≥ 5×) | `completions` (≥ 3×) | `npz` (≤ 3×: xent ÷ in-process core) | "
         "`npz`: the client until its last byte left (its own CPU) + xent after it; the echo; the budget (3 × core) | "
+        "`npz`, the other clients (extra rows: each over the core timed beside its requests) | "
         "Fresh 80 MB faulted in (before, after) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *_run_rows(runs),
         "",
         "Why the NPZ figure moves from run to run, and what the server can and cannot do about it: the section "

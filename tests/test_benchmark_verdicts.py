@@ -38,6 +38,27 @@ def test_a_run_within_three_times_the_core_is_met_whatever_the_client_took() -> 
     assert sequences._npz_floor(figures).endswith(": met")
 
 
+def test_the_other_clients_npz_figures_are_each_over_the_core_timed_beside_them() -> None:
+    figures = _figures(0.200, echo=0.150, sent=0.190, cpu=0.180)
+    figures["clients"] += ["httpx2", "requests", "curl"]  # curl sends no NPZ here: no figure
+    figures["e2e"] |= {
+        ("npz", "httpx2", "xent"): 0.060,
+        ("npz", "httpx2", sequences.CORE): 0.025,
+        ("npz", "requests", "xent"): 0.070,
+        ("npz", "requests", sequences.CORE): 0.020,
+        # the JSON targets of the run, for its row: 5× and 3×
+        **{(form, "httpx", "baseline"): 1.0 for form in ("token_logprobs", "completions")},
+        **{(form, "httpx", "xent"): 0.2 for form in ("token_logprobs", "completions")},
+    }
+    assert sequences._npz_others(figures) == [
+        ("httpx2", pytest.approx(2.4), True),
+        ("requests", pytest.approx(3.5), False),
+    ]
+    rows = sequences._run_rows([figures, figures])
+    assert "| httpx2 2.40×; requests 3.50× |" in rows[0]
+    assert rows[-1].endswith("| httpx2 2 of 2; requests 0 of 2 | |")
+
+
 def test_the_divisor_is_the_core_timed_in_the_judged_rounds_not_the_one_after_them() -> None:
     figures = _figures(0.119, echo=0.150, sent=0.100, cpu=0.100)
     assert sequences.npz_core(figures) == CORE  # not the 30 ms of the runs after the rounds
