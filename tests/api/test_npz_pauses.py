@@ -5,6 +5,7 @@ as a member checked whole when it is read."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import math
@@ -12,6 +13,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -97,6 +99,78 @@ def test_a_member_checked_in_slices_as_it_arrives_is_checked_as_a_whole(
         assert np.array_equal(archive.read(entry, extremes=True), values, equal_nan=True)
         assert np.array_equal(archive.extremes(entry), _extremes(values), equal_nan=True)
         assert np.array_equal(archive.read(entry), values, equal_nan=True)  # the checksum alone, from there too
+
+
+class _Busy(concurrent.futures.Executor):
+    """A helper that never starts what it is given: its reader calls it off and does it itself."""
+
+    def __init__(self) -> None:
+        self.given = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.given += 1
+        return concurrent.futures.Future()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    size=st.integers(0, 5_000),
+    dtype=st.sampled_from(["<f8", "<f4", ">f8"]),
+    specials=st.lists(st.tuples(st.integers(0, 4_999), st.sampled_from(SPECIALS)), max_size=3),
+    arrived=st.floats(0, 1),
+    slice_bytes=st.integers(1, 3_000),
+    busy=st.booleans(),
+)
+def test_the_rest_of_a_member_checked_in_halves_and_slices_is_checked_as_a_whole(
+    size: int, dtype: str, specials: list[tuple[int, float]], arrived: float, slice_bytes: int, busy: bool
+) -> None:
+    # Thresholds lowered so that a few kilobytes are read in two halves (their CRC-32s combined) and many slices.
+    values = _values(size, dtype, specials) if size else np.empty(0, dtype)
+    body = npz(token_logprobs=values, sequence_lengths=np.array([size]))
+    info, start = _member(body, "token_logprobs.npy")
+    member = memoryview(body)[start : start + info.compress_size]
+    upto = int(arrived * len(member))  # what was checked while it arrived
+    prefix = CheckedPrefix(_npy_offset(body, start))
+    prefix.advance(member[:upto], upto)
+    helper = _Busy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(npz_archive, "PARALLEL_MIN_BYTES", 64)
+        patch.setattr(npz_archive, "READ_SLICE_BYTES", slice_bytes)
+        if busy:
+            patch.setattr(npz_archive, "HELPER_THREADS", helper)
+        state = NpzArchive._checked_from(prefix.data_offset, np.dtype(dtype), prefix)
+        crc, found = npz_archive._checksum_and_extremes(member, state)
+    assert crc == zlib.crc32(member)
+    assert np.array_equal(found, _extremes(values), equal_nan=True)
+
+
+def test_a_large_rest_is_checked_in_two_halves_the_second_on_a_helper() -> None:
+    values = _values(300_000, "<f8", [(250_000, math.nan)])  # a NaN in the helper's half
+    body = npz(token_logprobs=values)
+    info, start = _member(body, "token_logprobs.npy")
+    member = memoryview(body)[start : start + info.compress_size]
+    shares: list[tuple[int, CheckedPrefix]] = []
+
+    class Helper(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            shares.append((args[1].crc_bytes, args[1]))  # where it starts, and what it ends as
+            return super().submit(fn, *args, **kwargs)
+
+    with Helper(1) as helper, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(npz_archive, "HELPER_THREADS", helper)
+        state = NpzArchive._checked_from(_npy_offset(body, start), np.dtype("<f8"), None)
+        crc, found = npz_archive._checksum_and_extremes(member, state)
+    assert crc == zlib.crc32(member)
+    assert math.isnan(found[0])
+    assert math.isnan(found[1])
+    ((middle, later),) = shares
+    # The second half starts on an item in the middle; its CRC-32 is of its own bytes, its extremes of its items.
+    assert (middle - later.data_offset) % 8 == 0
+    assert abs(middle - len(member) // 2) < 8
+    assert later.crc_bytes == len(member)
+    assert later.crc == zlib.crc32(member[middle:])
+    assert later.elements == 300_000
+    assert math.isnan(later.low)
 
 
 @pytest.mark.parametrize("extremes", [False, True], ids=["checksum alone", "beside the extremes"])
